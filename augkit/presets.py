@@ -1,0 +1,42 @@
+"""Ready-made pipelines for face landmarks: the model-input preprocessing and a training default."""
+
+from __future__ import annotations
+
+from .compose import Compose, OneOf
+from .transforms import (Affine, BlackBars, Blur, BrightnessContrast, CenterCrop, Erase, Gamma, Grayscale,
+                         HFlip, JpegQuality, LetterBox, MotionBlur, Noise, ScaleMinSide)
+
+__all__ = ["preprocess_steps", "face_augment_steps", "face_train_pipeline"]
+
+
+def preprocess_steps(size: int, mode: str = "crop") -> list:
+    """Original image -> ``size x size`` model input.
+
+    ``"crop"``: scale the shorter side to ``size`` and keep the centre (the competition baseline);
+    ``"letterbox"``: fit the whole image and pad.
+    """
+    if mode == "crop":
+        return [ScaleMinSide(size), CenterCrop(size, size)]
+    if mode == "letterbox":
+        return [LetterBox(size, size)]
+    raise ValueError(f"preprocessing mode must be 'crop' or 'letterbox', got {mode!r}")
+
+
+def face_augment_steps() -> list:
+    """A sound random training pipeline for faces (applied after preprocessing, in the model frame)."""
+    return [
+        Affine(rotate=(-15, 15), scale=(0.9, 1.1), translate=(-0.05, 0.05), shear=(-4, 4), p=0.8),
+        HFlip(p=0.5),
+        BrightnessContrast(brightness=(-0.2, 0.2), contrast=(0.75, 1.25), p=0.6),
+        Gamma(gamma=(0.7, 1.4), p=0.2),
+        OneOf([Blur(sigma=(0.4, 1.5)), MotionBlur(length=(3, 7)), JpegQuality(quality=(30, 80))], p=0.3),
+        Grayscale(p=0.1),
+        Noise(std=(2, 8), p=0.1),
+        BlackBars(size=(0.03, 0.12), p=0.1),
+        Erase(n=1, area=(0.01, 0.06), p=0.2),
+    ]
+
+
+def face_train_pipeline(size: int = 128, mode: str = "crop", scheme="ibug68") -> Compose:
+    """Preprocessing + augmentation for training, fused into one warp."""
+    return Compose(preprocess_steps(size, mode) + face_augment_steps(), scheme=scheme)
