@@ -161,6 +161,8 @@ class Compose(Step):
         border_mode: "constant", "reflect", "replicate" or "wrap" for pixels from outside.
         fill: value of "constant" borders.
         interpolation: "linear" (default), "nearest", "cubic", "area" or "lanczos".
+        preshrink: when the fused matrix shrinks a source axis below this factor, that axis is
+            first reduced with INTER_AREA so the warp does not alias (0 turns it off).
         p: probability of the whole pipeline (when nested).
 
     Call: ``pipe(image, points=None, rng=None, box=None) -> Result``. ``rng`` (a
@@ -168,12 +170,15 @@ class Compose(Step):
     """
 
     def __init__(self, steps, scheme=None, points_unordered=False, border_mode="constant", fill=0,
-                 interpolation="linear", p=1.0):
+                 interpolation="linear", preshrink=0.5, p=1.0):
         super().__init__(p)
         self.steps = _check_steps(steps, "Compose")
         self.scheme = None if scheme is None else get_scheme(scheme)
         self.points_unordered = bool(points_unordered)
         self.border_mode, self.fill, self.interpolation = border_mode, fill, interpolation
+        if not 0.0 <= float(preshrink) < 1.0:
+            raise ValueError(f"Compose: preshrink must be in [0, 1), got {preshrink!r}")
+        self.preshrink = float(preshrink)
         self._border = F.border_flag(border_mode)
         self._interp = F.interpolation_flag(interpolation)
         if self.scheme is None and not self.points_unordered and _has_flip(self.steps):
@@ -208,7 +213,7 @@ class Compose(Step):
         if self.scheme is not None:
             d["scheme"] = self.scheme.name if self.scheme.builtin else self.scheme.to_dict()
         for key, default in (("points_unordered", False), ("border_mode", "constant"), ("fill", 0),
-                             ("interpolation", "linear"), ("p", 1.0)):
+                             ("interpolation", "linear"), ("preshrink", 0.5), ("p", 1.0)):
             value = getattr(self, key)
             if value != default:
                 d[key] = list(value) if isinstance(value, tuple) else value
@@ -236,7 +241,7 @@ class Compose(Step):
         entries = _walk_list(self.steps, rng, plan, steps_record)
         m, size = plan.m, plan.size
         if plan.moved:
-            out = F.warp(image, m, size, self._interp, self._border, self.fill)
+            out = F.warp(image, m, size, self._interp, self._border, self.fill, self.preshrink)
         else:
             out = image
         for step, values in plan.photo:
@@ -248,8 +253,7 @@ class Compose(Step):
             out_pts = G.apply_points(m, pts)
             if plan.flips % 2 and self.scheme is not None:
                 out_pts = out_pts[self.scheme.perm]
-            vis = ((out_pts[:, 0] >= -0.5) & (out_pts[:, 0] <= size[0] - 0.5)
-                   & (out_pts[:, 1] >= -0.5) & (out_pts[:, 1] <= size[1] - 0.5))
+            vis = ((out_pts >= -0.5) & (out_pts <= (size[0] - 0.5, size[1] - 0.5))).all(axis=1)
         record = {"in": [w, h], "out": [size[0], size[1]], "M": m[:2].tolist(), "flips": plan.flips,
                   "steps": entries}
         if self.points_unordered:

@@ -35,25 +35,38 @@ def _restore_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
     return out[:, :, None] if like.ndim == 3 and out.ndim == 2 else out
 
 
+def halve(image: np.ndarray, x: bool, y: bool) -> np.ndarray:
+    """Average 2x2 (or 2x1) blocks with ``INTER_AREA``; an odd last row or column is dropped, so
+    the fast exact-factor path of OpenCV runs. Pixel ``i`` of the result covers source pixels
+    ``2i`` and ``2i + 1``: ``x_small = (x + 0.5) / 2 - 0.5``."""
+    h, w = image.shape[:2]
+    w2, h2 = (w // 2 if x else w), (h // 2 if y else h)
+    roi = image[: h2 * (2 if y else 1), : w2 * (2 if x else 1)]
+    return _restore_channels(cv2.resize(roi, (w2, h2), interpolation=cv2.INTER_AREA), image)
+
+
 def warp(image: np.ndarray, m: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR,
          border: int = cv2.BORDER_CONSTANT, fill=0, preshrink: float = 0.5) -> np.ndarray:
     """One ``cv2.warpAffine`` of ``image`` by the 3x3 ``m`` into a ``size = (w, h)`` frame.
 
-    When the matrix shrinks a source axis below ``preshrink`` the source is first reduced along
-    that axis with ``INTER_AREA`` (so the warp does not alias) and the matrix corrected, so the
-    geometry is unchanged.
+    When the matrix shrinks a source axis below ``preshrink``, that axis is first halved with
+    ``INTER_AREA`` (repeatedly, until the rest of the shrink is at least ``preshrink``) so the
+    warp does not alias, and the matrix is corrected: the geometry is unchanged. Halving drops an
+    odd last source row/column (under a pixel of the output at these scales).
     """
     if preshrink and interpolation != cv2.INTER_NEAREST:
         fx = math.hypot(m[0, 0], m[1, 0])  # how long a source x-step is in the output
         fy = math.hypot(m[0, 1], m[1, 1])
-        if min(fx, fy) < preshrink:
-            h, w = image.shape[:2]
-            pw = max(1, round(w * min(1.0, fx)))
-            ph = max(1, round(h * min(1.0, fy)))
-            image = _restore_channels(cv2.resize(image, (pw, ph), interpolation=cv2.INTER_AREA), image)
-            sx, sy = pw / w, ph / h
-            # m @ inverse(resize): source pixel x' of the small image is (x' + 0.5) / sx - 0.5
-            pre = np.array([[1 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1.0]])
+        if fx < preshrink or fy < preshrink:
+            kx = ky = 1
+            while fx * kx < preshrink or fy * ky < preshrink:
+                hx, hy = fx * kx < preshrink and image.shape[1] > 1, fy * ky < preshrink and image.shape[0] > 1
+                if not (hx or hy):
+                    break
+                image = halve(image, hx, hy)
+                kx, ky = kx * (2 if hx else 1), ky * (2 if hy else 1)
+            # source pixel x' of the small image sits at x = (x' + 0.5) * k - 0.5 of the original
+            pre = np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5], [0.0, 0.0, 1.0]])
             m = m @ pre
     if isinstance(fill, (int, float)):
         fill = (fill,) * 4

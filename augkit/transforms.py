@@ -48,7 +48,8 @@ class Step:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        REGISTRY[cls.__name__] = cls
+        if not cls.__dict__.get("_abstract", False):
+            REGISTRY[cls.__name__] = cls
 
     def __init__(self, p: float = 1.0, **args):
         self.p = check_p(p, type(self).__name__)
@@ -83,6 +84,7 @@ class Step:
 class GeometricStep(Step):
     """A step that moves pixels: a 3x3 matrix on the current frame plus an output size."""
 
+    _abstract = True
     geometric = True
     flips = False
 
@@ -99,6 +101,7 @@ class GeometricStep(Step):
 class PhotometricStep(Step):
     """A step that changes pixel values only; points are left alone."""
 
+    _abstract = True
     def apply(self, image: np.ndarray, values: dict) -> np.ndarray:
         """A new image (never the input modified in place)."""
         raise NotImplementedError
