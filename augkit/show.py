@@ -1,0 +1,92 @@
+"""Pictures: a grid of augmented samples with their landmarks, and dataset mean shapes."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from .compose import Compose
+from .config import atomic_write_bytes, load
+from .presets import face_augment_steps, preprocess_steps
+from .schemes import get_scheme
+
+__all__ = ["show_grid", "draw_points", "mean_shape", "SIDE_COLOURS"]
+
+# first index of each flip pair, second index, midline (RGB)
+SIDE_COLOURS = ((255, 60, 60), (60, 140, 255), (255, 230, 40))
+
+
+def mean_shape(data) -> tuple[np.ndarray, int]:
+    """Mean of the dataset's shapes after removing each face's position and size.
+
+    Returns the (K, 2) mean shape (centred, unit RMS radius) and how many faces went into it.
+    """
+    from augkit.train.readers import read_dataset  # pandas; no torch
+    table = read_dataset(data)
+    pts = np.asarray(table.points, np.float64)
+    ok = np.isfinite(pts).all(axis=(1, 2))
+    pts = pts[ok]
+    if not len(pts):
+        raise ValueError(f"{data}: no face with all points finite")
+    centred = pts - pts.mean(axis=1, keepdims=True)
+    radius = np.sqrt((centred ** 2).sum(axis=2).mean(axis=1))
+    return (centred / radius[:, None, None]).mean(axis=0), int(len(pts))
+
+
+def draw_points(image: np.ndarray, points: np.ndarray, scheme=None, visible=None, radius: int = 2) -> np.ndarray:
+    """A copy of ``image`` (RGB) with the points drawn: the first point of each flip pair in red,
+    the second in blue, midline points in yellow; points outside the frame are skipped."""
+    out = np.ascontiguousarray(image if image.ndim == 3 and image.shape[2] == 3 else
+                               cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)).copy()
+    side = np.full(len(points), 2)
+    if scheme is not None:
+        for a, b in scheme.flip_pairs:
+            side[a], side[b] = 0, 1
+    for i, (x, y) in enumerate(points):
+        if (visible is not None and not visible[i]) or not np.isfinite([x, y]).all():
+            continue
+        cv2.circle(out, (int(round(x * 16)), int(round(y * 16))), radius * 16, SIDE_COLOURS[side[i]], -1,
+                   cv2.LINE_AA, shift=4)
+    return out
+
+
+def _samples(data, n: int, rng):
+    """(image, points) pairs: from a dataset folder, or synthetic demo faces."""
+    if data is None:
+        from augkit.train.synthetic import make_face
+        for i in range(n):
+            yield make_face(np.random.default_rng([int(rng.integers(2**31)), i]))
+        return
+    from augkit.io import read_image
+    from augkit.train.readers import read_dataset
+    table = read_dataset(data)
+    for i in rng.choice(len(table), size=min(n, len(table)), replace=False):
+        yield read_image(table.files[i]), table.points[i]
+
+
+def show_grid(data=None, aug=None, n: int = 16, size: int = 160, scheme="ibug68", seed: int = 0,
+              out: str = "grid.png") -> str:
+    """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path."""
+    sch = get_scheme(scheme)
+    steps = load(aug).steps if aug else face_augment_steps()
+    pipe = Compose(preprocess_steps(size) + steps, scheme=sch)
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for image, points in _samples(data, n, rng):
+        res = pipe(image, points, rng=rng)
+        tiles.append(draw_points(res.image, res.points, sch, res.visible, radius=max(1, size // 80)))
+    if not tiles:
+        raise ValueError(f"{data}: no samples to draw")
+    cols = int(np.ceil(np.sqrt(len(tiles))))
+    rows = int(np.ceil(len(tiles) / cols))
+    grid = np.full((rows * (size + 4) + 4, cols * (size + 4) + 4, 3), 255, np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        grid[4 + r * (size + 4):4 + r * (size + 4) + size, 4 + c * (size + 4):4 + c * (size + 4) + size] = tile
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("could not encode the grid as PNG")
+    atomic_write_bytes(out, buf.tobytes())
+    return os.path.abspath(out)
