@@ -139,7 +139,7 @@ class _Plan:
     __slots__ = ("m", "size", "flips", "photo", "points", "box", "moved")
 
     def __init__(self, size, points, box):
-        self.m = np.eye(3)
+        self.m = None  # no geometry yet: the identity
         self.size = size
         self.flips = 0
         self.photo = []
@@ -148,7 +148,9 @@ class _Plan:
         self.moved = False
 
     def current_points(self):
-        return None if self.points is None else G.apply_points(self.m, self.points)
+        if self.points is None or self.m is None:
+            return self.points
+        return G.apply_points(self.m, self.points)
 
 
 class Compose(Step):
@@ -239,7 +241,7 @@ class Compose(Step):
         if steps_record is not None and len(steps_record) != len(self.steps):
             raise ValueError(f"the record has {len(steps_record)} steps, this pipeline {len(self.steps)}")
         entries = _walk_list(self.steps, rng, plan, steps_record)
-        m, size = plan.m, plan.size
+        m, size = (np.eye(3) if plan.m is None else plan.m), plan.size
         if plan.moved:
             out = F.warp(image, m, size, self._interp, self._border, self.fill, self.preshrink)
         else:
@@ -253,7 +255,8 @@ class Compose(Step):
             out_pts = G.apply_points(m, pts)
             if plan.flips % 2 and self.scheme is not None:
                 out_pts = out_pts[self.scheme.perm]
-            vis = ((out_pts >= -0.5) & (out_pts <= (size[0] - 0.5, size[1] - 0.5))).all(axis=1)
+            x, y = out_pts[:, 0], out_pts[:, 1]
+            vis = (x >= -0.5) & (x <= size[0] - 0.5) & (y >= -0.5) & (y <= size[1] - 0.5)
         record = {"in": [w, h], "out": [size[0], size[1]], "M": m[:2].tolist(), "flips": plan.flips,
                   "steps": entries}
         if self.points_unordered:
@@ -289,10 +292,10 @@ def _walk(step, rng, plan, entry, replay: bool):
             return None
     if step.geometric:
         values = entry if replay else step.draw(rng, plan.size)
-        if type(step).bind is not GeometricStep.bind:
+        if step.binds:
             values = step.bind(values, plan.current_points(), plan.box)
-        m, size = step.matrix(values, plan.size, plan.points)
-        plan.m = m @ plan.m
+        m, size = step.matrix(values, plan.size)
+        plan.m = m if plan.m is None else m @ plan.m
         plan.size = size
         plan.moved = True
         if step.flips:

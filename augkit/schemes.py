@@ -130,7 +130,8 @@ def _normalise(shape: np.ndarray) -> np.ndarray:
 
 
 def _best_mirror(shape: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """The reflection of ``shape`` that best lands each point i on point perm[i] (least squares)."""
+    """The reflection of ``shape`` (row i: the mirror image of point i) across the line through the
+    origin that best lands each point i on point perm[i], in the least-squares sense."""
     # reflections across a line through the centroid: x' = R(2a) diag(1, -1) x; fit the angle
     x, y = shape[:, 0], shape[:, 1]
     tx, ty = shape[perm, 0], shape[perm, 1]
@@ -175,10 +176,7 @@ def infer_pairs(mean_shape, iterations: int = 10) -> tuple[list[tuple[int, int]]
         if np.array_equal(new, perm):
             break
         perm = new
-        mirrored_for_fit = _best_mirror(shape, perm)
-        # the reflection itself (not permuted): fit then apply to all points
-        t_shape = mirrored_for_fit
-        mirrored = t_shape
+        mirrored = _best_mirror(shape, perm)  # refit the mirror line to this matching
     pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, j in enumerate(perm) if j != i and perm[j] == i})
     final = np.arange(n)
     for a, b in pairs:

@@ -87,14 +87,15 @@ class GeometricStep(Step):
     _abstract = True
     geometric = True
     flips = False
+    binds = False  # True for steps whose values depend on the call's data (see bind)
 
     def bind(self, values: dict, points, box) -> dict:
         """Values that also depend on the call's data (a box, the current points); a replay
         finds them in its record already. Default: none."""
         return values
 
-    def matrix(self, values: dict, size: tuple[int, int], points) -> tuple[np.ndarray, tuple[int, int]]:
-        """``(M, (w, h))`` for the current frame ``size``; ``points`` are the current points or None."""
+    def matrix(self, values: dict, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+        """``(M, (w, h))`` for the current frame ``size``."""
         raise NotImplementedError
 
 
@@ -135,7 +136,7 @@ class Affine(GeometricStep):
         self._range("shear", shear, -80, 80)
         self._range("shear_y", shear_y, -80, 80)
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         w, h = size
         cx, cy = 0.5 * (w - 1), 0.5 * (h - 1)
         a = math.radians(v["rotate"])
@@ -158,7 +159,7 @@ class HFlip(GeometricStep):
     def __init__(self, p=1.0):
         super().__init__(p)
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         return G.hflip(size[0]), size
 
 
@@ -175,7 +176,7 @@ class RandomCrop(GeometricStep):
         self._range("x", (0.0, 1.0))
         self._range("y", (0.0, 1.0))
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         x0 = math.floor(v["x"] * (size[0] - self.w + 1)) if size[0] >= self.w else (size[0] - self.w) // 2
         y0 = math.floor(v["y"] * (size[1] - self.h + 1)) if size[1] >= self.h else (size[1] - self.h) // 2
         x0 = min(x0, size[0] - self.w) if size[0] >= self.w else x0
@@ -190,7 +191,7 @@ class CenterCrop(GeometricStep):
         super().__init__(p, height=height, width=width)
         self.h, self.w = _crop_size("CenterCrop", height, width)
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         return G.translate(-((size[0] - self.w) // 2), -((size[1] - self.h) // 2)), (self.w, self.h)
 
 
@@ -210,6 +211,8 @@ class CropBox(GeometricStep):
         self._range("shift_x", shift, -1, 1)
         self._range("shift_y", shift, -1, 1)
 
+    binds = True
+
     def bind(self, values, points, box):
         if "box" in values:  # replay: the box of the record
             return values
@@ -226,7 +229,7 @@ class CropBox(GeometricStep):
                 raise ValueError(f"CropBox: box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
         return {**values, "box": [float(x0), float(y0), float(x1), float(y1)]}
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         x0, y0, x1, y1 = v["box"]
         bw, bh = x1 - x0, y1 - y0
         if self.square:
@@ -245,7 +248,7 @@ class Resize(GeometricStep):
         super().__init__(p, height=height, width=width)
         self.h, self.w = _crop_size("Resize", height, width)
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         return G.resize(size, (self.w, self.h)), (self.w, self.h)
 
 
@@ -256,7 +259,7 @@ class ScaleMinSide(GeometricStep):
         super().__init__(p, size=size)
         self.size = check_size(size, "size", "ScaleMinSide")
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         s = self.size / min(size)
         out = (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
         return G.resize(size, out), out
@@ -269,7 +272,7 @@ class Pad(GeometricStep):
         super().__init__(p, height=height, width=width)
         self.h, self.w = _crop_size("Pad", height, width)
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         out = (max(size[0], self.w), max(size[1], self.h))
         return G.translate((out[0] - size[0]) // 2, (out[1] - size[1]) // 2), out
 
@@ -281,7 +284,7 @@ class LetterBox(GeometricStep):
         super().__init__(p, height=height, width=width)
         self.h, self.w = _crop_size("LetterBox", height, width)
 
-    def matrix(self, v, size, points):
+    def matrix(self, v, size):
         s = min(self.w / size[0], self.h / size[1])
         inner = (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
         m = G.resize(size, inner)
