@@ -183,10 +183,7 @@ class Compose(Step):
         self.preshrink = float(preshrink)
         self._border = F.border_flag(border_mode)
         self._interp = F.interpolation_flag(interpolation)
-        if self.scheme is None and not self.points_unordered and _has_flip(self.steps):
-            raise ValueError("this pipeline flips, but has no scheme to swap left/right landmark indices: "
-                             "pass scheme='ibug68' (or a scheme file), or points_unordered=True if the "
-                             "points carry no left/right identity")
+        self._flips_unordered = self.scheme is None and not self.points_unordered and _has_flip(self.steps)
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -235,6 +232,10 @@ class Compose(Step):
         h, w = image.shape[:2]
         pts = None
         if points is not None:
+            if self._flips_unordered:
+                raise ValueError("this pipeline flips, but has no scheme to swap left/right landmark indices: "
+                                 "pass scheme='ibug68' (or a scheme file), or points_unordered=True if the "
+                                 "points carry no left/right identity")
             pts = check_points(points, None if self.scheme is None else self.scheme.n_points,
                                None if self.scheme is None else self.scheme.name)
         plan = _Plan((w, h), pts, box)

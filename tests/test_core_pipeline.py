@@ -180,7 +180,7 @@ def test_no_global_random_state_is_used(face):
     (lambda: ak.Affine(scale="big"), "scale must be a number"),
     (lambda: ak.Blur(kind="median"), "kind must be"),
     (lambda: ak.OneOf([ak.HFlip()], weights=[1, 2]), "weights must be 1"),
-    (lambda: ak.Compose([ak.HFlip()]), "no scheme"),
+    (lambda: ak.Compose([ak.HFlip(p=0.0)])(np.zeros((4, 4), np.uint8), np.zeros((68, 2))), "no scheme"),
     (lambda: ak.Compose([ak.Resize(5, 5)], scheme="face999"), "unknown scheme 'face999'"),
     (lambda: ak.Compose([lambda x: x]), "must be an augkit step"),
     (lambda: ak.Compose([ak.Resize(5, 5)], border_mode="mirror"), "border_mode must be one of"),
@@ -207,8 +207,11 @@ def test_bad_points_and_images_say_what_was_expected(face):
         ak.Compose([ak.CropBox()])(image)
 
 
-def test_flip_without_scheme_is_allowed_for_unordered_points(face):
+def test_flip_without_scheme_is_allowed_for_unordered_points_and_images(face):
     image, points = face
+    assert ak.Compose([ak.HFlip()])(image).image.tobytes() == image[:, ::-1].tobytes()  # image only: fine
+    inner = ak.Compose([ak.OneOf([ak.Compose([ak.HFlip()]), ak.Resize(10, 10)])], scheme="ibug68")
+    inner(image, points, rng=np.random.default_rng(0))  # a nested Compose takes the outer scheme
     out = ak.Compose([ak.HFlip()], points_unordered=True)(image, points)
     np.testing.assert_allclose(out.points[:, 0], image.shape[1] - 1 - points[:, 0])
     np.testing.assert_allclose(out.invert(out.points), points)
