@@ -1,0 +1,241 @@
+"""Readers: competition TSV, plain CSV, 300-W .pts; bad rows skipped and counted or fatal with
+--strict; images decoded by content; test_points.csv; the real ytf68 files."""
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from augkit.train.readers import (DatasetError, detect_format, read_dataset, read_test_points, verify_images)
+
+YTF68 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
+
+
+def _img(path, h=40, w=50, kind="rgb", ext=".png"):
+    rng = np.random.default_rng(abs(hash(str(path))) % 2**31)
+    if kind == "gray":
+        a = rng.integers(0, 255, (h, w), dtype=np.uint8)
+    elif kind == "rgba":
+        a = rng.integers(0, 255, (h, w, 4), dtype=np.uint8)
+    elif kind == "16bit":
+        a = rng.integers(0, 65535, (h, w, 3), dtype=np.uint16)
+    else:
+        a = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(ext, a)
+    assert ok
+    Path(path).write_bytes(buf.tobytes())
+
+
+def _competition(tmp_path, rows, k=3, header=True, images=("a.jpg", "b.jpg", "c.jpg")):
+    (tmp_path / "images").mkdir(exist_ok=True)
+    for n in images:
+        _img(tmp_path / "images" / n)  # PNG bytes named .jpg: decoded by content
+    lines = []
+    if header:
+        lines.append("\t".join(["file_name"] + [f"Point_{i}_{a}" for i in range(k) for a in "XY"]))
+    lines += rows
+    (tmp_path / "landmarks.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_competition_good_int_and_float(tmp_path):
+    _competition(tmp_path, ["a.jpg\t1\t2\t3\t4\t5\t6", "b.jpg\t1.5\t2.25\t3\t4\t5\t6.75"])
+    assert detect_format(tmp_path) == "competition"
+    t = read_dataset(tmp_path)
+    assert t.format == "competition" and len(t) == 2 and t.skipped == []
+    assert t.points.dtype == np.float64 and t.points.shape == (2, 3, 2)
+    np.testing.assert_array_equal(t.points[0], [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(t.points[1, 0], [1.5, 2.25])
+    assert t.files[0] == str(tmp_path / "images" / "a.jpg") and os.path.isabs(t.files[1])
+    assert t.root == str(tmp_path / "images")
+    # the parent folder with train/ is found as well
+    assert len(read_dataset(tmp_path / "landmarks.csv")) == 2
+
+
+def test_competition_parent_with_train_folder(tmp_path):
+    (tmp_path / "train").mkdir()
+    _competition(tmp_path / "train", ["a.jpg\t1\t2\t3\t4\t5\t6"])
+    t = read_dataset(tmp_path)
+    assert len(t) == 1 and t.files[0].endswith(os.path.join("train", "images", "a.jpg"))
+
+
+BROKEN = [
+    "a.jpg\t1\t2\t3\t4\t5\t6",            # line 2: fine
+    "missing.jpg\t1\t2\t3\t4\t5\t6",      # line 3: image not found
+    "b.jpg\t1\t2\t3\t4\t5",               # line 4: too few values
+    "c.jpg\t1\t2\tabc\t4\t5\t6",          # line 5: non-numeric Point_1_X
+    "b.jpg\t1\t2\t3\tnan\t5\t6",          # line 6: NaN Point_1_Y
+    "c.jpg\t1\t2\t3\t4\t5\t6\t7",         # line 7: too many values
+    "c.jpg\t1\t2\t3\t4\t5\t6",            # line 8: fine
+]
+
+
+def test_competition_broken_rows_are_skipped_and_counted(tmp_path):
+    _competition(tmp_path, BROKEN)
+    t = read_dataset(tmp_path)
+    assert len(t) == 2 and [os.path.basename(f) for f in t.files] == ["a.jpg", "c.jpg"]
+    assert len(t.skipped) == 5
+    by_row = {s["row"]: s["reason"] for s in t.skipped}
+    assert set(by_row) == {3, 4, 5, 6, 7}
+    assert "missing.jpg" in by_row[3] and "not found" in by_row[3]
+    assert "5 values, expected 6" in by_row[4]
+    assert "Point_1_X" in by_row[5] and "'abc'" in by_row[5]
+    assert "Point_1_Y" in by_row[6]
+    assert "7 values" in by_row[7]
+    assert all(s["file"].endswith("landmarks.csv") for s in t.skipped)
+    out = tmp_path / "skipped.csv"
+    t.write_skipped(out)
+    text = out.read_text().splitlines()
+    assert text[0] == "file,row,reason" and len(text) == 6
+
+
+@pytest.mark.parametrize("row, needle", [
+    ("missing.jpg\t1\t2\t3\t4\t5\t6", "line 2: image 'missing.jpg' not found"),
+    ("a.jpg\t1\t2\t3\t4\t5", "line 2: file 'a.jpg': 5 values"),
+    ("a.jpg\t1\t2\tx\t4\t5\t6", "line 2: file 'a.jpg': field Point_1_X 'x' is not a finite number"),
+    ("a.jpg\t1\t2\t3\t4\t5\t", "line 2: file 'a.jpg': field Point_2_Y is empty"),
+])
+def test_strict_names_file_row_and_field(tmp_path, row, needle):
+    _competition(tmp_path, [row, "b.jpg\t1\t2\t3\t4\t5\t6"])
+    with pytest.raises(DatasetError) as e:
+        read_dataset(tmp_path, strict=True)
+    assert "landmarks.csv" in str(e.value) and needle in str(e.value)
+
+
+def test_bad_header_and_empty_dataset(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "landmarks.csv").write_text("file_name\tPoint_0_X\tPoint_0_Z\nx.jpg\t1\t2\n")
+    with pytest.raises(DatasetError, match="column 3 is 'Point_0_Z', expected 'Point_0_Y'"):
+        read_dataset(tmp_path)
+    (tmp_path / "landmarks.csv").write_text("file_name\tPoint_0_X\tPoint_0_Y\nx.jpg\t1\t2\n")
+    with pytest.raises(DatasetError, match="empty"):
+        read_dataset(tmp_path)
+    (tmp_path / "landmarks.csv").write_text("")
+    with pytest.raises(DatasetError, match="empty"):
+        read_dataset(tmp_path, format="competition")
+
+
+def test_corrupt_images_are_skipped_on_verify_and_kinds_decode(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    _img(d / "gray.jpg", kind="gray")
+    _img(d / "rgba.png", kind="rgba")
+    _img(d / "deep.png", h=33, w=21, kind="16bit")
+    _img(d / "real.jpg", ext=".jpg")
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    (d / "empty.png").write_bytes(b"")
+    names = ["gray.jpg", "rgba.png", "deep.png", "real.jpg", "corrupt.jpg", "empty.png"]
+    (tmp_path / "pts.csv").write_text("".join(f"{n},1,2,3,4\n" for n in names))
+    t = read_dataset(tmp_path / "pts.csv")
+    assert t.format == "csv" and len(t) == 6
+    v = verify_images(t)
+    assert [os.path.basename(f) for f in v.files] == names[:4]
+    assert v.sizes.tolist() == [[50, 40], [50, 40], [21, 33], [50, 40]]
+    reasons = {os.path.basename(s["file"]): s["reason"] for s in v.skipped}
+    assert set(reasons) == {"corrupt.jpg", "empty.png"} and "not a decodable image" in reasons["corrupt.jpg"]
+    with pytest.raises(DatasetError, match="corrupt.jpg"):
+        verify_images(t, strict=True)
+
+
+def test_plain_csv_comma_header_and_tab_without(tmp_path):
+    _img(tmp_path / "a.png")
+    _img(tmp_path / "b.png")
+    (tmp_path / "with_header.csv").write_text("image,x0,y0,x1,y1\na.png,1,2,3,4\nb.png,5.5,6,7,8\n")
+    t = read_dataset(tmp_path / "with_header.csv")
+    assert t.format == "csv" and t.points.shape == (2, 2, 2) and t.points[1, 0, 0] == 5.5
+    (tmp_path / "no_header.tsv").write_text("a.png\t1\t2\t3\t4\r\nb.png\t5\t6\t7\t8\r\n\r\n")
+    t = read_dataset(tmp_path / "no_header.tsv", format="csv")
+    assert len(t) == 2 and t.skipped == [] and t.points[1, 1].tolist() == [7, 8]
+    (tmp_path / "odd.csv").write_text("a.png,1,2,3\n")
+    with pytest.raises(DatasetError, match="odd"):
+        read_dataset(tmp_path / "odd.csv")
+
+
+def _pts(path, pts, wrapped=True, declared=None):
+    body = "\n".join(f"{x} {y}" for x, y in pts)
+    if wrapped:
+        body = f"version: 1\nn_points:  {declared or len(pts)}\n{{\n{body}\n}}\n"
+    Path(path).write_text(body)
+
+
+def test_pts_with_and_without_wrapper_one_based(tmp_path):
+    sub = tmp_path / "set" / "deep"
+    sub.mkdir(parents=True)
+    _img(sub / "one.jpg")
+    _pts(sub / "one.pts", [(1, 1), (11.5, 21)])
+    _img(tmp_path / "set" / "two.png")
+    _pts(tmp_path / "set" / "two.pts", [(2, 3), (4, 5)], wrapped=False)
+    _pts(tmp_path / "set" / "orphan.pts", [(2, 3), (4, 5)])          # no image
+    _img(tmp_path / "set" / "bad.jpg")
+    _pts(tmp_path / "set" / "bad.pts", [(2, 3), (4, 5)], declared=3)  # n_points lies
+    _img(tmp_path / "set" / "three.jpg")
+    _pts(tmp_path / "set" / "three.pts", [(2, 3), (4, 5), (6, 7)])   # a different K
+    assert detect_format(tmp_path / "set") == "pts"
+    t = read_dataset(tmp_path / "set")
+    names = sorted(os.path.basename(f) for f in t.files)
+    assert names == ["one.jpg", "two.png"]
+    got = {os.path.basename(f): p for f, p in zip(t.files, t.points)}
+    np.testing.assert_array_equal(got["one.jpg"], [[0, 0], [10.5, 20]])
+    np.testing.assert_array_equal(got["two.png"], [[1, 2], [3, 4]])
+    reasons = {os.path.basename(s["file"]): s["reason"] for s in t.skipped}
+    assert "no image" in reasons["orphan.pts"] and "n_points says 3" in reasons["bad.pts"]
+    assert "3 points, the other files have 2" in reasons["three.pts"]
+    with pytest.raises(DatasetError, match=r"bad\.pts|orphan\.pts"):
+        read_dataset(tmp_path / "set", strict=True)
+
+
+def test_read_test_points(tmp_path):
+    p = tmp_path / "test_points.csv"
+    p.write_text("file_name\tpoint_index_list\nz.jpg\t[3, 1, 2]\na.jpg\t[0]\n")
+    assert read_test_points(p) == [("z.jpg", [3, 1, 2]), ("a.jpg", [0])]
+    assert read_test_points(tmp_path) == [("z.jpg", [3, 1, 2]), ("a.jpg", [0])]
+    p.write_text("file_name\tpoint_index_list\nz.jpg\t[3, oops]\n")
+    with pytest.raises(DatasetError, match="line 2: file 'z.jpg': field point_index_list"):
+        read_test_points(p)
+
+
+def test_large_table_loads_in_seconds(tmp_path):
+    n, k = 100_000, 68
+    rng = np.random.default_rng(0)
+    vals = rng.integers(0, 400, (n, 2 * k))
+    header = "\t".join(["file_name"] + [f"Point_{i}_{a}" for i in range(k) for a in "XY"])
+    body = "\n".join(f"img{i}.jpg\t" + "\t".join(map(str, r)) for i, r in enumerate(vals[:10]))
+    # the bulk: write with numpy, fast
+    (tmp_path / "images").mkdir()
+    for i in range(10):
+        (tmp_path / "images" / f"img{i}.jpg").write_bytes(b"x")
+    import pandas as pd
+    bulk = pd.DataFrame(vals[10:])
+    bulk.insert(0, "name", [f"img{i % 10}.jpg" for i in range(10, n)])
+    with open(tmp_path / "landmarks.csv", "w") as f:
+        f.write(header + "\n" + body + "\n")
+        bulk.to_csv(f, sep="\t", header=False, index=False)
+    t0 = time.perf_counter()
+    t = read_dataset(tmp_path)
+    took = time.perf_counter() - t0
+    assert len(t) == n and t.skipped == []
+    np.testing.assert_array_equal(t.points[5].reshape(-1), vals[5])
+    np.testing.assert_array_equal(t.points[-1].reshape(-1), vals[-1])
+    assert took < 10, f"100k rows took {took:.1f}s"
+
+
+@pytest.fixture
+def ytf():
+    if not (YTF68 / "train" / "landmarks.csv").is_file():
+        pytest.skip(f"ytf68 not found at {YTF68}")
+    return YTF68
+
+
+def test_ytf68_train_and_test_points(ytf):
+    t = read_dataset(ytf / "train")
+    assert t.format == "competition" and len(t) == 3376 and t.points.shape == (3376, 68, 2) and not t.skipped
+    assert np.isfinite(t.points).all()
+    v = verify_images(t.subset(np.arange(20)))
+    assert len(v) == 20 and (v.sizes >= 90).all()
+    tp = read_test_points(ytf / "test")
+    assert len(tp) == 846 and tp[0][0] == "Luis_Fonsi_21_a.jpg" and len(tp[0][1]) == 30
+    truth = read_dataset(ytf / "test" / "landmarks.csv")
+    assert len(truth) == 846
