@@ -35,13 +35,17 @@ def load_models(paths, device: str = "cpu") -> list:
     except ImportError as e:
         raise click.ClickException(f"cannot load checkpoints: augkit.train is not available ({e})") from None
     models = []
-    for p in paths:
+    short = [os.path.basename(p) for p in paths]
+    for p, name in zip(paths, short if len(set(short)) == len(short) else paths):
         try:
-            models.append(load_model(p, device=device))
-        except click.ClickException:
-            raise
+            m = load_model(p, device=device)
         except Exception as e:  # a bad checkpoint: say which
             raise click.ClickException(f"{p}: cannot load the checkpoint: {e}") from None
+        try:
+            m.name = name   # member names in tables: <checkpoint>/<view>
+        except AttributeError:
+            pass
+        models.append(m)
     return models
 
 
@@ -253,9 +257,10 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
         click.echo(f"wrote {json_out}")
     if n_worst and png:
         best = min(results, key=lambda r: r.metrics["mse"])
+        label = os.path.basename(best.label)
         worst_png(png, files, truth, best.points, best.spread, sch, n_worst,
-                  f"worst {n_worst} of {best.label} (green truth, red prediction, yellow circle: TTA spread)")
-        click.echo(f"wrote {png} (worst predictions of {best.label})")
+                  f"worst {n_worst} of {label} (green truth, red prediction, yellow circle: TTA spread)")
+        click.echo(f"wrote {png} (worst predictions of {label})")
 
 
 def _f(x) -> str:
@@ -314,7 +319,7 @@ def fit(checkpoints, data, tta_spec, out, level, folds, limit, max_batch, device
     cv = res.cv
     click.echo(f"{folds}-fold cross-validated MSE:")
     if ident:
-        click.echo(f"  no TTA (identity view)       {res.solo[ident[0]]:10.3f}   (in sample)")
+        click.echo(f"  no TTA (identity view)       {res.solo[ident[0]]:10.3f}   (nothing fitted)")
     click.echo(f"  plain average                {cv['plain']:10.3f}")
     click.echo(f"  fitted per member            {cv['per_view']:10.3f}   ({_pct(cv['per_view'], cv['plain'])} vs plain)")
     if level != "view":
