@@ -207,3 +207,31 @@ def test_torch_model_and_tensor_output():
     out = torch.ones(4, 5, 2)
     TTAPredictor(lambda b: out[: len(b)], "none", preprocess=pre).predict(_images(4))
     assert torch.equal(out, torch.ones(4, 5, 2))
+
+
+def test_two_flips_need_no_scheme():
+    views = [View.from_steps("id", []), View.from_steps("flip2", [ak.HFlip(), ak.Affine(rotate=3), ak.HFlip()])]
+    assert not views[1].flips and View.from_steps("f", [ak.HFlip()]).flips
+    model = FixedModel(np.full((5, 2), 9.0), preprocess=ak.Compose(preprocess_steps(32)))
+    res = TTAPredictor(model, views).predict(_images(2))
+    assert np.isfinite(res.points).all()
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+    @settings(max_examples=40, deadline=None)
+    @given(rot=st.floats(-30, 30), sc=st.floats(0.7, 1.4), tx=st.floats(-0.2, 0.2), ty=st.floats(-0.2, 0.2),
+           shear=st.floats(-10, 10), flip=st.booleans(), size=st.integers(24, 80), mode=st.sampled_from(["crop", "letterbox"]))
+    def test_any_fixed_view_inverts_like_the_independent_matrix_inverse(rot, sc, tx, ty, shear, flip, size, mode):
+        steps = [ak.Affine(rotate=rot, scale=sc, translate_x=tx, translate_y=ty, shear=shear)] + ([ak.HFlip()] if flip else [])
+        view = View.from_steps("v", steps)
+        pre = ak.Compose(preprocess_steps(size, mode))
+        fixed = np.random.default_rng(size).uniform(0, size, (5, 2))
+        img = _images(1, seed=size)[0]
+        res = TTAPredictor(FixedModel(fixed, preprocess=pre, scheme=SCHEME5), [view]).predict([img])
+        np.testing.assert_allclose(res.points[0], _independent_inverse(pre, view, img, fixed, SCHEME5), atol=1e-8)

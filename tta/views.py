@@ -59,8 +59,10 @@ class View:
 
     @property
     def flips(self) -> bool:
-        from augkit.compose import _has_flip
-        return _has_flip(self.pipeline.steps)
+        """True when the view mirrors the image (an odd number of flips): its inverse must swap
+        left/right landmark indices, so it needs a scheme."""
+        probe = self.pipeline(np.zeros((4, 4, 3), dtype=np.uint8))
+        return bool(probe.record["flips"] % 2)
 
     def key(self) -> str:
         """A canonical string of the pipeline (equal views share a key)."""
