@@ -2,7 +2,7 @@
 fitted on a validation split of train, plus the uncertainty-error correlation.
 
     python benchmarks/tta_report.py [--work runs/tta_report] [--backbone tiny] [--size 96]
-                                    [--epochs 12] [--time-budget 5] [--val-fraction 0.15]
+                                    [--epochs 40] [--time-budget 5] [--val-fraction 0.15]
 
 1. Split ytf68/train BY PERSON into fit-train and validation folders (symlinked images); test is
    never used for anything but the final numbers.
@@ -70,7 +70,7 @@ def main():
     ap.add_argument("--work", default="runs/tta_report")
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--size", type=int, default=96)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--time-budget", type=float, default=5.0, help="training minutes at most")
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--threads", type=int, default=2)
