@@ -1,0 +1,146 @@
+"""Checkpoints: atomic save, load for resuming, and :func:`load_model` for inference (TTA).
+
+A checkpoint is a dict (``torch.save``) with: ``format``, ``version``, ``model`` (state dict),
+``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``step_in_epoch``,
+``global_step``, ``rng`` (torch / CUDA / python states), ``preprocessing`` (the preprocessing
+pipeline's ``to_dict``), ``train_pipeline``, ``scheme`` (``to_dict``), ``config`` (the run's
+options), ``model_info`` (backbone, n_points, input size), ``history`` (per-epoch metrics),
+``best`` and ``mean_shape``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import torch
+
+from augkit.compose import Compose
+from augkit.config import atomic_write_bytes
+from augkit.schemes import get_scheme
+
+from .model import IMAGENET_MEAN, IMAGENET_STD, build_model, decode
+
+__all__ = ["save_checkpoint", "read_checkpoint", "load_model", "LandmarkModel", "FORMAT"]
+
+FORMAT = "augkit-train-checkpoint"
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """``torch.save`` into memory, then write atomically (temp file + fsync + rename)."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": 1, **state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        for name in ("best.pt", "last.pt"):
+            if os.path.isfile(os.path.join(path, name)):
+                path = os.path.join(path, name)
+                break
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an augkit training checkpoint")
+    return ck
+
+
+def _pick_device(device):
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class LandmarkModel:
+    """A trained regressor ready for inference.
+
+    Attributes:
+        model: the torch module, eval mode, on ``device``.
+        preprocess: deterministic :class:`augkit.Compose`, original image -> model input.
+        scheme: the :class:`augkit.Scheme`.
+        input_size: (h, w) of the model input.
+        device: torch.device.
+        n_points: K.
+        info: the checkpoint's ``model_info``; ``config``: its run config.
+    """
+
+    def __init__(self, model, preprocess, scheme, input_size, device, n_points, info=None, config=None):
+        self.model, self.preprocess, self.scheme = model, preprocess, scheme
+        self.input_size, self.device, self.n_points = tuple(input_size), device, int(n_points)
+        self.info, self.config = info or {}, config or {}
+        self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+        self.channels_last = device.type == "cuda"
+        self.amp_dtype = None
+        if device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def to_tensor(self, images) -> torch.Tensor:
+        """uint8 NHWC (numpy or tensor) -> float NCHW, ImageNet-normalised, on ``device``."""
+        t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+        if t.ndim == 3:
+            t = t[None]
+        if t.ndim != 4 or t.shape[-1] != 3:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got shape {tuple(t.shape)}")
+        if tuple(t.shape[1:3]) != self.input_size:
+            raise ValueError(f"images are {tuple(t.shape[1:3])} (h, w); the model takes {self.input_size}: "
+                             "run them through .preprocess first")
+        if self.device.type == "cuda":
+            t = t.pin_memory() if not t.is_cuda else t
+            t = t.to(self.device, non_blocking=True)
+        return normalise(t, self._mean, self._std, self.channels_last)
+
+    def forward_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """One model call on a normalised batch -> input-frame pixels. Shape: (N, 3, H, W) -> (N, K, 2)."""
+        with torch.no_grad():
+            if self.amp_dtype is not None:
+                with torch.autocast("cuda", dtype=self.amp_dtype):
+                    out = self.model(t)
+            else:
+                out = self.model(t)
+        return decode(out.float(), self.input_size)
+
+    def __call__(self, images) -> np.ndarray:
+        """uint8 (N, H, W, 3) model-input images -> (N, K, 2) float64 input-frame pixels."""
+        return self.forward_tensor(self.to_tensor(images)).cpu().numpy().astype(np.float64)
+
+    def predict(self, images, batch_size: int = 64) -> np.ndarray:
+        """Original images (a list of uint8 RGB arrays of any size) -> (N, K, 2) original pixels."""
+        out = []
+        for s in range(0, len(images), batch_size):
+            res = [self.preprocess(im) for im in images[s:s + batch_size]]
+            pred = self(np.stack([r.image for r in res]))
+            out.extend(r.invert(p) for r, p in zip(res, pred))
+        return np.stack(out) if out else np.zeros((0, self.n_points, 2))
+
+
+def normalise(t: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """uint8 NHWC tensor -> normalised float NCHW (a permuted view: channels_last memory for free)."""
+    x = t.permute(0, 3, 1, 2).float()
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+def load_model(path, device="cpu") -> LandmarkModel:
+    """A :class:`LandmarkModel` from ``best.pt`` / ``last.pt`` (or a run folder: best, else last)."""
+    ck = read_checkpoint(path)
+    dev = _pick_device(device)
+    info = ck["model_info"]
+    model = build_model(info["backbone"], info["n_points"])
+    model.load_state_dict(ck["model"])
+    model.eval().to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    scheme = get_scheme(ck["scheme"])
+    pre_d = dict(ck["preprocessing"])
+    pre_d["scheme"] = scheme.to_dict() if not scheme.builtin else scheme.name
+    preprocess = Compose.from_dict(pre_d)
+    return LandmarkModel(model, preprocess, scheme, tuple(info["input_size"]), dev, info["n_points"], info,
+                         ck.get("config"))

@@ -1,0 +1,173 @@
+"""Landmark regressors: any torchvision classification backbone with a 2K-output head.
+
+The output of a model is ``(N, 2K)`` coordinates normalised to the input crop, interleaved
+``x0, y0, x1, y1, ...``: ``u = (x + 0.5) / W``, ``v = (y + 0.5) / H`` with ``(x, y)`` input-frame
+pixels in the OpenCV convention (so the crop's edges are 0 and 1). :func:`decode` and
+:func:`encode` convert.
+
+``backbone="tiny"`` is a small plain CNN (not torchvision) for tests and quick experiments.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["build_model", "decode", "encode", "TinyNet", "PretrainedUnavailable", "IMAGENET_MEAN", "IMAGENET_STD",
+           "list_backbones"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PretrainedUnavailable(RuntimeError):
+    """ImageNet weights could not be downloaded (offline?)."""
+
+
+class TinyNet(nn.Module):
+    """A 4-stage plain CNN (conv-BN-ReLU, stride 2) with global pooling and a linear head: a test
+    and demo model, not a torchvision backbone."""
+
+    def __init__(self, n_outputs: int, width: int = 16):
+        super().__init__()
+        layers, c = [], 3
+        for i in range(4):
+            o = width * 2 ** i
+            layers += [nn.Conv2d(c, o, 3, 2, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
+                       nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
+            c = o
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c, n_outputs)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def list_backbones() -> list:
+    import torchvision
+    return ["tiny"] + sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _last_linear(model: nn.Module):
+    """(parent module, attribute name, the Linear) of the last nn.Linear registered in ``model``."""
+    found = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            found = name
+    if found is None:
+        return None
+    parent_name, _, attr = found.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, attr, getattr(parent, attr)
+
+
+def _imagenet_weights(backbone: str):
+    import torchvision
+    try:
+        return torchvision.models.get_model_weights(backbone).DEFAULT
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"--pretrained: torchvision has no ImageNet weights for {backbone!r} ({e})") from None
+
+
+def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=None, mean_shape=None) -> nn.Module:
+    """A torchvision backbone (by name) whose classifier is replaced by a ``2 * n_points`` linear head.
+
+    Args:
+        backbone: a torchvision classification model name (``resnet50``, ``resnet18``,
+            ``resnext50_32x4d``, ``densenet121``, ``efficientnet_b0``, ...) or ``"tiny"``.
+        n_points: landmarks per face (K).
+        pretrained: start from torchvision's ImageNet weights (downloaded through its weights API;
+            :class:`PretrainedUnavailable` when that fails, e.g. offline).
+        weights: a local state dict file (an ImageNet state dict or an augkit checkpoint); keys
+            whose shapes do not fit (the old classifier) are left out.
+        mean_shape: optional ``(K, 2)`` normalised mean shape: the head's bias starts there and its
+            weights at zero, so step 0 predicts the mean shape.
+    """
+    out = 2 * int(n_points)
+    if backbone == "tiny":
+        if pretrained:
+            raise ValueError("--pretrained: the 'tiny' test backbone has no ImageNet weights")
+        model = TinyNet(out)
+    else:
+        import torchvision
+        names = torchvision.models.list_models(module=torchvision.models)
+        if backbone not in names:
+            close = [n for n in names if n.startswith(backbone[:4])][:8]
+            raise ValueError(f"unknown backbone {backbone!r}: expected a torchvision classification model name "
+                             f"(e.g. {', '.join(close or ['resnet50', 'resnet18', 'efficientnet_b0'])}) or 'tiny'")
+        kwargs = {}
+        if backbone in ("inception_v3", "googlenet"):
+            kwargs["aux_logits"] = False
+            kwargs["init_weights"] = True
+        if pretrained:
+            w = _imagenet_weights(backbone)
+            model = torchvision.models.get_model(backbone, **kwargs)
+            try:
+                state = w.get_state_dict(progress=False, check_hash=False)
+            except Exception as e:  # URLError, socket errors, HTTP errors...
+                raise PretrainedUnavailable(
+                    f"--pretrained: could not download the ImageNet weights {w} for {backbone} from {w.url} "
+                    f"({type(e).__name__}: {e}). Are you offline? Download the file elsewhere and pass "
+                    f"--weights FILE, or put it in {_hub_dir()}/checkpoints/.") from None
+            if backbone in ("inception_v3", "googlenet"):
+                state = {k: v for k, v in state.items() if not k.startswith("aux")}
+            model.load_state_dict(state)
+        else:
+            model = torchvision.models.get_model(backbone, weights=None, **kwargs)
+        found = _last_linear(model)
+        if found is None:
+            raise ValueError(f"backbone {backbone!r} has no linear classifier to replace with a regression head")
+        parent, attr, old = found
+        setattr(parent, attr, nn.Linear(old.in_features, out))
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    head = _last_linear(model)[2]
+    if mean_shape is not None:
+        with torch.no_grad():
+            head.weight.mul_(0.01)
+            head.bias.copy_(torch.as_tensor(mean_shape, dtype=head.bias.dtype).reshape(-1))
+    return model
+
+
+def _hub_dir():
+    return torch.hub.get_dir()
+
+
+def load_backbone_weights(model: nn.Module, path) -> tuple:
+    """Load a local state dict (or the ``model`` of an augkit checkpoint) into ``model``; keys that
+    are missing or do not fit in shape are left out and reported. Returns (loaded, skipped) key lists."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--weights: {path}: no such file") from None
+    except Exception as e:
+        raise ValueError(f"--weights: {path}: not a PyTorch state dict ({type(e).__name__}: {e})") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"--weights: {path}: expected a state dict, got {type(state).__name__}")
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    own = model.state_dict()
+    fit = {k: v for k, v in state.items() if k in own and getattr(v, "shape", None) == own[k].shape}
+    if not fit:
+        raise ValueError(f"--weights: {path}: none of its {len(state)} tensors fit this model "
+                         f"(first keys: {list(state)[:3]}, model's: {list(own)[:3]})")
+    model.load_state_dict(fit, strict=False)
+    return sorted(fit), sorted(set(state) - set(fit))
+
+
+def decode(output: torch.Tensor, size_hw) -> torch.Tensor:
+    """Model output -> input-frame pixels. Shape: (N, 2K) -> (N, K, 2)."""
+    h, w = size_hw
+    p = output.reshape(output.shape[0], -1, 2)
+    scale = p.new_tensor([float(w), float(h)])
+    return p * scale - 0.5
+
+
+def encode(points: torch.Tensor, size_hw) -> torch.Tensor:
+    """Input-frame pixels -> normalised targets. Shape: (N, K, 2) -> (N, K, 2) (flatten for the head)."""
+    h, w = size_hw
+    return (points + 0.5) / points.new_tensor([float(w), float(h)])
