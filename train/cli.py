@@ -13,10 +13,6 @@ import click
 __all__ = ["train"]
 
 
-def _float_or_none(ctx, param, value):
-    return value
-
-
 @click.command("train")
 @click.option("--data", default=None, help="Dataset: competition folder (landmarks.csv + images/, or its parent with "
               "train/), a CSV file, or a folder of images with .pts. Default: the built-in synthetic demo faces.")
@@ -85,7 +81,7 @@ def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, 
     augmentation; validate in original pixels against the mean-shape baseline; write a run folder
     (config, log.csv/log.jsonl, curves.png, last.pt, best.pt, skipped.csv). With no --data: the
     built-in synthetic demo (resnet18 at 64 px, a few minutes on 2 CPU cores)."""
-    from .loop import TrainConfig, default_run_dir, run
+    from .loop import TrainConfig, run
 
     if launch_config:
         with open(launch_config, encoding="utf-8") as f:

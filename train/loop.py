@@ -15,7 +15,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -83,7 +83,6 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     checkpoint_steps: int = 0
     threads: int | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -221,6 +220,7 @@ def _device(cfg, dist) -> torch.device:
         if not torch.cuda.is_available():
             raise RuntimeError("--device cuda: no CUDA device is available")
         if dist.on:
+            torch.cuda.set_device(dist.local_rank)
             return torch.device("cuda", dist.local_rank)
     return torch.device(name)
 
