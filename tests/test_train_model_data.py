@@ -205,3 +205,19 @@ def test_lr_schedules():
     p2 = LRSchedule("plateau", 1.0, 10, 10, patience=1)
     p2.load_state_dict(st)
     assert p2.lr(50) == pytest.approx(0.5) and math.isfinite(p2.best)
+
+
+def test_points_outside_the_crop_are_masked_not_clamped():
+    # a wide image: the centre crop cuts off its left and right thirds
+    img = np.zeros((60, 180, 3), np.uint8)
+    pts = np.tile([[90.0, 30.0]], (68, 1))
+    pts[0] = [5.0, 30.0]     # left of the crop
+    pts[16] = [175.0, 30.0]  # right of the crop
+    pipe = augkit.Compose(preprocess_steps(60), scheme="ibug68")
+    ds = D.LandmarkDataset(D.FileSource(type("T", (), {"files": ["x"], "points": pts[None], "sizes": None})()),
+                           pipe, train=False)
+    ds.source.image = lambda i: img
+    s = ds[0]
+    assert not s["mask"][0] and not s["mask"][16] and s["mask"][1:16].all()
+    # the target keeps the true (outside) position: not clamped into [0, 1]
+    assert s["target"][0, 0] < 0 and s["target"][16, 0] > 1

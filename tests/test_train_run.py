@@ -226,3 +226,28 @@ def test_ytf68_slice_trains(tmp_path):
     assert summary["train_images"] + summary["val_images"] == 40 and summary["val_images"] >= 10
     last = summary["last"]
     assert last["base_mse"] > 0 and np.isfinite(last["mse"])
+
+
+def test_aug_file_and_letterbox(tmp_path):
+    aug = tmp_path / "aug.yaml"
+    augkit.save(augkit.Compose([augkit.Affine(rotate=(-10, 10)), augkit.HFlip(p=0.5),
+                                augkit.BrightnessContrast(brightness=(-0.1, 0.1))], scheme="ibug68"), aug)
+    out, _ = _demo(tmp_path, "aug", ["--epochs", "1", "--aug", str(aug), "--preprocess", "letterbox"])
+    ck = read_checkpoint(out / "last.pt")
+    types = [s["type"] for s in ck["train_pipeline"]["steps"]]
+    assert types == ["LetterBox", "Affine", "HFlip", "BrightnessContrast"]
+    assert [s["type"] for s in ck["preprocessing"]["steps"]] == ["LetterBox"]
+    assert load_model(out / "last.pt").preprocess.to_dict()["steps"] == ck["preprocessing"]["steps"]
+
+
+@pytest.mark.parametrize("opts", [
+    ["--optimizer", "sgd", "--scheduler", "onecycle", "--loss", "wing", "--trim", "0.2"],
+    ["--optimizer", "adam", "--scheduler", "plateau", "--loss", "l1", "--clip", "0"],
+    ["--scheduler", "cosine", "--restart-epochs", "1", "--loss", "mse", "--no-aug", "--val-fraction", "0"],
+])
+def test_optimiser_scheduler_loss_choices_run(tmp_path, opts):
+    out, _ = _demo(tmp_path, "v", ["--epochs", "2", *opts])
+    ck = read_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 2 and all(np.isfinite(h["train_loss"]) for h in ck["history"])
+    lrs = [h["lr"] for h in ck["history"]]
+    assert all(lr > 0 for lr in lrs)

@@ -484,6 +484,8 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
         history, best = list(ck.get("history", [])), ck.get("best")
         start_epoch, start_step, global_step = ck["epoch"], ck.get("step_in_epoch", 0), ck["global_step"]
         run_loss = list(ck.get("running_loss", [0.0, 0]))
+        if start_step and history and history[-1]["epoch"] == start_epoch + 1:
+            history.pop()  # the row of an epoch cut short by --time-budget: it is redone now
         if start_step and ck.get("world", 1) != dist.world:
             log("resuming with a different number of processes: restarting the interrupted epoch")
             global_step -= start_step
