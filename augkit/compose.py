@@ -41,7 +41,7 @@ class OneOf(Step):
             raise ValueError(f"OneOf: weights must be {len(self.steps)} non-negative numbers with a "
                              f"positive sum, got {weights!r}")
         self.weights = None if weights is None else [float(x) for x in w]
-        self._cdf = np.cumsum(w / w.sum())
+        self._cum = np.cumsum(w)  # choice: first index whose cumulative weight exceeds u * total
 
     @property
     def deterministic(self) -> bool:
@@ -147,6 +147,15 @@ class _Plan:
         self.box = box
         self.moved = False
 
+    def current_box(self):
+        """The call's box carried through the geometry so far: bounding box of its corners."""
+        if self.box is None or self.m is None:
+            return self.box
+        x0, y0, x1, y1 = self.box
+        c = G.apply_points(self.m, np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64))
+        (a, b), (c_, d) = c.min(axis=0), c.max(axis=0)
+        return (float(a), float(b), float(c_), float(d))
+
     def current_points(self):
         if self.points is None or self.m is None:
             return self.points
@@ -177,7 +186,7 @@ class Compose(Step):
         self.steps = _check_steps(steps, "Compose")
         self.scheme = None if scheme is None else get_scheme(scheme)
         self.points_unordered = bool(points_unordered)
-        self.border_mode, self.fill, self.interpolation = border_mode, fill, interpolation
+        self.border_mode, self.fill, self.interpolation = border_mode, _check_fill(fill), interpolation
         if not 0.0 <= float(preshrink) < 1.0:
             raise ValueError(f"Compose: preshrink must be in [0, 1), got {preshrink!r}")
         self.preshrink = float(preshrink)
@@ -198,7 +207,10 @@ class Compose(Step):
         return self._run(image, points, rng, None, box)
 
     def replay(self, record: dict, image, points=None, box=None) -> Result:
-        """Apply the values of ``record`` (from any call of this pipeline) to ``image`` and ``points``."""
+        """Apply the values of ``record`` (from any call of this pipeline) to ``image`` and ``points``.
+
+        A ``CropBox`` uses the box of the record unless ``box`` is given here.
+        """
         if not isinstance(record, dict) or "steps" not in record:
             raise ValueError("replay needs the record of a call of this pipeline (a dict with 'steps')")
         return self._run(image, points, None, record["steps"], box)
@@ -238,6 +250,8 @@ class Compose(Step):
                                  "points carry no left/right identity")
             pts = check_points(points, None if self.scheme is None else self.scheme.n_points,
                                None if self.scheme is None else self.scheme.name)
+        if box is not None:
+            box = _check_box(box)
         plan = _Plan((w, h), pts, box)
         if steps_record is not None and len(steps_record) != len(self.steps):
             raise ValueError(f"the record has {len(steps_record)} steps, this pipeline {len(self.steps)}")
@@ -263,6 +277,27 @@ class Compose(Step):
         if self.points_unordered:
             record["unordered"] = True
         return Result(out, out_pts, vis, record, self)
+
+
+def _check_box(box) -> tuple:
+    try:
+        b = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        b = ()
+    if len(b) != 4 or not np.isfinite(b).all() or not (b[2] > b[0] and b[3] > b[1]):
+        raise ValueError(f"box must be four finite numbers (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
+    return b
+
+
+def _check_fill(fill):
+    if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+        return fill
+    if isinstance(fill, np.number):
+        return fill.item()
+    if isinstance(fill, (tuple, list, np.ndarray)) and 1 <= len(fill) <= 4 and all(
+            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in fill):
+        return tuple(float(v) for v in fill)
+    raise ValueError(f"Compose: fill must be a number or a tuple of 1-4 numbers (one per channel), got {fill!r}")
 
 
 def _has_flip(steps) -> bool:
@@ -292,9 +327,11 @@ def _walk(step, rng, plan, entry, replay: bool):
         if p < 1.0 and (p <= 0.0 or rng.random() >= p):
             return None
     if step.geometric:
+        if replay:
+            _check_entry(step, entry)
         values = entry if replay else step.draw(rng, plan.size)
         if step.binds:
-            values = step.bind(values, plan.current_points(), plan.box)
+            values = step.bind(values, plan.current_points(), plan.current_box())
         m, size = step.matrix(values, plan.size)
         plan.m = m if plan.m is None else m @ plan.m
         plan.size = size
@@ -304,17 +341,35 @@ def _walk(step, rng, plan, entry, replay: bool):
         return values
     if isinstance(step, OneOf):
         if replay:
+            if not isinstance(entry, dict) or "choice" not in entry or not 0 <= entry["choice"] < len(step.steps):
+                raise ValueError(f"the record does not fit this pipeline: expected a OneOf entry "
+                                 f"{{'choice': 0..{len(step.steps) - 1}, 'value': ...}}, got {entry!r}")
             i = entry["choice"]
             return {"choice": i, "value": _walk(step.steps[i], rng, plan, entry["value"], True)}
-        i = min(int(np.searchsorted(step._cdf, rng.random(), side="right")), len(step.steps) - 1)
+        if len(step.steps) == 1:
+            i = 0
+        else:
+            i = min(int(np.searchsorted(step._cum, rng.random() * step._cum[-1], side="right")), len(step.steps) - 1)
         return {"choice": i, "value": _walk(step.steps[i], rng, plan, None, False)}
     if isinstance(step, Sometimes):
         return _walk(step.step, rng, plan, entry, replay)
     if isinstance(step, Compose):
+        if replay and (not isinstance(entry, list) or len(entry) != len(step.steps)):
+            raise ValueError(f"the record does not fit this pipeline: expected a list of {len(step.steps)} "
+                             f"entries for a nested Compose, got {entry!r}")
         return _walk_list(step.steps, rng, plan, entry if replay else None)
+    if replay:
+        _check_entry(step, entry)
     values = entry if replay else step.draw(rng, plan.size)
     plan.photo.append((step, values))
     return values
+
+
+def _check_entry(step, entry) -> None:
+    keys = step.record_keys if step.record_keys is not None else step.ranges
+    if not isinstance(entry, dict) or not set(keys) <= set(entry):
+        raise ValueError(f"the record does not fit this pipeline: {type(step).__name__} needs values "
+                         f"{sorted(keys)}, got {entry!r}")
 
 
 def step_from_dict(d, where: str) -> Step:

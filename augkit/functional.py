@@ -36,23 +36,39 @@ def _restore_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def halve(image: np.ndarray, x: bool, y: bool) -> np.ndarray:
-    """Average 2x2 (or 2x1) blocks with ``INTER_AREA``; an odd last row or column is dropped, so
-    the fast exact-factor path of OpenCV runs. Pixel ``i`` of the result covers source pixels
-    ``2i`` and ``2i + 1``: ``x_small = (x + 0.5) / 2 - 0.5``."""
+    """Average 2x2 (or 2x1 / 1x2) blocks with ``INTER_AREA`` (OpenCV's fast exact-factor path).
+    An odd last row or column is first repeated, so nothing is lost at the edge. Pixel ``i`` of
+    the result covers source pixels ``2i`` and ``2i + 1``: ``x_small = (x + 0.5) / 2 - 0.5``."""
     h, w = image.shape[:2]
-    w2, h2 = (w // 2 if x else w), (h // 2 if y else h)
-    roi = image[: h2 * (2 if y else 1), : w2 * (2 if x else 1)]
-    return _restore_channels(cv2.resize(roi, (w2, h2), interpolation=cv2.INTER_AREA), image)
+    padx, pady = (w % 2 if x else 0), (h % 2 if y else 0)
+    if padx or pady:
+        image = _restore_channels(cv2.copyMakeBorder(image, 0, pady, 0, padx, cv2.BORDER_REPLICATE), image)
+        h, w = image.shape[:2]
+    out = cv2.resize(image, (w // 2 if x else w, h // 2 if y else h), interpolation=cv2.INTER_AREA)
+    return _restore_channels(out, image)
+
+
+def _source_window(m: np.ndarray, size: tuple[int, int], shape, margin: int) -> tuple[int, int, int, int]:
+    """Whole-pixel window ``(x0, y0, x1, y1)`` of the source that the output frame reads."""
+    inv = np.linalg.inv(m)
+    w, h = size
+    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [-0.5, h - 0.5, 1], [w - 0.5, h - 0.5, 1]]) @ inv[:2].T
+    (lx, ly), (hx, hy) = corners.min(axis=0), corners.max(axis=0)
+    x0 = max(0, int(math.floor(lx)) - margin)
+    y0 = max(0, int(math.floor(ly)) - margin)
+    x1 = min(shape[1], int(math.ceil(hx)) + margin + 1)
+    y1 = min(shape[0], int(math.ceil(hy)) + margin + 1)
+    return x0, y0, x1, y1
 
 
 def warp(image: np.ndarray, m: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR,
          border: int = cv2.BORDER_CONSTANT, fill=0, preshrink: float = 0.5) -> np.ndarray:
     """One ``cv2.warpAffine`` of ``image`` by the 3x3 ``m`` into a ``size = (w, h)`` frame.
 
-    When the matrix shrinks a source axis below ``preshrink``, that axis is first halved with
-    ``INTER_AREA`` (repeatedly, until the rest of the shrink is at least ``preshrink``) so the
-    warp does not alias, and the matrix is corrected: the geometry is unchanged. Halving drops an
-    odd last source row/column (under a pixel of the output at these scales).
+    When the matrix shrinks a source axis below ``preshrink``, the part of the source that the
+    output reads is cut out and that axis halved with ``INTER_AREA`` (repeatedly, until the rest
+    of the shrink is at least ``preshrink``) so the warp does not alias; the matrix is corrected,
+    so the geometry is unchanged.
     """
     if preshrink and interpolation != cv2.INTER_NEAREST:
         fx = math.hypot(m[0, 0], m[1, 0])  # how long a source x-step is in the output
@@ -60,16 +76,26 @@ def warp(image: np.ndarray, m: np.ndarray, size: tuple[int, int], interpolation:
         if fx < preshrink or fy < preshrink:
             kx = ky = 1
             while fx * kx < preshrink or fy * ky < preshrink:
-                hx, hy = fx * kx < preshrink and image.shape[1] > 1, fy * ky < preshrink and image.shape[0] > 1
-                if not (hx or hy):
-                    break
-                image = halve(image, hx, hy)
-                kx, ky = kx * (2 if hx else 1), ky * (2 if hy else 1)
-            # source pixel x' of the small image sits at x = (x' + 0.5) * k - 0.5 of the original
-            pre = np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5], [0.0, 0.0, 1.0]])
-            m = m @ pre
-    if isinstance(fill, (int, float)):
-        fill = (fill,) * 4
+                kx *= 2 if fx * kx < preshrink else 1
+                ky *= 2 if fy * ky < preshrink else 1
+            # only the window the output reads (plus room for the filters) is shrunk
+            x0, y0, x1, y1 = _source_window(m, size, image.shape, margin=2 * max(kx, ky))
+            if x1 > x0 and y1 > y0:
+                if (x0, y0, x1, y1) != (0, 0, image.shape[1], image.shape[0]) and border == cv2.BORDER_CONSTANT:
+                    image = image[y0:y1, x0:x1]
+                    m = m @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+                small, sx, sy = image, 1, 1
+                while sx < kx or sy < ky:
+                    hx, hy = sx < kx and small.shape[1] > 1, sy < ky and small.shape[0] > 1
+                    if not (hx or hy):
+                        break
+                    small = halve(small, hx, hy)
+                    sx, sy = sx * (2 if hx else 1), sy * (2 if hy else 1)
+                # source pixel x' of the small image sits at x = (x' + 0.5) * k - 0.5 of the original
+                image = small
+                m = m @ np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    if isinstance(fill, (int, float, np.number)):
+        fill = (float(fill),) * 4
     out = cv2.warpAffine(image, m[:2], size, flags=interpolation, borderMode=border, borderValue=fill)
     return _restore_channels(out, image)
 
@@ -106,20 +132,38 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return _restore_channels(cv2.GaussianBlur(image, (0, 0), sigma), image)
 
 
-def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
-    """Average along a centred line of ``length`` pixels at ``angle`` degrees."""
-    k = max(1, int(round(length)))
+def box_blur(image: np.ndarray, ksize: float) -> np.ndarray:
+    """Mean over a square of ``ksize`` pixels, rounded to the nearest odd size (no shift)."""
+    k = 2 * int(round((max(1.0, ksize) - 1) / 2)) + 1
     if k == 1:
         return image.copy()
-    size = k if k % 2 else k + 1
-    kernel = np.zeros((size, size), np.float32)
+    return _restore_channels(cv2.blur(image, (k, k)), image)
+
+
+def motion_kernel(length: float, angle: float) -> np.ndarray:
+    """A centrally symmetric line kernel of ``length`` pixels at ``angle`` degrees (sum 1).
+
+    Built as a horizontal line (fractional ends weighted) on an odd grid and rotated about the
+    exact centre, so its centroid is the centre pixel: the blur moves nothing.
+    """
+    length = max(1.0, float(length))
+    half = (length - 1) / 2
+    size = 2 * int(math.ceil(half)) + 1
     c = (size - 1) / 2
-    dx, dy = math.cos(math.radians(angle)) * (k - 1) / 2, -math.sin(math.radians(angle)) * (k - 1) / 2
-    shift = 4  # sub-pixel line ends
-    cv2.line(kernel, (round((c - dx) * 16), round((c - dy) * 16)), (round((c + dx) * 16), round((c + dy) * 16)),
-             1.0, 1, cv2.LINE_AA, shift)
-    kernel /= kernel.sum()
-    return _restore_channels(cv2.filter2D(image, -1, kernel), image)
+    line = np.clip(half + 1 - np.abs(np.arange(size) - c), 0, 1).astype(np.float32)
+    kernel = np.zeros((size, size), np.float32)
+    kernel[size // 2] = line
+    if angle % 180:
+        rot = cv2.getRotationMatrix2D((c, c), angle, 1.0)
+        kernel = cv2.warpAffine(kernel, rot, (size, size), flags=cv2.INTER_LINEAR)
+    return kernel / kernel.sum()
+
+
+def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
+    """Average along a centred line of ``length`` pixels at ``angle`` degrees."""
+    if length <= 1:
+        return image.copy()
+    return _restore_channels(cv2.filter2D(image, -1, motion_kernel(length, angle)), image)
 
 
 def grayscale(image: np.ndarray) -> np.ndarray:
@@ -152,11 +196,13 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """Encode to JPEG at ``quality`` and decode again (uint8, gray or colour; alpha kept)."""
     _need_uint8(image, "JPEG re-encoding")
     color = image if image.ndim == 2 or image.shape[2] != 4 else np.ascontiguousarray(image[..., :3])
-    ok, buf = cv2.imencode(".jpg", color, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    rgb = color.ndim == 3 and color.shape[2] == 3
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(color, cv2.COLOR_RGB2BGR) if rgb else color,
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("OpenCV could not encode the image as JPEG")
     dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    dec = _restore_channels(dec, color)
+    dec = _restore_channels(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB) if rgb else dec, color)
     if color is image:
         return dec
     out = image.copy()

@@ -28,7 +28,7 @@ AUGKIT_EQUIVALENT = {
 class Photometric(PhotometricStep):
     """Wrap an albumentations image-only transform (or its ``A.to_dict`` form) as a step."""
 
-    deterministic = False  # albumentations transforms draw their own values
+    random_values = True  # albumentations transforms draw their own values
 
     def __init__(self, transform, p=1.0):
         import albumentations as A
@@ -49,7 +49,11 @@ class Photometric(PhotometricStep):
 
     def apply(self, image, v):
         self.transform.set_random_seed(v["seed"])
-        return self.transform(image=image, force_apply=True)["image"]
+        out = self.transform(image=image, force_apply=True)["image"]
+        if out.dtype != image.dtype or out.shape[:2] != image.shape[:2]:
+            raise TypeError(f"{type(self.transform).__name__} turned a {image.dtype} {image.shape} image into "
+                            f"{out.dtype} {out.shape}: ak.Photometric needs steps that keep size and dtype")
+        return out
 
     def __repr__(self) -> str:
         return f"Photometric({self.transform!r}, p={self.p})"

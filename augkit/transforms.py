@@ -30,6 +30,8 @@ REGISTRY: dict[str, type] = {}
 
 def _plain(value):
     """Tuples to lists, numpy scalars to Python: what YAML and JSON take."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
@@ -45,6 +47,8 @@ class Step:
     """
 
     geometric = False
+    random_values = False  # True for steps that draw more than their ranges (noise, positions, seeds)
+    record_keys = None  # the keys a record entry must have; None: the names of the ranges
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -67,8 +71,9 @@ class Step:
 
     @property
     def deterministic(self) -> bool:
-        """True when every magnitude is fixed and p is 0 or 1 (a TTA view)."""
-        return self.p in (0.0, 1.0) and all(r.fixed for r in self.ranges.values())
+        """True when the step never draws: p is 0, or p is 1 and every value is fixed (a TTA view)."""
+        return self.p == 0.0 or (self.p == 1.0 and not self.random_values
+                                 and all(r.fixed for r in self.ranges.values()))
 
     def to_dict(self) -> dict:
         d = {"type": type(self).__name__, **self._args}
@@ -133,8 +138,13 @@ class Affine(GeometricStep):
         self._range("scale_y", scale_y, 1e-3)
         self._range("translate_x", translate if translate_x is None else translate_x, -2, 2)
         self._range("translate_y", translate if translate_y is None else translate_y, -2, 2)
-        self._range("shear", shear, -80, 80)
-        self._range("shear_y", shear_y, -80, 80)
+        kx, ky = self._range("shear", shear, -80, 80), self._range("shear_y", shear_y, -80, 80)
+        worst = max(abs(math.tan(math.radians(a))) for a in (kx.lo, kx.hi)) * \
+            max(abs(math.tan(math.radians(a))) for a in (ky.lo, ky.hi))
+        if worst >= 0.9:
+            raise ValueError(f"Affine: shear {shear!r} with shear_y {shear_y!r} can fold the image (the matrix "
+                             "becomes singular or mirrored when tan(shear)*tan(shear_y) reaches 1); keep "
+                             "|tan(shear) * tan(shear_y)| < 0.9")
 
     def matrix(self, v, size):
         w, h = size
@@ -198,8 +208,11 @@ class CenterCrop(GeometricStep):
 class CropBox(GeometricStep):
     """Crop to a box, e.g. a face box, grown by ``margin`` on each side.
 
-    The box is the ``box=(x0, y0, x1, y1)`` given to the pipeline call, or else the bounding box of
-    the current points. ``square`` grows the short side to a square; ``shift`` moves the box by a
+    The box is the ``box=(x0, y0, x1, y1)`` given to the pipeline call (in the INPUT image's point
+    coordinates, carried through any geometry before this step), or else the bounding box of the
+    current points. Box corners are point coordinates: a detector box of pixel indices
+    ``[c0, c1) x [r0, r1)`` is ``(c0 - 0.5, r0 - 0.5, c1 - 0.5, r1 - 0.5)``. A replay uses the box
+    of its record unless it is given a ``box`` of its own. ``square`` grows the short side to a square; ``shift`` moves the box by a
     drawn fraction of its size (jitter for training). The output is the box's size in pixels;
     follow it with ``Resize`` for a fixed model input.
     """
@@ -214,7 +227,7 @@ class CropBox(GeometricStep):
     binds = True
 
     def bind(self, values, points, box):
-        if "box" in values:  # replay: the box of the record
+        if box is None and "box" in values:  # replay: the box of the record
             return values
         if box is None:
             if points is None:
@@ -224,7 +237,7 @@ class CropBox(GeometricStep):
                 raise ValueError("CropBox: no finite points to bound and no box given")
             (x0, y0), (x1, y1) = points[ok].min(axis=0), points[ok].max(axis=0)
         else:
-            x0, y0, x1, y1 = (float(b) for b in box)
+            x0, y0, x1, y1 = box
             if not (x1 > x0 and y1 > y0):
                 raise ValueError(f"CropBox: box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
         return {**values, "box": [float(x0), float(y0), float(x1), float(y1)]}
@@ -274,7 +287,7 @@ class Pad(GeometricStep):
 
     def matrix(self, v, size):
         out = (max(size[0], self.w), max(size[1], self.h))
-        return G.translate((out[0] - size[0]) // 2, (out[1] - size[1]) // 2), out
+        return G.translate(-((size[0] - out[0]) // 2), -((size[1] - out[1]) // 2)), out
 
 
 class LetterBox(GeometricStep):
@@ -320,7 +333,8 @@ class Gamma(PhotometricStep):
 
 
 class Blur(PhotometricStep):
-    """Gaussian blur of standard deviation ``sigma`` px, or (``kind="box"``) a box of ``ksize`` px."""
+    """Gaussian blur of standard deviation ``sigma`` px, or (``kind="box"``) a box of ``ksize`` px
+    (rounded to the nearest odd size, so the image does not shift against the points)."""
 
     def __init__(self, sigma=1.0, kind="gaussian", ksize=3, p=1.0):
         super().__init__(p, sigma=sigma, kind=kind, ksize=ksize)
@@ -335,8 +349,7 @@ class Blur(PhotometricStep):
     def apply(self, image, v):
         if self.kind == "gaussian":
             return F.gaussian_blur(image, v["sigma"])
-        k = max(1, int(round(v["ksize"])))
-        return cv2.blur(image, (k, k))
+        return F.box_blur(image, v["ksize"])
 
 
 class MotionBlur(PhotometricStep):
@@ -368,7 +381,7 @@ class Noise(PhotometricStep):
         super().__init__(p, std=std)
         self._range("std", std, 0)
 
-    deterministic = False  # the noise field itself is random
+    random_values = True  # the noise field itself is random
 
     def draw(self, rng, size):
         v = super().draw(rng, size)
@@ -401,11 +414,8 @@ class BlackBars(PhotometricStep):
         if orientation not in ("horizontal", "vertical", "random"):
             raise ValueError(f"BlackBars: orientation must be 'horizontal', 'vertical' or 'random', got {orientation!r}")
         self.orientation, self.fill = orientation, fill
+        self.random_values = orientation == "random"
         self._range("size", size, 0, 0.5)
-
-    @property
-    def deterministic(self) -> bool:
-        return self.orientation != "random" and super().deterministic
 
     def draw(self, rng, size):
         v = super().draw(rng, size)
@@ -415,16 +425,17 @@ class BlackBars(PhotometricStep):
 
     def apply(self, image, v):
         out = image.copy()
+        color = out[..., :3] if out.ndim == 3 and out.shape[2] == 4 else out  # alpha kept
         if v["vertical"]:
             n = int(round(v["size"] * image.shape[1]))
             if n:
-                out[:, :n] = self.fill
-                out[:, -n:] = self.fill
+                color[:, :n] = self.fill
+                color[:, -n:] = self.fill
         else:
             n = int(round(v["size"] * image.shape[0]))
             if n:
-                out[:n] = self.fill
-                out[-n:] = self.fill
+                color[:n] = self.fill
+                color[-n:] = self.fill
         return out
 
 
@@ -443,7 +454,8 @@ class Erase(PhotometricStep):
             raise ValueError(f"Erase: fill must be a number, 'random' or 'noise', got {fill!r}")
         self.fill = fill
 
-    deterministic = False  # where the rectangles go is random
+    random_values = True  # where the rectangles go is random
+    record_keys = ("rects", "seed")
 
     def draw(self, rng, size):
         n = int(round(self.ranges["n"].draw(rng)))
