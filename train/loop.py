@@ -568,7 +568,7 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
                 if dist.main:
                     save_checkpoint(os.path.join(run_dir, "last.pt"), state(epoch, step))
                 last_ck = time.time()
-            if dist.on:
+            if dist.on and budget_s is not None:  # every process stops at the same step
                 over = bool(dist.broadcast(over))
             if over:
                 stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step {step}"
