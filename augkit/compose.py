@@ -215,6 +215,23 @@ class Compose(Step):
             raise ValueError("replay needs the record of a call of this pipeline (a dict with 'steps')")
         return self._run(image, points, None, record["steps"], box)
 
+    @property
+    def can_flip(self) -> bool:
+        """True when some step of the tree flips (the points then need a scheme)."""
+        return _has_flip(self.steps)
+
+    def plan(self, size: tuple[int, int], rng: np.random.Generator | None = None, box=None):
+        """The geometry of one call on an image of ``size = (w, h)``, without touching pixels.
+
+        Returns ``(M, (w, h), flips)``: the fused 3x3 matrix, the output size and the number of
+        flips. Draws from ``rng`` exactly as a call would (required unless deterministic).
+        """
+        if rng is None and not self.deterministic:
+            raise ValueError("this pipeline draws random values: pass rng=np.random.default_rng(seed)")
+        plan = _Plan((int(size[0]), int(size[1])), None, None if box is None else _check_box(box))
+        _walk_list(self.steps, rng, plan, None)
+        return (np.eye(3) if plan.m is None else plan.m), plan.size, plan.flips
+
     def invert(self, record: dict, points) -> np.ndarray:
         """Output-frame points of a call -> its input frame. Shape: (..., K, 2)."""
         return invert_points(record, points, self.scheme)

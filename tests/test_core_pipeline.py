@@ -232,3 +232,14 @@ def test_import_augkit_stays_light():
             "print(','.join(m for m in ('torch', 'torchvision', 'albumentations', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_plan_gives_the_geometry_of_a_call_without_pixels(face):
+    image, points = face
+    pipe = ak.Compose([ak.Affine(rotate=(-10, 10)), ak.HFlip(p=0.5), ak.Resize(50, 60)], scheme="ibug68")
+    for seed in range(5):
+        m, size, flips = pipe.plan((200, 180), rng=np.random.default_rng(seed))
+        out = pipe(image, points, rng=np.random.default_rng(seed))
+        np.testing.assert_array_equal(m, out.matrix)
+        assert list(size) == out.record["out"] and flips == out.record["flips"]
+    assert pipe.can_flip and not ak.Compose([ak.Resize(5, 5)]).can_flip

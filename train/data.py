@@ -64,20 +64,11 @@ class SynthSource:
 
 def preprocess_matrix(pipeline, size_wh) -> tuple[np.ndarray, tuple[int, int]]:
     """The fused 3x3 matrix and output size of a deterministic pipeline for an image of
-    ``size_wh`` = (w, h), computed by the pipeline's own walk without touching pixels (falls back
-    to a call on a blank image)."""
+    ``size_wh`` = (w, h), without touching pixels (``Compose.plan``)."""
     if not pipeline.deterministic:
         raise ValueError("preprocess_matrix needs a deterministic pipeline")
-    size = (int(size_wh[0]), int(size_wh[1]))
-    try:
-        from augkit.compose import _Plan, _walk_list
-        plan = _Plan(size, None, None)
-        _walk_list(pipeline.steps, None, plan, None)
-        m = np.eye(3) if plan.m is None else np.array(plan.m, dtype=np.float64)
-        return m, (int(plan.size[0]), int(plan.size[1]))
-    except (ImportError, TypeError, AttributeError):  # the core's internals moved: do it the slow way
-        res = pipeline(np.zeros((size[1], size[0]), np.uint8))
-        return res.matrix, (int(res.record["out"][0]), int(res.record["out"][1]))
+    m, size, _ = pipeline.plan((int(size_wh[0]), int(size_wh[1])))
+    return np.array(m, dtype=np.float64), (int(size[0]), int(size[1]))
 
 
 class LandmarkDataset(Dataset):

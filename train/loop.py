@@ -346,8 +346,7 @@ def _scheme(cfg, n_points, aug_steps) -> Scheme:
         return s
     if n_points == 68:
         return get_scheme("ibug68")
-    from augkit.compose import _has_flip
-    if _has_flip(aug_steps):
+    if Compose(aug_steps, points_unordered=True).can_flip:
         raise ValueError(f"the data has {n_points} points per face and the augmentation flips: pass --scheme FILE "
                          "with its flip pairs (`augkit scheme infer --data ...` writes one), or an --aug without HFlip")
     return Scheme(f"points{n_points}", n_points)
