@@ -43,10 +43,10 @@ def read_checkpoint(path, map_location="cpu") -> dict:
                 break
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
+    try:  # tensors and plain data only: a checkpoint never needs to run pickled code
         ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception:
-        ck = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable augkit checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path}: not an augkit training checkpoint")
     return ck

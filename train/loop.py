@@ -401,6 +401,8 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
             v = getattr(cfg, k)
             if v is not None and v != getattr(TrainConfig, k, None):
                 setattr(saved, k, v)
+        if cfg.time_budget is None:  # a budget is for one session: a resume runs to the end unless given one
+            saved.time_budget = None
         saved.out = os.path.dirname(os.path.abspath(ck_path))
         cfg = saved
     cfg = resolve_config(cfg)
@@ -574,7 +576,8 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
                 break
         bar.close()
         train_s = time.time() - t0
-        tl = torch.tensor([run_loss[0], run_loss[1]], dtype=torch.float64)
+        # on the training device: NCCL reduces CUDA tensors only
+        tl = torch.tensor([run_loss[0], run_loss[1]], dtype=torch.float64, device=device)
         if dist.on:
             torch.distributed.all_reduce(tl)
         row = {"epoch": epoch + 1, "train_loss": float(tl[0] / max(1, tl[1])), "lr": sched.lr(max(0, global_step - 1)),

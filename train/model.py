@@ -70,6 +70,15 @@ def _imagenet_weights(backbone: str):
         raise ValueError(f"--pretrained: torchvision has no ImageNet weights for {backbone!r} ({e})") from None
 
 
+class FP32Linear(nn.Linear):
+    """The regression head, computed in float32 even under autocast: in bf16 the normalised
+    coordinates would be rounded to about 2**-8 of the crop (most of a pixel at 224 px)."""
+
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
 def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=None, mean_shape=None) -> nn.Module:
     """A torchvision backbone (by name) whose classifier is replaced by a ``2 * n_points`` linear head.
 
@@ -122,7 +131,10 @@ def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=
         setattr(parent, attr, nn.Linear(old.in_features, out))
     if weights is not None:
         load_backbone_weights(model, weights)
-    head = _last_linear(model)[2]
+    parent, attr, old = _last_linear(model)
+    head = FP32Linear(old.in_features, old.out_features)
+    head.load_state_dict(old.state_dict())
+    setattr(parent, attr, head)
     if mean_shape is not None:
         with torch.no_grad():
             head.weight.mul_(0.01)

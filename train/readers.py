@@ -230,7 +230,10 @@ def _parse_table(label: str, sep: str | None, header: bool | None, strict: bool,
         sep = "\t" if first.count("\t") >= max(1, first.count(",")) else ","
     cells = [c.strip() for c in first.split(sep)]
     if header is None:
-        header = len(cells) < 2 or not _is_number(cells[1])
+        # a header names its columns: most of its value fields are not numbers (one bad value
+        # in a data row is a row to skip, not a header)
+        values = cells[1:]
+        header = len(cells) < 2 or sum(not _is_number(v) for v in values) > len(values) // 2
     nfields = _fields_per_line(buf, starts, ends, ord(sep))
     lines = nonblank
     columns = None

@@ -40,7 +40,7 @@ def template() -> np.ndarray:
     p[31:36] = [[-0.2, 0.27], [-0.1, 0.31], [0.0, 0.33], [0.1, 0.31], [0.2, 0.27]]
     for c, idx in ((-0.42, (36, 37, 38, 39, 40, 41)), (0.42, (45, 44, 43, 42, 47, 46))):
         # outer corner, top outer, top inner, inner corner, bottom inner, bottom outer (mirrored for the right eye)
-        s = -1.0 if c < 0 else 1.0
+        s = 1.0 if c < 0 else -1.0  # outer corners away from the midline
         rel = [(-0.15, 0.0), (-0.06, -0.065), (0.06, -0.065), (0.15, 0.0), (0.06, 0.05), (-0.06, 0.05)]
         for i, (dx, dy) in zip(idx, rel):
             p[i] = [c + s * dx, -0.25 + dy]

@@ -36,13 +36,17 @@ def submission_text(test_points, predictions: dict) -> tuple[str, list]:
     out.write(",".join(["file_name"] + [f"Point_M{i}_{a}" for i in range(width) for a in ("X", "Y")]) + "\n")
     missing = []
     for name, idx in test_points:
+        if not len(idx):
+            raise ValueError(f"{name}: test_points lists no point indices")
         pts = predictions.get(name)
-        if pts is None or not np.isfinite(np.asarray(pts)[idx]).all():
+        if pts is not None:
+            pts = np.asarray(pts, dtype=np.float64)
+            if max(idx) >= len(pts) or min(idx) < 0:
+                raise ValueError(f"{name}: test_points lists index {max(idx) if max(idx) >= len(pts) else min(idx)}, "
+                                 f"the model predicts points 0..{len(pts) - 1}")
+        if pts is None or not np.isfinite(pts[idx]).all():
             missing.append(name)
             continue
-        pts = np.asarray(pts, dtype=np.float64)
-        if max(idx, default=-1) >= len(pts):
-            raise ValueError(f"{name}: test_points lists index {max(idx)}, the model predicts {len(pts)} points")
         vals = round_half_up(pts[idx]).reshape(-1)
         out.write(name + "," + ",".join(str(int(v)) for v in vals) + "\n")
     return out.getvalue(), missing
