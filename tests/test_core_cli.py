@@ -83,3 +83,11 @@ def test_examples_run(ytf68, tmp_path, script):
     res = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert ("batch (16, 3, 128, 128)" in res.stdout) if script == "torch_dataset.py" else ("wrote" in res.stdout)
+
+
+def test_show_without_data_draws_the_synthetic_demo_faces(tmp_path):
+    out = tmp_path / "demo.png"
+    res = CliRunner().invoke(main, ["show", "--n", "4", "--size", "64", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    grid = cv2.imread(str(out))
+    assert grid.shape == (2 * 68 + 4, 2 * 68 + 4, 3) and grid[4:68, 4:68].std() > 10
