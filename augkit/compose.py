@@ -136,7 +136,7 @@ def invert_points(record: dict, points, scheme: Scheme | str | None = None) -> n
 class _Plan:
     """What one walk of the tree collects."""
 
-    __slots__ = ("m", "size", "flips", "photo", "points", "box", "moved")
+    __slots__ = ("m", "size", "flips", "photo", "points", "box")
 
     def __init__(self, size, points, box):
         self.m = None  # no geometry yet: the identity
@@ -145,7 +145,6 @@ class _Plan:
         self.photo = []
         self.points = points
         self.box = box
-        self.moved = False
 
     def current_box(self):
         """The call's box carried through the geometry so far: bounding box of its corners."""
@@ -274,7 +273,7 @@ class Compose(Step):
             raise ValueError(f"the record has {len(steps_record)} steps, this pipeline {len(self.steps)}")
         entries = _walk_list(self.steps, rng, plan, steps_record)
         m, size = (np.eye(3) if plan.m is None else plan.m), plan.size
-        if plan.moved:
+        if plan.m is not None:
             out = F.warp(image, m, size, self._interp, self._border, self.fill, self.preshrink)
         else:
             out = image
@@ -352,7 +351,6 @@ def _walk(step, rng, plan, entry, replay: bool):
         m, size = step.matrix(values, plan.size)
         plan.m = m if plan.m is None else m @ plan.m
         plan.size = size
-        plan.moved = True
         if step.flips:
             plan.flips += 1
         return values

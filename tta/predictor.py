@@ -7,9 +7,10 @@ of that input frame. The output is copied, never modified. ``augkit.train`` chec
 (``LandmarkModel``) are such callables and also bring ``preprocess`` and ``scheme``; a plain
 ``torch.nn.Module`` can be wrapped with :class:`TorchCallable`.
 
-For each image: ``r0 = preprocess(image)`` (original -> model input), then per view
-``rv = view.pipeline(r0.image)``. Predictions go back through ``invert_points(rv.record, ·, scheme)``
-(flip pairs swapped back) and ``invert_points(r0.record, ·, scheme)`` into original pixels.
+For each image and view, the preprocessing (original -> model input) and the view's pipeline are
+fused into ONE pipeline, so each view is one warp of the original image (one interpolation, not a
+resample of the resampled input). Predictions go back through ``invert_points(record, ·, scheme)``
+of that fused call (flip pairs swapped back) straight into original pixels.
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ class TTAPredictor:
         if self.scheme is None and any(v.flips for v in self.spec.views):
             raise ValueError("the TTA views flip, but no landmark scheme is known to swap left/right points "
                              "back: pass scheme='ibug68' (or a scheme file)")
+        # preprocessing + view fused per (model, view): one warp of the original image each
+        self._fused = [[Compose([pre, view.pipeline], points_unordered=True, border_mode=pre.border_mode,
+                                fill=pre.fill, interpolation=pre.interpolation, preshrink=pre.preshrink)
+                        for view in self.spec.views] for pre in self.preprocess]
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.max_batch = int(max_batch)
@@ -170,9 +175,8 @@ class TTAPredictor:
             if state["out"] is None:
                 state["out"] = np.full((n, nm * nv, pts.shape[1], 2), np.nan)
             out = state["out"]
-            for (_, i, v, rec0, recv), p in zip(buf, pts):
-                q = invert_points(recv, p, self.scheme)
-                out[i, mi * nv + v] = invert_points(rec0, q, self.scheme)
+            for (_, i, v, rec), p in zip(buf, pts):
+                out[i, mi * nv + v] = invert_points(rec, p, self.scheme)
             buffers[key] = []
 
         for i, item in enumerate(items):
@@ -186,17 +190,16 @@ class TTAPredictor:
                     continue
             else:
                 image = item
-            for mi, pre in enumerate(self.preprocess):
-                r0 = pre(image)
-                for v, view in enumerate(self.views):
-                    rv = view.pipeline(r0.image)
+            for mi, fused in enumerate(self._fused):
+                for v, (view, pipe) in enumerate(zip(self.views, fused)):
+                    rv = pipe(image)
                     key = (mi,) if self.stacked else (mi, v)
                     buf = buffers.setdefault(key, [])
                     if buf and rv.image.shape != buf[0][0].shape:
                         raise ValueError(f"view {view.name!r} gives a {rv.image.shape} input, other views/images "
                                          f"{buf[0][0].shape}: views must keep the model-input size, and without a "
                                          "preprocessing pipeline all images must have one size")
-                    buf.append((rv.image, i, v, r0.record, rv.record))
+                    buf.append((rv.image, i, v, rv.record))
                     if len(buf) >= self.max_batch:
                         flush(key)
             ok[i] = True
