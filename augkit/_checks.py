@@ -58,7 +58,7 @@ class Range:
 
 
 def check_image(image) -> np.ndarray:
-    """HxW or HxWxC (C in 1, 3, 4) array of uint8, uint16 or float32."""
+    """HxW or HxWxC (C in 1, 3, 4) array of uint8 (0-255), uint16 (0-65535) or float32 (0-1)."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a numpy array (HxW or HxWxC), got {type(image).__name__}")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
@@ -66,7 +66,8 @@ def check_image(image) -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image is empty: shape {image.shape}")
     if image.dtype not in (np.uint8, np.uint16, np.float32):
-        raise TypeError(f"image dtype must be uint8, uint16 or float32, got {image.dtype}")
+        raise TypeError(f"image dtype must be uint8 (0-255), uint16 (0-65535) or float32 (0-1), got {image.dtype}: "
+                        "convert it first, e.g. image.astype(np.float32) / 255 for 0-255 values")
     return image
 
 

@@ -2,6 +2,11 @@
 
 Shape: images are ``HxW`` or ``HxWxC`` with ``C`` in (1, 3, 4); colour is RGB(A), and alpha is
 left alone by the intensity kernels.
+
+Dtypes: uint8 (0-255), uint16 (0-65535) and float32 (0-1) are all supported by every kernel.
+Intensity magnitudes are given on the uint8 scale (a noise ``std`` of 5 means 5/255 of the full
+range) and scaled to the image's range; results are clipped to that range and keep the dtype.
+uint8 goes through the exact same lookup tables as before.
 """
 
 from __future__ import annotations
@@ -110,14 +115,58 @@ def gamma_table(gamma: float) -> np.ndarray:
     return np.clip(255.0 * (_RAMP / 255.0) ** gamma, 0, 255).round().astype(np.uint8)
 
 
-def _need_uint8(image: np.ndarray, what: str) -> None:
-    if image.dtype != np.uint8:
-        raise TypeError(f"{what} works on uint8 images, got {image.dtype}")
+def dtype_range(dtype) -> float:
+    """The full-scale value of an image dtype: 255 (uint8), 65535 (uint16), 1.0 (float32)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if dtype == np.float32:
+        return 1.0
+    raise TypeError(f"image dtype must be uint8, uint16 or float32, got {dtype}: convert with "
+                    "image.astype(np.float32) scaled to [0, 1], or to uint8/uint16")
+
+
+def _to_dtype(values: np.ndarray, dtype) -> np.ndarray:
+    """Float values in the dtype's range -> that dtype (rounded for integers, always clipped)."""
+    top = dtype_range(dtype)
+    if np.dtype(dtype) == np.float32:
+        return np.clip(values, 0.0, top).astype(np.float32)
+    return np.clip(np.rint(values), 0, top).astype(dtype)
+
+
+def _on_colour(image: np.ndarray, kernel) -> np.ndarray:
+    """Run ``kernel`` on the colour channels (alpha kept); a new array."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        out = image.copy()
+        out[..., :3] = kernel(image[..., :3])
+        return out
+    return kernel(image)
+
+
+def adjust_linear(image: np.ndarray, gain: float, bias: float) -> np.ndarray:
+    """``clip(x * gain + bias)`` on the colour channels, ``bias`` in uint8 levels (scaled to the dtype)."""
+    if image.dtype == np.uint8:
+        return lut(image, linear_table(gain, bias))
+    top = dtype_range(image.dtype)
+    return _on_colour(image, lambda c: _to_dtype(c.astype(np.float32) * np.float32(gain)
+                                                 + np.float32(bias * top / 255.0), image.dtype))
+
+
+def adjust_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
+    """``top * (x / top) ** gamma`` on the colour channels (``top``: the dtype's full scale)."""
+    if image.dtype == np.uint8:
+        return lut(image, gamma_table(gamma))
+    top = np.float32(dtype_range(image.dtype))
+    return _on_colour(image, lambda c: _to_dtype(
+        top * np.power(np.clip(c.astype(np.float32) / top, 0, 1), np.float32(gamma)), image.dtype))
 
 
 def lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Apply a 256-entry table to every colour channel (alpha kept)."""
-    _need_uint8(image, "a lookup table")
+    """Apply a 256-entry table to every colour channel of a uint8 image (alpha kept)."""
+    if image.dtype != np.uint8:
+        raise TypeError(f"a lookup table works on uint8 images, got {image.dtype}: use adjust_linear / adjust_gamma")
     if image.ndim == 3 and image.shape[2] == 4:
         out = image.copy()
         out[..., :3] = cv2.LUT(np.ascontiguousarray(image[..., :3]), table)
@@ -177,14 +226,13 @@ def grayscale(image: np.ndarray) -> np.ndarray:
 
 
 def add_noise(image: np.ndarray, std: float, seed: int) -> np.ndarray:
-    """Add Gaussian noise of ``std`` levels drawn from ``default_rng(seed)`` (alpha kept)."""
+    """Add Gaussian noise of ``std`` uint8 levels (scaled to the dtype's range) drawn from
+    ``default_rng(seed)``; clipped to the range (alpha kept)."""
     rng = np.random.default_rng(seed)
+    scale = np.float32(std * dtype_range(image.dtype) / 255.0)
     color = image if image.ndim == 2 or image.shape[2] != 4 else image[..., :3]
-    noisy = color.astype(np.float32) + rng.standard_normal(color.shape, dtype=np.float32) * np.float32(std)
-    if image.dtype == np.uint8:
-        noisy = np.clip(noisy.round(), 0, 255).astype(np.uint8)
-    elif image.dtype == np.uint16:
-        noisy = np.clip(noisy.round(), 0, 65535).astype(np.uint16)
+    noisy = color.astype(np.float32) + rng.standard_normal(color.shape, dtype=np.float32) * scale
+    noisy = _to_dtype(noisy, image.dtype)
     if color is image:
         return noisy
     out = image.copy()
@@ -193,8 +241,16 @@ def add_noise(image: np.ndarray, std: float, seed: int) -> np.ndarray:
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encode to JPEG at ``quality`` and decode again (uint8, gray or colour; alpha kept)."""
-    _need_uint8(image, "JPEG re-encoding")
+    """Encode to JPEG at ``quality`` and decode again (gray or colour; alpha kept).
+
+    uint16 and float32 images: the 8-bit version is compressed and its artefacts (decoded minus
+    encoded, scaled to the dtype's range) are added to the full-precision image.
+    """
+    if image.dtype != np.uint8:
+        top = dtype_range(image.dtype)
+        as8 = _to_dtype(image.astype(np.float32) * np.float32(255.0 / top), np.uint8)
+        artefacts = jpeg(as8, quality).astype(np.float32) - as8.astype(np.float32)
+        return _to_dtype(image.astype(np.float32) + artefacts * np.float32(top / 255.0), image.dtype)
     color = image if image.ndim == 2 or image.shape[2] != 4 else np.ascontiguousarray(image[..., :3])
     rgb = color.ndim == 3 and color.shape[2] == 3
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(color, cv2.COLOR_RGB2BGR) if rgb else color,

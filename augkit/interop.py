@@ -8,6 +8,8 @@ augkit's matrix, and the message names the augkit step to use instead.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .transforms import PhotometricStep
 
 __all__ = ["Photometric", "AUGKIT_EQUIVALENT"]
@@ -49,7 +51,15 @@ class Photometric(PhotometricStep):
 
     def apply(self, image, v):
         self.transform.set_random_seed(v["seed"])
-        out = self.transform(image=image, force_apply=True)["image"]
+        try:
+            out = self.transform(image=image, force_apply=True)["image"]
+        except Exception as e:  # noqa: BLE001 - albumentations/OpenCV refuse some dtypes in their own words
+            if image.dtype == np.uint8:
+                raise
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise TypeError(f"ak.Photometric({type(self.transform).__name__}) cannot take a {image.dtype} image "
+                            f"({why}); convert it first, e.g. (image // 257).astype(np.uint8) for uint16 or "
+                            "(image * 255).round().astype(np.uint8) for float32 in [0, 1]") from None
         if out.dtype != image.dtype or out.shape[:2] != image.shape[:2]:
             raise TypeError(f"{type(self.transform).__name__} turned a {image.dtype} {image.shape} image into "
                             f"{out.dtype} {out.shape}: ak.Photometric needs steps that keep size and dtype")

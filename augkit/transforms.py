@@ -309,7 +309,8 @@ class LetterBox(GeometricStep):
 # --------------------------------------------------------------------------------- photometric
 
 class BrightnessContrast(PhotometricStep):
-    """``out = (x - 127.5) * contrast + 127.5 + brightness * 255`` through one ``cv2.LUT`` (uint8)."""
+    """``out = (x - 127.5) * contrast + 127.5 + brightness * 255`` on the uint8 scale (one ``cv2.LUT``);
+    uint16 and float32 images get the same relative change on their own range."""
 
     def __init__(self, brightness=0.0, contrast=1.0, p=1.0):
         super().__init__(p, brightness=brightness, contrast=contrast)
@@ -318,18 +319,18 @@ class BrightnessContrast(PhotometricStep):
 
     def apply(self, image, v):
         c = v["contrast"]
-        return F.lut(image, F.linear_table(c, 127.5 * (1 - c) + 255.0 * v["brightness"]))
+        return F.adjust_linear(image, c, 127.5 * (1 - c) + 255.0 * v["brightness"])
 
 
 class Gamma(PhotometricStep):
-    """``out = 255 * (x / 255) ** gamma`` through one LUT (uint8)."""
+    """``out = top * (x / top) ** gamma``, ``top`` the dtype's full scale (one LUT for uint8)."""
 
     def __init__(self, gamma=1.0, p=1.0):
         super().__init__(p, gamma=gamma)
         self._range("gamma", gamma, 1e-3)
 
     def apply(self, image, v):
-        return F.lut(image, F.gamma_table(v["gamma"]))
+        return F.adjust_gamma(image, v["gamma"])
 
 
 class Blur(PhotometricStep):
@@ -375,7 +376,8 @@ class Grayscale(PhotometricStep):
 
 
 class Noise(PhotometricStep):
-    """Additive Gaussian noise of ``std`` intensity levels (0-255 scale for uint8)."""
+    """Additive Gaussian noise of ``std`` levels on the uint8 scale (0-255): a uint16 image gets
+    ``std * 257``, a float32 one ``std / 255``."""
 
     def __init__(self, std=(2.0, 10.0), p=1.0):
         super().__init__(p, std=std)
@@ -393,7 +395,8 @@ class Noise(PhotometricStep):
 
 
 class JpegQuality(PhotometricStep):
-    """Re-encode as JPEG at ``quality`` (1-100) to imitate compression artefacts (uint8)."""
+    """Re-encode as JPEG at ``quality`` (1-100) to imitate compression artefacts (uint16 and float32:
+    the artefacts of their 8-bit version, added at full precision)."""
 
     def __init__(self, quality=(30, 90), p=1.0):
         super().__init__(p, quality=quality)

@@ -243,3 +243,53 @@ def test_plan_gives_the_geometry_of_a_call_without_pixels(face):
         np.testing.assert_array_equal(m, out.matrix)
         assert list(size) == out.record["out"] and flips == out.record["flips"]
     assert pipe.can_flip and not ak.Compose([ak.Resize(5, 5)]).can_flip
+
+
+DTYPE_RANGE = {np.uint8: 255.0, np.uint16: 65535.0, np.float32: 1.0}
+
+
+def as_dtype(img8, dtype):
+    """The same picture on another dtype's full range."""
+    if dtype is np.uint8:
+        return img8
+    return (img8.astype(np.uint16) * 257) if dtype is np.uint16 else (img8 / np.float32(255)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in EXAMPLES.items() if v is not None or k == "Photometric"))
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_every_step_on_uint16_and_float32_matches_uint8_or_refuses_clearly(name, dtype, channels, face):
+    """Same dtype out, values in range, and the same relative effect as on uint8 (same draws)."""
+    step = every_step()[name]
+    img8, pts = face
+    img8 = np.ascontiguousarray(img8[..., :1] if channels == 1 else (
+        img8 if channels == 3 else np.dstack([img8, np.full(img8.shape[:2], 200, np.uint8)])))
+    if name == "Photometric" and channels in (1, 4):
+        pytest.skip("CLAHE takes gray or RGB only")
+    pipe = ak.Compose([step], scheme="ibug68")
+    ref = pipe(img8, pts, rng=np.random.default_rng(3))
+    img = as_dtype(img8, dtype)
+    try:
+        out = pipe(img, pts, rng=np.random.default_rng(3))
+    except TypeError as e:  # a refusal must say what was given and how to convert
+        assert np.dtype(dtype).name in str(e) and "convert" in str(e), str(e)
+        return
+    top = DTYPE_RANGE[dtype]
+    assert out.image.dtype == dtype and out.image.shape == ref.image.shape
+    assert out.image.min() >= 0 and out.image.max() <= top
+    rel = np.abs(out.image.astype(np.float64) / top - ref.image.astype(np.float64) / 255.0)
+    assert rel.mean() < 0.005 and np.percentile(rel, 99) < 0.03, (rel.mean(), rel.max())
+    np.testing.assert_allclose(out.points, ref.points)
+
+
+def test_noise_std_is_in_uint8_levels_whatever_the_dtype():
+    flat = np.full((200, 200), 0.5, np.float32)
+    out = ak.Compose([ak.Noise(std=5)])(flat, rng=np.random.default_rng(0)).image
+    assert out.dtype == np.float32 and abs(out.std() - 5 / 255) < 0.002
+    out16 = ak.Compose([ak.Noise(std=5)])(np.full((200, 200), 30000, np.uint16), rng=np.random.default_rng(0)).image
+    assert abs(out16.std() - 5 * 257) < 60
+
+
+def test_float64_images_are_refused_with_a_conversion_hint():
+    with pytest.raises(TypeError, match=r"float64.*convert it first"):
+        ak.Compose([ak.Gamma(0.5)])(np.zeros((8, 8)), rng=np.random.default_rng(0))
