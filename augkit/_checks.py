@@ -24,7 +24,7 @@ def check_size(value, name: str, owner: str) -> int:
 class Range:
     """A magnitude: a scalar (fixed) or a ``(low, high)`` pair (drawn uniformly)."""
 
-    __slots__ = ("lo", "hi", "fixed")
+    __slots__ = ("lo", "hi", "fixed", "minimum", "maximum")
 
     def __init__(self, value, name: str, owner: str, minimum=None, maximum=None):
         def bad(why: str) -> ValueError:
@@ -46,6 +46,20 @@ class Range:
         if maximum is not None and hi > maximum:
             raise bad(f"must be <= {maximum}")
         self.lo, self.hi, self.fixed = lo, hi, lo == hi
+        self.minimum, self.maximum = minimum, maximum
+
+    def admits(self, value) -> bool:
+        """True when ``value`` is a finite number within the step's limits (a recorded value)."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
+            return False
+        return ((self.minimum is None or float(value) >= self.minimum)
+                and (self.maximum is None or float(value) <= self.maximum))
+
+    def limits(self) -> str:
+        """The limits in words, for messages."""
+        parts = ([f">= {self.minimum}"] if self.minimum is not None else []) + \
+            ([f"<= {self.maximum}"] if self.maximum is not None else [])
+        return "a finite number " + " and ".join(parts) if parts else "a finite number"
 
     def draw(self, rng) -> float:
         """The fixed value, or a uniform draw from ``rng``."""

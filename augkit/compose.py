@@ -105,9 +105,30 @@ class Result:
 
 
 def _matrix(record: dict) -> np.ndarray:
+    """The record's ``M`` as a 3x3 matrix; a clear error when the field is missing or malformed."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a record must be the dict of a pipeline call, got {type(record).__name__}")
+    if "M" not in record:
+        raise ValueError("the record has no field 'M' (the fused 2x3 matrix of the call): expected the record "
+                         "of a pipeline call")
+    try:
+        m2 = np.array(record["M"], dtype=np.float64)
+    except (TypeError, ValueError):
+        m2 = None
+    if m2 is None or m2.shape != (2, 3) or not np.isfinite(m2).all():
+        shown = repr(record["M"])
+        raise ValueError(f"the record's field 'M' must be a 2x3 matrix of finite numbers, got "
+                         f"{shown[:80] + '...' if len(shown) > 80 else shown}")
     m = np.eye(3)
-    m[:2] = record["M"]
+    m[:2] = m2
     return m
+
+
+def _flips(record: dict) -> int:
+    flips = record.get("flips")
+    if isinstance(flips, bool) or not isinstance(flips, (int, np.integer)) or flips < 0:
+        raise ValueError(f"the record's field 'flips' must be a non-negative whole number, got {flips!r}")
+    return int(flips)
 
 
 def invert_points(record: dict, points, scheme: Scheme | str | None = None) -> np.ndarray:
@@ -121,7 +142,10 @@ def invert_points(record: dict, points, scheme: Scheme | str | None = None) -> n
     p = np.asarray(points, dtype=np.float64)
     if p.ndim < 2 or p.shape[-1] != 2:
         raise ValueError(f"points to invert must have shape (..., K, 2), got {p.shape}")
-    if record["flips"] % 2:
+    m = _matrix(record)
+    if abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) < 1e-12:
+        raise ValueError(f"the record's field 'M' is singular ({record['M']!r}): its points cannot be mapped back")
+    if _flips(record) % 2:
         if scheme is None:
             if not record.get("unordered"):
                 raise ValueError("this record holds a flip: pass the scheme that swaps left/right points")
@@ -130,7 +154,7 @@ def invert_points(record: dict, points, scheme: Scheme | str | None = None) -> n
             if p.shape[-2] != scheme.n_points:
                 raise ValueError(f"points have {p.shape[-2]} rows, the scheme {scheme.name!r} has {scheme.n_points}")
             p = p[..., scheme.perm, :]
-    return G.apply_points(G.invert(_matrix(record)), p)
+    return G.apply_points(G.invert(m), p)
 
 
 class _Plan:
@@ -208,11 +232,33 @@ class Compose(Step):
     def replay(self, record: dict, image, points=None, box=None) -> Result:
         """Apply the values of ``record`` (from any call of this pipeline) to ``image`` and ``points``.
 
-        A ``CropBox`` uses the box of the record unless ``box`` is given here.
+        The geometry is recomputed from the recorded step values (as the call did); the record's
+        ``in`` (input size) and ``M`` (fused matrix) must agree with it, so that ``replay`` and
+        ``invert_points`` (which reads ``M``) can never disagree: an edited or foreign record is
+        refused. A ``CropBox`` uses the box of the record unless ``box`` is given here (then the
+        matrix legitimately differs and ``M`` is not compared).
+
+        Raises:
+            ValueError: the record does not fit this pipeline or this image, names the field.
         """
         if not isinstance(record, dict) or "steps" not in record:
             raise ValueError("replay needs the record of a call of this pipeline (a dict with 'steps')")
-        return self._run(image, points, None, record["steps"], box)
+        image = check_image(image)
+        size = [image.shape[1], image.shape[0]]
+        if "in" in record and _plain_list(record["in"]) != size:
+            raise ValueError(f"the record's field 'in' is {record['in']!r} but the image is {size} (w, h): a record "
+                             "replays on an image of the size it was made on")
+        result = self._run(image, points, None, record["steps"], box)
+        if "flips" in record and _flips(record) != result.record["flips"]:
+            raise ValueError(f"the record's field 'flips' is {record['flips']!r} but its steps flip "
+                             f"{result.record['flips']} time(s): the record was edited or belongs to another pipeline")
+        if "M" in record and box is None:
+            recorded, recomputed = _matrix(record)[:2], result.matrix[:2]
+            if not np.allclose(recorded, recomputed, rtol=1e-9, atol=1e-6):
+                raise ValueError(f"the record's field 'M' {np.round(recorded, 4).tolist()} does not match the "
+                                 f"matrix its step values give, {np.round(recomputed, 4).tolist()}: the record was "
+                                 "edited or belongs to another pipeline")
+        return result
 
     @property
     def can_flip(self) -> bool:
@@ -293,6 +339,13 @@ class Compose(Step):
         if self.points_unordered:
             record["unordered"] = True
         return Result(out, out_pts, vis, record, self)
+
+
+def _plain_list(value):
+    try:
+        return [int(v) if float(v) == int(v) else float(v) for v in value]
+    except (TypeError, ValueError, OverflowError):
+        return value
 
 
 def _check_box(box) -> tuple:
@@ -385,6 +438,10 @@ def _check_entry(step, entry) -> None:
     if not isinstance(entry, dict) or not set(keys) <= set(entry):
         raise ValueError(f"the record does not fit this pipeline: {type(step).__name__} needs values "
                          f"{sorted(keys)}, got {entry!r}")
+    for name, r in step.ranges.items():
+        if name in entry and not r.admits(entry[name]):
+            raise ValueError(f"the record's {type(step).__name__} value {name}={entry[name]!r} is out of the "
+                             f"step's limits: expected {r.limits()}")
 
 
 def step_from_dict(d, where: str) -> Step:
