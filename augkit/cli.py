@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import click
@@ -28,6 +29,29 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+def _clear_errors(command):
+    """Bad input (ValueError: data, scheme, pipeline files) and unwritable outputs (OSError) end in one
+    ``Error: ...`` line and exit code 1, not a traceback."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ValueError, OSError) as e:
+            raise click.ClickException(str(e)) from None
+    return run
+
+
+def _scheme_option(ctx, param, value):
+    """Resolve ``--scheme`` at parse time: an unknown name or a bad file is a usage error (exit 2)."""
+    from .schemes import get_scheme
+    try:
+        return get_scheme(value)
+    except (ValueError, OSError) as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+
+
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="augkit")
 def main():
@@ -41,15 +65,21 @@ def main():
               help="Pipeline YAML; default: augkit's training pipeline for faces.")
 @click.option("--n", "n", default=16, show_default=True, type=click.IntRange(1, 256), help="Samples in the grid.")
 @click.option("--size", default=160, show_default=True, type=click.IntRange(16, 1024), help="Tile size in pixels.")
-@click.option("--scheme", default="ibug68", show_default=True, help="Landmark scheme (name or file).")
+@click.option("--scheme", default="ibug68", show_default=True, callback=_scheme_option,
+              help="Landmark scheme (name or file).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", "out", default="grid.png", show_default=True, type=click.Path(dir_okay=False))
+@_clear_errors
 def show(data, aug, n, size, scheme, seed, out):
     """Draw a grid of augmented samples with their landmarks (left side, right side and midline
-    points in different colours: a wrong flip shows at a glance)."""
+    points in different colours: a wrong flip shows at a glance). Unreadable images are skipped and
+    counted."""
     from .show import show_grid
-    path = show_grid(data=data, aug=aug, n=n, size=size, scheme=scheme, seed=seed, out=out)
-    click.echo(f"wrote {path}")
+    skipped = []
+    path = show_grid(data=data, aug=aug, n=n, size=size, scheme=scheme, seed=seed, out=out, skipped=skipped)
+    click.echo(f"wrote {path}" + (f" (skipped {len(skipped)} unreadable image(s))" if skipped else ""))
+    for why in skipped[:10]:
+        click.echo(f"  skipped: {why}", err=True)
 
 
 @main.group()
@@ -59,12 +89,13 @@ def scheme():
 
 @scheme.command("check")
 @click.option("--data", required=True, help="Dataset folder with landmarks.")
-@click.option("--scheme", "name", default="ibug68", show_default=True, help="Scheme name or file.")
-def scheme_check(data, name):
+@click.option("--scheme", "sch", default="ibug68", show_default=True, callback=_scheme_option,
+              help="Scheme name or file.")
+@_clear_errors
+def scheme_check(data, sch):
     """Report how well the scheme's flip pairs mirror the dataset's mean shape."""
-    from .schemes import get_scheme, mirror_error
+    from .schemes import mirror_error
     from .show import mean_shape
-    sch = get_scheme(name)
     shape, count = mean_shape(data)
     if shape.shape[0] != sch.n_points:
         raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "
@@ -83,17 +114,33 @@ def scheme_check(data, name):
 @click.option("--name", default="inferred", show_default=True, help="Name of the new scheme.")
 @click.option("--norm", nargs=2, type=int, default=None, help="Two point indices that normalise NME.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Scheme file to write (YAML/JSON).")
+@_clear_errors
 def scheme_infer(data, name, norm, out):
     """Find the flip pairs from the data: mirror the mean shape and match points optimally."""
+    from .config import check_writable
     from .schemes import Scheme, infer_pairs
     from .show import mean_shape
+    check_writable(out)
     shape, count = mean_shape(data)
+    _check_norm(norm, shape.shape[0])
     pairs, err = infer_pairs(shape)
     sch = Scheme(name, int(shape.shape[0]), tuple(pairs), tuple(norm) if norm else None)
     sch.save(out)
     click.echo(f"{len(pairs)} flip pairs and {sch.n_points - 2 * len(pairs)} midline points from the mean shape "
                f"of {count} faces; mirrored error {err:.4f} (units of RMS radius)")
     click.echo(f"wrote {out}")
+
+
+def _check_norm(norm, n_points: int) -> None:
+    """``--norm`` must name two distinct points of the data."""
+    if not norm:
+        return
+    bad = [i for i in norm if not 0 <= i < n_points]
+    if bad or norm[0] == norm[1]:
+        why = f"index {bad[0]} is out of range" if bad else "the two indices are the same"
+        raise click.BadParameter(f"{norm[0]} {norm[1]}: {why}; expected two different point indices in "
+                                 f"0..{n_points - 1} (the data has {n_points} points per face)",
+                                 param_hint="'--norm'")
 
 
 if __name__ == "__main__":

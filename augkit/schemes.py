@@ -20,6 +20,15 @@ import numpy as np
 __all__ = ["Scheme", "get_scheme", "IBUG68", "BUILTIN", "mirror_error", "infer_pairs"]
 
 
+def _index(value, what: str, where: str) -> int:
+    """A point index: a whole number (36 or 36.0); anything else (36.5, "a", True) is refused."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return int(value)
+    raise ValueError(f"{where}: {what} has index {value!r}, expected a whole number (no silent truncation)")
+
+
 @dataclass(frozen=True)
 class Scheme:
     """A landmark layout. ``perm[i]`` is the index that point ``i`` becomes after a flip."""
@@ -39,7 +48,7 @@ class Scheme:
         for pair in self.flip_pairs:
             if len(pair) != 2:
                 raise ValueError(f"{where}: each flip pair must be two indices, got {pair!r}")
-            a, b = int(pair[0]), int(pair[1])
+            a, b = (_index(v, f"flip pair {list(pair)!r}", where) for v in pair)
             for i in (a, b):
                 if not 0 <= i < self.n_points:
                     raise ValueError(f"{where}: flip pair {pair!r} has index {i} outside 0..{self.n_points - 1}")
@@ -51,9 +60,11 @@ class Scheme:
             pairs.append((a, b))
         object.__setattr__(self, "flip_pairs", tuple(pairs))
         if self.norm is not None:
-            if len(self.norm) != 2 or not all(0 <= int(i) < self.n_points for i in self.norm):
-                raise ValueError(f"{where}: norm must be two point indices, got {self.norm!r}")
-            object.__setattr__(self, "norm", (int(self.norm[0]), int(self.norm[1])))
+            norm = tuple(_index(i, f"norm {list(self.norm)!r}", where) for i in self.norm)
+            if len(norm) != 2 or not all(0 <= i < self.n_points for i in norm):
+                raise ValueError(f"{where}: norm must be two point indices in 0..{self.n_points - 1}, "
+                                 f"got {list(self.norm)!r}")
+            object.__setattr__(self, "norm", norm)
         perm = np.arange(self.n_points)
         for a, b in pairs:
             perm[a], perm[b] = b, a

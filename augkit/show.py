@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from .compose import Compose
-from .config import atomic_write_bytes, load
+from .config import atomic_write_bytes, check_writable, load
 from .presets import face_augment_steps, preprocess_steps
 from .schemes import get_scheme
 
@@ -59,26 +59,52 @@ def _samples(data, n: int, rng):
         for i in range(n):
             yield make_face(np.random.default_rng([int(rng.integers(2**31)), i]))
         return
-    from augkit.io import read_image
     from augkit.train.readers import read_dataset
     table = read_dataset(data)
     for i in rng.choice(len(table), size=min(n, len(table)), replace=False):
-        yield read_image(table.files[i]), table.points[i]
+        yield _read_or_skip(table.files[i]), table.points[i]
+
+
+def _read_or_skip(path):
+    """The image at ``path``, or the reason it cannot be read (an ImageReadError, not raised)."""
+    from augkit.io import ImageReadError, read_image
+    try:
+        return read_image(path)
+    except ImageReadError as e:
+        return e
+
+
+def _check_points_fit(points, sch, data) -> None:
+    if np.asarray(points).shape[0] != sch.n_points:
+        raise ValueError(f"{data}: the data has {np.asarray(points).shape[0]} points per face, the scheme "
+                         f"{sch.name!r} has {sch.n_points}: pass --scheme with a scheme of that many points")
 
 
 def show_grid(data=None, aug=None, n: int = 16, size: int = 160, scheme="ibug68", seed: int = 0,
-              out: str = "grid.png") -> str:
-    """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path."""
+              out: str = "grid.png", skipped: list | None = None) -> str:
+    """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path.
+
+    An unreadable image is skipped (the grid has one tile less); its reason is appended to
+    ``skipped`` when a list is given. No readable image at all is an error.
+    """
     sch = get_scheme(scheme)
     steps = load(aug).steps if aug else face_augment_steps()
     pipe = Compose(preprocess_steps(size) + steps, scheme=sch)
+    check_writable(out)
     rng = np.random.default_rng(seed)
-    tiles = []
+    tiles, reasons = [], []
     for image, points in _samples(data, n, rng):
+        if isinstance(image, Exception):
+            reasons.append(str(image))
+            continue
+        _check_points_fit(points, sch, data)
         res = pipe(image, points, rng=rng)
         tiles.append(draw_points(res.image, res.points, sch, res.visible, radius=max(1, size // 80)))
+    if skipped is not None:
+        skipped.extend(reasons)
     if not tiles:
-        raise ValueError(f"{data}: no samples to draw")
+        raise ValueError(f"{data}: no samples to draw ({len(reasons)} unreadable image(s)"
+                         + (f", first: {reasons[0]})" if reasons else ")"))
     cols = int(np.ceil(np.sqrt(len(tiles))))
     rows = int(np.ceil(len(tiles) / cols))
     grid = np.full((rows * (size + 4) + 4, cols * (size + 4) + 4, 3), 255, np.uint8)
