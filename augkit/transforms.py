@@ -409,7 +409,8 @@ class JpegQuality(PhotometricStep):
 class BlackBars(PhotometricStep):
     """Letterbox bars: black bands top and bottom, or left and right, of ``size`` x the side each.
 
-    ``orientation`` is "horizontal" (top/bottom), "vertical" (left/right) or "random".
+    ``orientation`` is "horizontal" (top/bottom), "vertical" (left/right) or "random"; ``fill`` is a
+    pixel value in the image's own dtype (0 is black for all of them).
     """
 
     def __init__(self, size=(0.05, 0.15), orientation="random", fill=0, p=1.0):
@@ -445,7 +446,8 @@ class BlackBars(PhotometricStep):
 class Erase(PhotometricStep):
     """Paint ``n`` rectangles (occluders) of ``area`` x the image area and ``aspect`` w/h.
 
-    ``fill`` is a number, or "random" for a random colour per rectangle, or "noise".
+    ``fill`` is a number (a pixel value in the image's own dtype), or "random" for a random colour per
+    rectangle, or "noise" (both drawn over the dtype's full range).
     """
 
     def __init__(self, n=1, area=(0.02, 0.1), aspect=(0.3, 3.3), fill="random", p=1.0):
