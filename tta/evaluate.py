@@ -86,13 +86,18 @@ class _Reservoir:
     everything fits it holds every row, in arrival order."""
 
     def __init__(self, size: int, width: int, seed: int):
-        self.rows = np.empty((size, width))
+        self.size = int(size)
+        self.rows = np.empty((min(self.size, 4096), width))      # grows (doubling) up to size
         self.n_seen = 0
         self._rng = np.random.default_rng(seed)
 
     def add(self, rows: np.ndarray) -> None:
-        cap = len(self.rows)
+        cap = self.size
         fill = min(max(cap - self.n_seen, 0), len(rows))
+        if self.n_seen + fill > len(self.rows):
+            grown = np.empty((min(cap, max(self.n_seen + fill, 2 * len(self.rows))), self.rows.shape[1]))
+            grown[:self.n_seen] = self.rows[:self.n_seen]
+            self.rows = grown
         self.rows[self.n_seen:self.n_seen + fill] = rows[:fill]
         rest = rows[fill:]
         if len(rest):
@@ -103,7 +108,7 @@ class _Reservoir:
         self.n_seen += len(rows)
 
     def sample(self) -> np.ndarray:
-        return self.rows[:min(self.n_seen, len(self.rows))]
+        return self.rows[:min(self.n_seen, self.size)]
 
 
 class EvalAccumulator:
@@ -113,7 +118,7 @@ class EvalAccumulator:
     ``fr``), plus ``rho_point`` and ``rho_image`` (as :func:`spearman_spread_error`, on uniform
     samples of at most ``spearman_sample`` points and images: identical when everything fits),
     ``worst`` (``[(index, nme), ...]``, the ``n_worst`` highest NME first), ``n_images`` (evaluated)
-    and ``n_unreadable``. Memory: two samples of ``spearman_sample`` x 2 float64 and the heap.
+    and ``n_unreadable``. Memory: two samples of at most ``spearman_sample`` x 2 float64 and the heap.
 
     Args:
         n_points: K, points per image in the labels.
