@@ -151,6 +151,26 @@ def test_fit_chunk_of_only_unreadable_rows_changes_nothing():
     _assert_fit_equal(acc.result(), _reference_fit(members, truth))
 
 
+def test_folds_left_empty_by_unreadable_images_are_skipped():
+    members, truth = _members(n=30, holes=False)
+    fold = fold_of(np.arange(30), 30, 5)
+    members[(fold == 0) | (fold == 3)] = np.nan            # two folds end up without an image
+    res = fit_weights(members, truth)
+    _assert_fit_equal(res, _reference_fit(members, truth))
+    assert np.isfinite(list(res.cv.values())).all()
+
+
+def test_all_labelled_images_in_one_fold_gives_no_cv_but_a_fit():
+    members, truth = _members(n=30, holes=False)
+    fold = fold_of(np.arange(30), 30, 5)
+    members[fold != 2] = np.nan
+    res = fit_weights(members, truth)
+    assert np.isnan(res.cv["per_view"]) and np.isnan(res.cv["per_landmark"])
+    assert res.lam == float("inf") and res.best == "per_view"
+    np.testing.assert_allclose(res.per_view.sum(), 1.0)
+    np.testing.assert_allclose(res.per_landmark, np.repeat(res.per_view[:, None], 6, axis=1))
+
+
 def test_folds_come_from_the_global_position():
     f = fold_of(np.arange(23), 23, 5, seed=3)
     assert np.bincount(f).tolist() == [5, 5, 5, 4, 4]
