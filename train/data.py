@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from augkit import geometry as G
 
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "split_indices",
-           "person_key", "PERSON_REGEX", "preprocess_matrix", "seed_for"]
+           "person_key", "PERSON_REGEX", "preprocess_matrix", "sample_rng"]
 
 # ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
 PERSON_REGEX = r"^(.+?)_\d+_[^_.]+(\.\w+)?$"
 
 
-def seed_for(seed: int, epoch: int, index: int) -> np.random.Generator:
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The generator of one sample of one epoch."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))
 
@@ -97,7 +97,7 @@ class LandmarkDataset(Dataset):
         epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
         image = self.source.image(i)
         pts = self.source.points[i]
-        rng = seed_for(self.seed, epoch, i) if self.train else None
+        rng = sample_rng(self.seed, epoch, i) if self.train else None
         res = self.pipeline(image, pts, rng=rng)
         h, w = res.image.shape[:2]
         out = res.points
