@@ -213,6 +213,7 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
                     cfg.size, cfg.loss, cfg.trim, cfg.clip)
     train_ds = train_data.LandmarkDataset(data.train, train_pipe, cfg.seed, train=True)
     val_ds = train_data.LandmarkDataset(data.val, pre_pipe, cfg.seed, train=False)
+    train_ds.strict = val_ds.strict = cfg.strict
     train_sampler = train_data.EpochSampler(len(train_ds), dist.world, dist.rank, shuffle=True, seed=cfg.seed)
     steps_per_epoch = math.ceil(len(train_sampler) / cfg.batch_size)
     schedule = LRSchedule(cfg.scheduler, cfg.lr, steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs)
