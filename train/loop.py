@@ -371,8 +371,11 @@ def _resume_config(cfg: TrainConfig, resume: str) -> tuple[dict, TrainConfig]:
     """(checkpoint, the run's own config updated with what a resume may change). Options that
     contradict the run raise :class:`ResumeConflict`."""
     ck_path = resume if os.path.isfile(resume) else os.path.join(resume, "last.pt")
+    if not os.path.isfile(ck_path) and os.path.isdir(resume):
+        # a crash between best.pt and the first last.pt: best.pt holds the same state
+        ck_path = os.path.join(resume, "best.pt")
     if not os.path.isfile(ck_path):
-        raise FileNotFoundError(f"--resume {resume}: no last.pt there")
+        raise FileNotFoundError(f"--resume {resume}: no last.pt (nor best.pt) there")
     ck = read_checkpoint(ck_path)
     saved = TrainConfig.from_dict(ck["config"])
     defaults = TrainConfig()
