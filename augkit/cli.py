@@ -47,8 +47,10 @@ def main():
 def show(data, aug, n, size, scheme, seed, out):
     """Draw a grid of augmented samples with their landmarks (left side, right side and midline
     points in different colours: a wrong flip shows at a glance)."""
+    from augkit.train.samples import grid_samples
     from .show import show_grid
-    path = show_grid(data=data, aug=aug, n=n, size=size, scheme=scheme, seed=seed, out=out)
+    path = show_grid(lambda k, rng: grid_samples(data, k, rng), aug=aug, n=n, size=size, scheme=scheme, seed=seed,
+                     out=out)
     click.echo(f"wrote {path}")
 
 
@@ -65,7 +67,8 @@ def scheme_check(data, name):
     from .schemes import get_scheme, mirror_error
     from .show import mean_shape
     sch = get_scheme(name)
-    shape, count = mean_shape(data)
+    from augkit.train.samples import dataset_points
+    shape, count = mean_shape(dataset_points(data))
     if shape.shape[0] != sch.n_points:
         raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "
                                    f"the scheme {sch.name!r} has {sch.n_points}")
@@ -87,7 +90,8 @@ def scheme_infer(data, name, norm, out):
     """Find the flip pairs from the data: mirror the mean shape and match points optimally."""
     from .schemes import Scheme, infer_pairs
     from .show import mean_shape
-    shape, count = mean_shape(data)
+    from augkit.train.samples import dataset_points
+    shape, count = mean_shape(dataset_points(data))
     pairs, err = infer_pairs(shape)
     sch = Scheme(name, int(shape.shape[0]), tuple(pairs), tuple(norm) if norm else None)
     sch.save(out)

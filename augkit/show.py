@@ -18,18 +18,20 @@ __all__ = ["show_grid", "draw_points", "mean_shape", "SIDE_COLOURS"]
 SIDE_COLOURS = ((255, 60, 60), (60, 140, 255), (255, 230, 40))
 
 
-def mean_shape(data) -> tuple[np.ndarray, int]:
-    """Mean of the dataset's shapes after removing each face's position and size.
+def mean_shape(points) -> tuple[np.ndarray, int]:
+    """Mean of the shapes after removing each face's position and size.
+
+    Args:
+        points: the dataset's landmarks, ``(N, K, 2)`` (``augkit.train.samples.dataset_points``
+            reads them from a dataset folder).
 
     Returns the (K, 2) mean shape (centred, unit RMS radius) and how many faces went into it.
     """
-    from augkit.train.readers import read_dataset  # pandas; no torch
-    table = read_dataset(data)
-    pts = np.asarray(table.points, np.float64)
+    pts = np.asarray(points, np.float64)
     ok = np.isfinite(pts).all(axis=(1, 2))
     pts = pts[ok]
     if not len(pts):
-        raise ValueError(f"{data}: no face with all points finite")
+        raise ValueError("no face with all points finite")
     centred = pts - pts.mean(axis=1, keepdims=True)
     radius = np.sqrt((centred ** 2).sum(axis=2).mean(axis=1))
     return (centred / radius[:, None, None]).mean(axis=0), int(len(pts))
@@ -52,33 +54,22 @@ def draw_points(image: np.ndarray, points: np.ndarray, scheme=None, visible=None
     return out
 
 
-def _samples(data, n: int, rng):
-    """(image, points) pairs: from a dataset folder, or synthetic demo faces."""
-    if data is None:
-        from augkit.train.synthetic import make_face
-        for i in range(n):
-            yield make_face(np.random.default_rng([int(rng.integers(2**31)), i]))
-        return
-    from augkit.io import read_image
-    from augkit.train.readers import read_dataset
-    table = read_dataset(data)
-    for i in rng.choice(len(table), size=min(n, len(table)), replace=False):
-        yield read_image(table.files[i]), table.points[i]
-
-
-def show_grid(data=None, aug=None, n: int = 16, size: int = 160, scheme="ibug68", seed: int = 0,
+def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", seed: int = 0,
               out: str = "grid.png") -> str:
-    """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path."""
+    """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path.
+
+    ``samples(n, rng)`` yields (image, points) pairs (``augkit.train.samples.grid_samples`` reads a
+    dataset or draws the synthetic demo faces)."""
     sch = get_scheme(scheme)
     steps = load(aug).steps if aug else face_augment_steps()
     pipe = Compose(preprocess_steps(size) + steps, scheme=sch)
     rng = np.random.default_rng(seed)
     tiles = []
-    for image, points in _samples(data, n, rng):
+    for image, points in samples(n, rng):
         res = pipe(image, points, rng=rng)
         tiles.append(draw_points(res.image, res.points, sch, res.visible, radius=max(1, size // 80)))
     if not tiles:
-        raise ValueError(f"{data}: no samples to draw")
+        raise ValueError("no samples to draw")
     cols = int(np.ceil(np.sqrt(len(tiles))))
     rows = int(np.ceil(len(tiles) / cols))
     grid = np.full((rows * (size + 4) + 4, cols * (size + 4) + 4, 3), 255, np.uint8)
