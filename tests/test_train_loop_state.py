@@ -130,3 +130,18 @@ def test_no_function_in_train_over_80_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
                 long.append(f"{f.name}:{node.name}")
     assert not long, long
+
+
+def test_ddp_time_budget_stops_every_rank_at_a_flag_exchange(tmp_path):
+    from augkit.train.dist import SYNC_EVERY
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "augkit.train.cli", *FAST, "--nproc", "2", "--demo-train", "400", "--demo-val", "13",
+           "--epochs", "1", "--time-budget", "0.0001", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ck = read_checkpoint(out / "last.pt")
+    assert ck["world"] == 2 and ck["epoch"] == 0 and ck["step_in_epoch"] == SYNC_EVERY  # 25 steps per epoch
+    summary = json.loads((out / "summary.json").read_text())
+    assert "time budget" in summary["stopped"] and summary["val_images"] == 13
+    import numpy as np
+    assert np.isfinite(ck["history"][0]["mse"])  # 13 validation images over 2 ranks, each counted once
