@@ -548,6 +548,9 @@ def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, sho
     shard (no padding: each image counts once) with the bare model; rank results are gathered."""
     from tqdm.auto import tqdm
     engine.model.eval()
+    if dist.on:  # rank 0's BatchNorm statistics everywhere: every shard sees the model rank 0 saves
+        for buf in engine.model.buffers():
+            torch.distributed.broadcast(buf, src=0)
     index, preds, loss_sum, count = [], [], 0.0, 0
     with torch.no_grad():
         for batch in tqdm(loader, desc="validation", disable=not show, leave=False, dynamic_ncols=True, unit="batch"):
