@@ -232,11 +232,11 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, max_batch, device, sc
 def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, max_batch, device, scheme, runs):
     """MSE (original pixels), NME and failure rate for no TTA and each TTA setting side by side,
     the Spearman correlation of the TTA spread with the real error, and a PNG of the worst cases."""
-    from .run_folder import resolve_models
-    checkpoints, ttas = resolve_models(runs, checkpoints, ttas, _given("ttas"), "augkit evaluate")
     from augkit import metrics
 
     from .evaluate import evaluate_settings, worst_png
+    from .run_folder import resolve_models
+    checkpoints, ttas = resolve_models(runs, checkpoints, ttas, _given("ttas"), "augkit evaluate")
     files, truth = _read_labelled(data, limit)
     settings = [("none", "none")] + [(t, _spec(t)) for t in ttas if t != "none"]
     for _, s in settings[1:]:
@@ -311,10 +311,10 @@ def tta():
 @_scheme
 def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, device, scheme):
     """Fit non-negative merge weights summing to one on validation data and write them into a spec."""
-    from .run_folder import resolve_fit
-    checkpoints, data, out = resolve_fit(run, checkpoints, data, out)
     from .fit import fit_weights
+    from .run_folder import resolve_fit
     from .views import save_spec, with_weights
+    checkpoints, data, out = resolve_fit(run, checkpoints, data, out)
     spec = _spec(tta_spec)
     files, truth = _read_labelled(data, limit)
     models = load_models(checkpoints, device)
