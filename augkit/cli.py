@@ -74,9 +74,11 @@ def show(data, aug, n, size, scheme, seed, out):
     """Draw a grid of augmented samples with their landmarks (left side, right side and midline
     points in different colours: a wrong flip shows at a glance). Unreadable images are skipped and
     counted."""
+    from augkit.train.samples import grid_samples
     from .show import show_grid
     skipped = []
-    path = show_grid(data=data, aug=aug, n=n, size=size, scheme=scheme, seed=seed, out=out, skipped=skipped)
+    path = show_grid(lambda k, rng: grid_samples(data, k, rng), aug=aug, n=n, size=size, scheme=scheme,
+                     seed=seed, out=out, skipped=skipped, source=data or "the demo faces")
     click.echo(f"wrote {path}" + (f" (skipped {len(skipped)} unreadable image(s))" if skipped else ""))
     for why in skipped[:10]:
         click.echo(f"  skipped: {why}", err=True)
@@ -96,7 +98,8 @@ def scheme_check(data, sch):
     """Report how well the scheme's flip pairs mirror the dataset's mean shape."""
     from .schemes import mirror_error
     from .show import mean_shape
-    shape, count = mean_shape(data)
+    from augkit.train.samples import dataset_points
+    shape, count = mean_shape(dataset_points(data))
     if shape.shape[0] != sch.n_points:
         raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "
                                    f"the scheme {sch.name!r} has {sch.n_points}")
@@ -120,8 +123,9 @@ def scheme_infer(data, name, norm, out):
     from .config import check_writable
     from .schemes import Scheme, infer_pairs
     from .show import mean_shape
+    from augkit.train.samples import dataset_points
     check_writable(out)
-    shape, count = mean_shape(data)
+    shape, count = mean_shape(dataset_points(data))
     _check_norm(norm, shape.shape[0])
     pairs, err = infer_pairs(shape)
     sch = Scheme(name, int(shape.shape[0]), tuple(pairs), tuple(norm) if norm else None)

@@ -18,18 +18,20 @@ __all__ = ["show_grid", "draw_points", "mean_shape", "SIDE_COLOURS"]
 SIDE_COLOURS = ((255, 60, 60), (60, 140, 255), (255, 230, 40))
 
 
-def mean_shape(data) -> tuple[np.ndarray, int]:
-    """Mean of the dataset's shapes after removing each face's position and size.
+def mean_shape(points) -> tuple[np.ndarray, int]:
+    """Mean of the shapes after removing each face's position and size.
+
+    Args:
+        points: the dataset's landmarks, ``(N, K, 2)`` (``augkit.train.samples.dataset_points``
+            reads them from a dataset folder).
 
     Returns the (K, 2) mean shape (centred, unit RMS radius) and how many faces went into it.
     """
-    from augkit.train.readers import read_dataset  # pandas; no torch
-    table = read_dataset(data)
-    pts = np.asarray(table.points, np.float64)
+    pts = np.asarray(points, np.float64)
     ok = np.isfinite(pts).all(axis=(1, 2))
     pts = pts[ok]
     if not len(pts):
-        raise ValueError(f"{data}: no face with all points finite")
+        raise ValueError("no face with all points finite")
     centred = pts - pts.mean(axis=1, keepdims=True)
     radius = np.sqrt((centred ** 2).sum(axis=2).mean(axis=1))
     return (centred / radius[:, None, None]).mean(axis=0), int(len(pts))
@@ -52,40 +54,20 @@ def draw_points(image: np.ndarray, points: np.ndarray, scheme=None, visible=None
     return out
 
 
-def _samples(data, n: int, rng):
-    """(image, points) pairs: from a dataset folder, or synthetic demo faces."""
-    if data is None:
-        from augkit.train.synthetic import make_face
-        for i in range(n):
-            yield make_face(np.random.default_rng([int(rng.integers(2**31)), i]))
-        return
-    from augkit.train.readers import read_dataset
-    table = read_dataset(data)
-    for i in rng.choice(len(table), size=min(n, len(table)), replace=False):
-        yield _read_or_skip(table.files[i]), table.points[i]
-
-
-def _read_or_skip(path):
-    """The image at ``path``, or the reason it cannot be read (an ImageReadError, not raised)."""
-    from augkit.io import ImageReadError, read_image
-    try:
-        return read_image(path)
-    except ImageReadError as e:
-        return e
-
-
-def _check_points_fit(points, sch, data) -> None:
+def _check_points_fit(points, sch, source: str) -> None:
     if np.asarray(points).shape[0] != sch.n_points:
-        raise ValueError(f"{data}: the data has {np.asarray(points).shape[0]} points per face, the scheme "
+        raise ValueError(f"{source}: the data has {np.asarray(points).shape[0]} points per face, the scheme "
                          f"{sch.name!r} has {sch.n_points}: pass --scheme with a scheme of that many points")
 
 
-def show_grid(data=None, aug=None, n: int = 16, size: int = 160, scheme="ibug68", seed: int = 0,
-              out: str = "grid.png", skipped: list | None = None) -> str:
+def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", seed: int = 0,
+              out: str = "grid.png", skipped: list | None = None, source: str = "the data") -> str:
     """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path.
 
-    An unreadable image is skipped (the grid has one tile less); its reason is appended to
-    ``skipped`` when a list is given. No readable image at all is an error.
+    ``samples(n, rng)`` yields (image, points) pairs (``augkit.train.samples.grid_samples`` reads a
+    dataset or draws the synthetic demo faces); an image given as an exception instead of an array
+    is an unreadable file: it is skipped (the grid has one tile less) and its reason is appended to
+    ``skipped`` when a list is given. No readable image at all is an error naming ``source``.
     """
     sch = get_scheme(scheme)
     steps = load(aug).steps if aug else face_augment_steps()
@@ -93,17 +75,17 @@ def show_grid(data=None, aug=None, n: int = 16, size: int = 160, scheme="ibug68"
     check_writable(out)
     rng = np.random.default_rng(seed)
     tiles, reasons = [], []
-    for image, points in _samples(data, n, rng):
+    for image, points in samples(n, rng):
         if isinstance(image, Exception):
             reasons.append(str(image))
             continue
-        _check_points_fit(points, sch, data)
+        _check_points_fit(points, sch, source)
         res = pipe(image, points, rng=rng)
         tiles.append(draw_points(res.image, res.points, sch, res.visible, radius=max(1, size // 80)))
     if skipped is not None:
         skipped.extend(reasons)
     if not tiles:
-        raise ValueError(f"{data}: no samples to draw ({len(reasons)} unreadable image(s)"
+        raise ValueError(f"{source}: no samples to draw ({len(reasons)} unreadable image(s)"
                          + (f", first: {reasons[0]})" if reasons else ")"))
     cols = int(np.ceil(np.sqrt(len(tiles))))
     rows = int(np.ceil(len(tiles) / cols))

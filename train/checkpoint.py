@@ -1,11 +1,13 @@
 """Checkpoints: atomic save, load for resuming, and :func:`load_model` for inference (TTA).
 
-A checkpoint is a dict (``torch.save``) with: ``format``, ``version``, ``model`` (state dict),
-``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``step_in_epoch``,
-``global_step``, ``rng`` (torch / CUDA / python states), ``preprocessing`` (the preprocessing
-pipeline's ``to_dict``), ``train_pipeline``, ``scheme`` (``to_dict``), ``config`` (the run's
-options), ``model_info`` (backbone, n_points, input size), ``history`` (per-epoch metrics),
-``best`` and ``mean_shape``.
+A checkpoint is the training state saved as one object
+(:meth:`augkit.train.state.TrainState.to_checkpoint`, a dict written with ``torch.save``):
+``format``, ``version``, ``model`` (state dict), ``optimizer``, ``scheduler``, ``scaler``,
+``epoch`` (epochs completed), ``step_in_epoch``, ``global_step``, ``running_loss``, ``rng``
+(torch / CUDA / python / numpy states), ``world``, ``history`` (per-epoch metrics), ``best``,
+plus the run's fixed facts: ``preprocessing`` (the preprocessing pipeline's ``to_dict``),
+``train_pipeline``, ``scheme`` (``to_dict``), ``config`` (the run's options), ``model_info``
+(backbone, n_points, input size) and ``mean_shape``. :meth:`TrainState.restore` loads it back.
 """
 
 from __future__ import annotations

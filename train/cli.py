@@ -81,6 +81,11 @@ def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, 
     augmentation; validate in original pixels against the mean-shape baseline; write a run folder
     (config, log.csv/log.jsonl, curves.png, last.pt, best.pt, skipped.csv). With no --data: the
     built-in synthetic demo (resnet18 at 64 px, a few minutes on 2 CPU cores)."""
+    from augkit.extras import MissingExtra, require_extra
+    try:
+        require_extra("train", "augkit train")
+    except MissingExtra as e:
+        raise click.ClickException(str(e)) from None
     from .loop import TrainConfig, run
 
     if launch_config:
@@ -101,31 +106,36 @@ def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, 
         sys.exit(_launch(cfg, resume, nproc))
     try:
         run(cfg, resume=resume)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
+        from augkit.config import OutputError
+        from augkit.io import ImageReadError
+        from .loop import ResumeConflict
         from .model import PretrainedUnavailable
         from .readers import DatasetError
-        if isinstance(e, (DatasetError, PretrainedUnavailable, FileNotFoundError)) or type(e) is ValueError:
+        clear = (DatasetError, PretrainedUnavailable, FileNotFoundError, ResumeConflict, OutputError,
+                 ImageReadError)
+        if isinstance(e, clear) or type(e) is ValueError:
             raise click.ClickException(str(e)) from None
         raise
 
 
 def _launch(cfg, resume, nproc) -> int:
     """Re-run this command under ``torch.distributed.run`` with ``nproc`` processes."""
-    from .loop import default_run_dir
-    if resume:
-        out = os.path.dirname(os.path.abspath(resume)) if os.path.isfile(resume) else os.path.abspath(resume)
-    else:
-        out = os.path.abspath(cfg.out or default_run_dir(cfg))
-        cfg.out = out
-    os.makedirs(out, exist_ok=True)
-    spec = os.path.join(out, "launch.json")
-    with open(spec, "w", encoding="utf-8") as f:
-        json.dump({"config": cfg.to_dict(), "resume": resume}, f, indent=1)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "augkit.train.cli", "--launch-config", spec]
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return subprocess.call(cmd, env=env)
+    import tempfile
+    from .run_folder import default_run_dir
+    if not resume:
+        cfg.out = os.path.abspath(cfg.out or default_run_dir(cfg.data))
+    fd, spec = tempfile.mkstemp(prefix="augkit-launch-", suffix=".json")  # not in the run folder: a failed
+    try:                                                                 # start leaves no folder behind
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"config": cfg.to_dict(), "resume": resume}, f, indent=1)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "augkit.train.cli", "--launch-config", spec]
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        return subprocess.call(cmd, env=env)
+    finally:
+        os.remove(spec)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from augkit import geometry as G
 
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "split_indices",
-           "person_key", "PERSON_REGEX", "preprocess_matrix", "seed_for"]
+           "person_key", "PERSON_REGEX", "preprocess_matrix", "sample_rng"]
 
 # ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
 PERSON_REGEX = r"^(.+?)_\d+_[^_.]+(\.\w+)?$"
 
 
-def seed_for(seed: int, epoch: int, index: int) -> np.random.Generator:
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The generator of one sample of one epoch."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))
 
@@ -79,8 +79,10 @@ class LandmarkDataset(Dataset):
     ``matrix`` float64 (3, 3) original -> model frame; ``flipped`` bool.
 
     ``pipeline`` is the fused preprocessing (+ augmentation) Compose; with ``train=False`` it must
-    be deterministic. A corrupt image found here (when the images were not verified up front) is
-    an error naming the file.
+    be deterministic. An image that fails to decode here (``--verify header`` checked only its
+    header) becomes a masked sample whose ``skip`` holds the reason (the loop counts it in
+    ``skipped.csv``); with ``strict = True`` set on the dataset it is an error naming the file.
+    ``file`` is the image's name.
     """
 
     def __init__(self, source, pipeline, seed: int = 0, train: bool = True):
@@ -95,13 +97,22 @@ class LandmarkDataset(Dataset):
 
     def __getitem__(self, item):
         epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
-        image = self.source.image(i)
         pts = self.source.points[i]
-        rng = seed_for(self.seed, epoch, i) if self.train else None
+        skip = ""
+        try:
+            image = self.source.image(i)
+        except Exception as e:  # a counted skip (masked sample), not a dead run; --strict: the error
+            if getattr(self, "strict", False):
+                raise
+            skip = f"could not be decoded during training ({type(e).__name__}: {e})"[:300]
+            sizes = getattr(self.source, "sizes", None)
+            w, h = (int(sizes[i][0]), int(sizes[i][1])) if sizes is not None else (0, 0)
+            image = np.zeros((h or 64, w or 64, 3), np.uint8)
+        rng = sample_rng(self.seed, epoch, i) if self.train else None
         res = self.pipeline(image, pts, rng=rng)
         h, w = res.image.shape[:2]
         out = res.points
-        mask = res.visible & np.isfinite(out).all(axis=1)
+        mask = res.visible & np.isfinite(out).all(axis=1) & (not skip)
         target = (out + 0.5) / np.array([w, h], dtype=np.float64)
         target = np.where(np.isfinite(target), target, 0.0)
         img = res.image
@@ -114,6 +125,8 @@ class LandmarkDataset(Dataset):
             "index": i,
             "matrix": torch.from_numpy(res.matrix),
             "flipped": bool(res.record["flips"] % 2),
+            "file": str(self.source.files[i]),
+            "skip": skip,
         }
 
 

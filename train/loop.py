@@ -1,41 +1,45 @@
-"""The training loop behind ``augkit train``: data, model, optimiser and schedule, validation in
-original pixels against the mean-shape baseline, run folder, atomic checkpoints, resume, DDP.
+"""The training loop behind ``augkit train``, built around one :class:`~augkit.train.state.TrainState`.
 
-Entry point: :func:`run` with a :class:`TrainConfig`. Under ``torchrun`` (``WORLD_SIZE`` > 1) it
-trains with :class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, NCCL on CUDA): sharded
-sampling, metrics gathered across processes, checkpoints and logs from rank 0.
+:func:`run` resolves the config (or the resumed run's), builds the data, model and optimiser
+(:mod:`augkit.train.builders`), then alternates :func:`train_one_epoch` and :func:`validate`
+(original pixels, against the mean-shape baseline), saving the state into the
+:class:`~augkit.train.run_folder.RunFolder`. Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
+DistributedDataParallel (gloo on CPU, NCCL on CUDA): sharded sampling, rank 0 verifies the images
+and writes every file, and the ranks exchange a stop flag every few steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import random
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-import augkit
-from augkit import metrics as M
+from augkit import metrics
 from augkit.compose import Compose
-from augkit.config import atomic_write_text
-from augkit.presets import face_augment_steps, preprocess_steps
-from augkit.schemes import Scheme, get_scheme
 
-from . import data as D
-from .checkpoint import normalise, read_checkpoint, save_checkpoint
+from . import builders
+from . import data as train_data
+from .checkpoint import normalise, read_checkpoint
+from .dist import SYNC_EVERY, Dist
 from .losses import landmark_loss
-from .model import IMAGENET_MEAN, IMAGENET_STD, build_model, decode
+from .model import IMAGENET_MEAN, IMAGENET_STD, decode
+from .run_folder import LOG_COLUMNS, RunFolder, default_run_dir, plot_curves
+from .schedule import LRSchedule
+from .state import TrainState
 
-__all__ = ["TrainConfig", "run", "LRSchedule", "resolve_config"]
+__all__ = ["TrainConfig", "run", "LRSchedule", "resolve_config", "train_one_epoch", "validate", "Engine",
+           "StopRule", "default_run_dir", "plot_curves", "LOG_COLUMNS", "ResumeConflict"]
 
 DEMO_DEFAULTS = dict(backbone="resnet18", size=64, epochs=8, batch_size=32, lr=2e-3, demo_train=2000, demo_val=300)
 DATA_DEFAULTS = dict(backbone="resnet50", size=128, epochs=30, batch_size=32, lr=1e-3)
+# options a --resume may change: how long, how loud, how parallel
+RESUME_MAY_CHANGE = ("epochs", "quiet", "workers", "time_budget", "device", "checkpoint_minutes", "checkpoint_steps",
+                     "threads", "out")
 
 
 @dataclass
@@ -113,564 +117,465 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     return d
 
 
-# ------------------------------------------------------------------------------------ LR schedule
-
-class LRSchedule:
-    """Learning rate per optimiser step: linear warm-up times cosine with warm restarts, one-cycle,
-    reduce-on-plateau or constant. A plain object with a state dict (resumable)."""
-
-    def __init__(self, kind, base_lr, steps_per_epoch, epochs, warmup_epochs=0.0, restart_epochs=None,
-                 factor=0.5, patience=2, min_ratio=1e-3):
-        self.kind, self.base_lr = kind, float(base_lr)
-        self.spe, self.epochs = max(1, int(steps_per_epoch)), int(epochs)
-        self.warmup = max(0, int(round(warmup_epochs * self.spe)))
-        # cosine period in steps: the restart period, or the whole run after warm-up
-        self.period = max(1, int(round(restart_epochs * self.spe)) if restart_epochs
-                          else self.spe * self.epochs - self.warmup)
-        self.factor, self.patience, self.min_ratio = factor, patience, min_ratio
-        self.scale, self.best, self.bad = 1.0, math.inf, 0
-        self.restarts = bool(restart_epochs)
-
-    def lr(self, step: int) -> float:
-        total = self.spe * self.epochs
-        if self.kind == "onecycle":
-            pct = max(self.warmup / total, 0.05) if self.warmup else 0.3
-            t = step / max(1, total)
-            lo, end = self.base_lr / 25, self.base_lr / 1e4
-            if t < pct:
-                return lo + (self.base_lr - lo) * 0.5 * (1 - math.cos(math.pi * t / pct))
-            return end + (self.base_lr - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, (t - pct) / (1 - pct))))
-        warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
-        if self.kind == "cosine":
-            e = max(0, step - self.warmup)
-            t = (e % self.period) / self.period if self.restarts else min(1.0, e / self.period)
-            f = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-        elif self.kind == "plateau":
-            f = self.scale
-        else:
-            f = 1.0
-        return self.base_lr * warm * f
-
-    def epoch_end(self, metric: float) -> None:  # noqa: D401
-        """Reduce-on-plateau bookkeeping (other kinds ignore it)."""
-        if self.kind != "plateau" or not np.isfinite(metric):
-            return
-        if metric < self.best * (1 - 1e-4):
-            self.best, self.bad = metric, 0
-        else:
-            self.bad += 1
-            if self.bad > self.patience:
-                self.scale *= self.factor
-                self.bad = 0
-
-    def state_dict(self) -> dict:
-        return {"scale": self.scale, "best": self.best, "bad": self.bad}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.scale, self.best, self.bad = s["scale"], s["best"], s["bad"]
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill the ``None`` defaults (demo vs real data) and check the choices."""
+    d = dataclasses.replace(cfg)
+    defaults = DEMO_DEFAULTS if cfg.data is None else DATA_DEFAULTS
+    for k, v in defaults.items():
+        if getattr(d, k) is None:
+            setattr(d, k, v)
+    if d.workers is None:
+        d.workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+    if d.optimizer not in ("adamw", "adam", "sgd"):
+        raise ValueError(f"--optimizer must be adamw, adam or sgd, got {d.optimizer!r}")
+    if d.scheduler not in ("cosine", "onecycle", "plateau", "none"):
+        raise ValueError(f"--scheduler must be cosine, onecycle, plateau or none, got {d.scheduler!r}")
+    if d.amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"--amp must be auto, bf16, fp16 or off, got {d.amp!r}")
+    if d.epochs < 1 or d.batch_size < 1 or d.size < 16:
+        raise ValueError("--epochs and --batch-size must be >= 1 and --size >= 16")
+    return d
 
 
-# ------------------------------------------------------------------------------------- helpers
+@dataclass
+class _Run:
+    """What one invocation of :func:`run` works with (built by :func:`_build`)."""
 
-class _Dist:
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.on = self.world > 1
+    cfg: TrainConfig
+    dist: Dist
+    log: _Log
+    folder: RunFolder
+    data: builders.TrainData
+    scheme: object
+    fixed: dict                  # the checkpoint's fixed facts (pipelines, scheme, config, ...)
+    state: TrainState
+    engine: Engine
+    train_loader: object
+    train_sampler: object
+    val_loader: object
+    steps_per_epoch: int
+    base_pred: np.ndarray
+    skips: dict
+    elapsed_before: float = 0.0  # seconds of the earlier invocations of this run
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def init(self, device_type: str):
-        if self.on and not torch.distributed.is_initialized():
-            backend = "nccl" if device_type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend)
-
-    def broadcast(self, obj):
-        if not self.on:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def gather(self, obj) -> list:
-        if not self.on:
-            return [obj]
-        out = [None] * self.world
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def barrier(self):
-        if self.on:
-            torch.distributed.barrier()
-
-    def close(self):
-        if self.on and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def _device(cfg, dist) -> torch.device:
-    if cfg.device == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        name = cfg.device
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda: no CUDA device is available")
-        if dist.on:
-            torch.cuda.set_device(dist.local_rank)
-            return torch.device("cuda", dist.local_rank)
-    return torch.device(name)
-
-
-def default_run_dir(cfg) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = "demo" if cfg.data is None else os.path.basename(os.path.normpath(cfg.data)) or "data"
-    base = os.path.join("runs", f"{stamp}-{name}")
-    path, i = base, 1
-    while os.path.exists(path):
-        i += 1
-        path = f"{base}-{i}"
-    return path
-
-
-def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    npst = np.random.get_state()
-    st["numpy"] = [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])]
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in st["python"]))
-    n = st["numpy"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    if "cuda" in st and torch.cuda.is_available():
-        try:
-            torch.cuda.set_rng_state_all(st["cuda"])
-        except RuntimeError:
-            pass
-
-
-class _Log:
-    def __init__(self, quiet: bool, main: bool):
-        self.quiet, self.main = quiet, main
-
-    def __call__(self, msg: str):
-        if self.main and not self.quiet:
-            from tqdm.auto import tqdm
-            tqdm.write(msg)
-
-    def always(self, msg: str):
-        if self.main:
-            print(msg, flush=True)
-
-
-LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "mse", "nme", "fr", "base_mse", "base_nme", "base_fr", "lr",
-               "train_img_s", "epoch_s", "elapsed_s"]
-
-
-def _write_logs(run_dir: str, history: list) -> None:
-    lines = [",".join(LOG_COLUMNS)]
-    for h in history:
-        lines.append(",".join("" if h.get(c) is None else (f"{h[c]:.6g}" if isinstance(h[c], float) else str(h[c]))
-                              for c in LOG_COLUMNS))
-    atomic_write_text(os.path.join(run_dir, "log.csv"), "\n".join(lines) + "\n")
-    atomic_write_text(os.path.join(run_dir, "log.jsonl"), "".join(json.dumps(h) + "\n" for h in history))
-
-
-def plot_curves(run_dir: str, history: list) -> str | None:
-    """``curves.png``: losses, and validation NME against the mean-shape baseline."""
-    if not history:
-        return None
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    ax[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
-    if any(h.get("val_loss") is not None for h in history):
-        ax[0].plot(ep, [h.get("val_loss") for h in history], "o-", label="val loss")
-    ax[0].set_yscale("log")
-    ax[0].set_xlabel("epoch")
-    ax[0].legend()
-    if any(h.get("nme") is not None for h in history):
-        ax[1].plot(ep, [h.get("nme") for h in history], "o-", label="val NME")
-        ax[1].plot(ep, [h.get("base_nme") for h in history], "--", label="mean-shape baseline")
-        ax[1].set_xlabel("epoch")
-        ax[1].set_ylabel("NME")
-        ax[1].legend()
-    fig.tight_layout()
-    path = os.path.join(run_dir, "curves.png")
-    tmp = os.path.join(run_dir, ".curves.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------- data
-
-def _load_data(cfg, log, dist):
-    """(train source, val source, n_points, skipped list, description)."""
-    if cfg.data is None:
-        from .synthetic import SyntheticFaces
-        n_tr, n_va = int(cfg.demo_train), int(cfg.demo_val)
-        faces = SyntheticFaces(n_tr + n_va, seed=cfg.seed)
-        train = D.SynthSource(faces, np.arange(n_tr))
-        val = D.SynthSource(faces, np.arange(n_tr, n_tr + n_va))
-        return train, val, 68, [], f"synthetic demo faces: {n_tr} train, {n_va} validation (generated on the fly)"
-    from .readers import read_dataset, verify_images
-    table = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict)
-    if cfg.limit:
-        table = table.subset(np.arange(min(cfg.limit, len(table))))
-    table = verify_images(table, strict=cfg.strict, decode=cfg.verify == "decode",
-                          progress=dist.main and not cfg.quiet)
-    tr, va = D.split_indices(table.files, cfg.val_fraction, cfg.seed, cfg.val_group)
-    how = f"by group {cfg.val_group!r}" if cfg.val_group else "at random"
-    desc = (f"{table.format} dataset {table.source}: {len(table)} images, {table.n_points} points "
-            f"({len(table.skipped)} rows skipped); split {how}: {len(tr)} train, {len(va)} validation")
-    return D.FileSource(table.subset(tr)), D.FileSource(table.subset(va)), table.n_points, table.skipped, desc
-
-
-def _scheme(cfg, n_points, aug_steps) -> Scheme:
-    if cfg.scheme:
-        s = get_scheme(cfg.scheme)
-        if s.n_points != n_points:
-            raise ValueError(f"--scheme {s.name}: {s.n_points} points, the data has {n_points}")
-        return s
-    if n_points == 68:
-        return get_scheme("ibug68")
-    if Compose(aug_steps, points_unordered=True).can_flip:
-        raise ValueError(f"the data has {n_points} points per face and the augmentation flips: pass --scheme FILE "
-                         "with its flip pairs (`augkit scheme infer --data ...` writes one), or an --aug without HFlip")
-    return Scheme(f"points{n_points}", n_points)
-
-
-def _pipelines(cfg):
-    pre = preprocess_steps(cfg.size, cfg.preprocess)
-    opts = {}
-    if cfg.no_aug:
-        aug = []
-    elif cfg.aug:
-        loaded = augkit.load(cfg.aug)
-        aug = list(loaded.steps)
-        opts = dict(border_mode=loaded.border_mode, fill=loaded.fill, interpolation=loaded.interpolation)
-    else:
-        aug = face_augment_steps()
-    return pre, aug, opts
-
-
-def _mean_shape(source, pre_pipe, size) -> np.ndarray:
-    """Mean of the training points in the (unaugmented) model frame, normalised. Shape: (K, 2)."""
-    acc = np.zeros((source.points.shape[1], 2))
-    cnt = np.zeros((source.points.shape[1], 1))
-    cache = {}
-    for pts, wh in zip(source.points, source.sizes):
-        key = (int(wh[0]), int(wh[1]))
-        if key not in cache:
-            cache[key] = D.preprocess_matrix(pre_pipe, key)[0]
-        p = augkit.geometry.apply_points(cache[key], pts)
-        ok = np.isfinite(p).all(1)
-        acc[ok] += p[ok]
-        cnt[ok] += 1
-    mean_px = acc / np.maximum(cnt, 1)
-    return (mean_px + 0.5) / np.array([size, size], dtype=np.float64)
-
-
-# ---------------------------------------------------------------------------------------- run
 
 def run(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train (or resume ``resume``, a run folder or a ``last.pt``). Returns the summary dict."""
-    dist = _Dist()
+    dist = Dist()
     ck = None
     if resume:
-        ck_path = resume if os.path.isfile(resume) else os.path.join(resume, "last.pt")
-        if not os.path.isfile(ck_path):
-            raise FileNotFoundError(f"--resume {resume}: no last.pt there")
-        ck = read_checkpoint(ck_path)
-        saved = TrainConfig.from_dict(ck["config"])
-        # options that may change on resume: how long, how loud, how parallel
-        for k in ("epochs", "quiet", "workers", "time_budget", "device", "checkpoint_minutes", "checkpoint_steps",
-                  "threads"):
-            v = getattr(cfg, k)
-            if v is not None and v != getattr(TrainConfig, k, None):
-                setattr(saved, k, v)
-        if cfg.time_budget is None:  # a budget is for one session: a resume runs to the end unless given one
-            saved.time_budget = None
-        saved.out = os.path.dirname(os.path.abspath(ck_path))
-        cfg = saved
+        ck, cfg = _resume_config(cfg, resume)
     cfg = resolve_config(cfg)
-    device = _device(cfg, dist)
+    device = builders.pick_device(cfg, dist)
     dist.init(device.type)
     if device.type == "cpu":
-        threads = cfg.threads or max(1, (os.cpu_count() or 1) // dist.world)
-        torch.set_num_threads(threads)
-    log = _Log(cfg.quiet, dist.main)
-    run_dir = cfg.out or (default_run_dir(cfg) if dist.main else None)
-    run_dir = os.path.abspath(dist.broadcast(run_dir))
-    cfg.out = run_dir
-    if dist.main:
-        os.makedirs(run_dir, exist_ok=True)
-        atomic_write_text(os.path.join(run_dir, "config.json"), json.dumps(cfg.to_dict(), indent=1))
-    t_start = time.time()
-
-    train_src, val_src, k, skipped, desc = _load_data(cfg, log, dist)
-    log(desc)
-    if dist.main and cfg.data is not None:
-        from .readers import LandmarkTable
-        LandmarkTable([], np.zeros((0, k, 2)), skipped).write_skipped(os.path.join(run_dir, "skipped.csv"))
-        if skipped:
-            log(f"skipped {len(skipped)} rows: see {os.path.join(run_dir, 'skipped.csv')} "
-                f"(first: {skipped[0]['file']} {skipped[0]['row'] or ''}: {skipped[0]['reason']})")
-    pre, aug, opts = _pipelines(cfg)
-    scheme = _scheme(cfg, k, aug)
-    train_pipe = Compose(pre + aug, scheme=scheme, **opts)
-    pre_pipe = Compose(preprocess_steps(cfg.size, cfg.preprocess), scheme=scheme)
-    mean_norm = _mean_shape(train_src, pre_pipe, cfg.size)
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.backbone, k, pretrained=cfg.pretrained, weights=cfg.weights, mean_shape=mean_norm)
-    model.to(device)
-    channels_last = cfg.channels_last and device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    amp_dtype = None
-    if device.type == "cuda" and cfg.amp != "off":
-        if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
-            amp_dtype = torch.float16
-        else:
-            amp_dtype = torch.bfloat16
-    elif cfg.amp in ("bf16", "fp16"):
-        log(f"--amp {cfg.amp}: mixed precision is for CUDA; training in float32 on {device.type}")
-    net = model
-    if dist.on:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    decay, no_decay = [], []
-    for n_, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
-    elif cfg.optimizer == "adam":
-        opt = torch.optim.Adam(groups, lr=cfg.lr)
-    else:
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    pin = device.type == "cuda"
-    train_ds = D.LandmarkDataset(train_src, train_pipe, cfg.seed, train=True)
-    val_ds = D.LandmarkDataset(val_src, pre_pipe, cfg.seed, train=False)
-    train_sampler = D.EpochSampler(len(train_ds), dist.world, dist.rank, shuffle=True, seed=cfg.seed)
-    val_sampler = D.EpochSampler(len(val_ds), dist.world, dist.rank, shuffle=False, seed=cfg.seed)
-    steps_per_epoch = math.ceil(len(train_sampler) / cfg.batch_size)
-    sched = LRSchedule(cfg.scheduler, cfg.lr, steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs)
-
-    history, best, start_epoch, start_step, global_step = [], None, 0, 0, 0
-    run_loss = [0.0, 0]
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        if ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        _set_rng_state(ck["rng"])
-        history, best = list(ck.get("history", [])), ck.get("best")
-        start_epoch, start_step, global_step = ck["epoch"], ck.get("step_in_epoch", 0), ck["global_step"]
-        run_loss = list(ck.get("running_loss", [0.0, 0]))
-        if start_step and history and history[-1]["epoch"] == start_epoch + 1:
-            history.pop()  # the row of an epoch cut short by --time-budget: it is redone now
-        if start_step and ck.get("world", 1) != dist.world:
-            log("resuming with a different number of processes: restarting the interrupted epoch")
-            global_step -= start_step
-            start_step, run_loss = 0, [0.0, 0]
-        log(f"resumed {run_dir} at epoch {start_epoch + 1}, step {start_step} of {steps_per_epoch}")
-        t_start -= history[-1]["elapsed_s"] if history else 0.0
-
-    mean_t = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
-    std_t = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
-    info = {"backbone": cfg.backbone, "n_points": k, "input_size": [cfg.size, cfg.size]}
-    base_pred = _baseline(val_src, pre_pipe, mean_norm, cfg.size)
-
-    def state(epoch_done, step_in_epoch):
-        return {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch_done, "step_in_epoch": step_in_epoch,
-            "global_step": global_step, "running_loss": run_loss, "rng": _rng_state(), "world": dist.world,
-            "preprocessing": pre_pipe.to_dict(), "train_pipeline": train_pipe.to_dict(),
-            "scheme": scheme.to_dict(), "config": cfg.to_dict(), "model_info": info, "history": history,
-            "best": best, "mean_shape": mean_norm.tolist(), "time": time.time(),
-        }
-
-    if dist.main and not cfg.quiet:
-        log(f"model {cfg.backbone} at {cfg.size}x{cfg.size} ({cfg.preprocess}), {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
-            f"parameters, on {device}{' x' + str(dist.world) + ' processes' if dist.on else ''}"
-            f"{', AMP ' + str(amp_dtype).split('.')[-1] if amp_dtype else ''}; run folder {run_dir}")
-        if len(val_src):
-            b = M.summary(base_pred, val_src.points, scheme)
-            log(f"mean-shape baseline on validation: MSE {b['mse']:.2f}  NME {b['nme']:.4f}  FR@0.08 {b['fr']:.1%}")
-
-    budget_s = cfg.time_budget * 60 if cfg.time_budget else None
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
+    r = _build(cfg, dist, device, ck)
+    stop = StopRule(dist, cfg.time_budget, cfg.checkpoint_steps)
     stopped = None
-    last_ck = time.time()
-    train_loader = D.make_loader(train_ds, cfg.batch_size, cfg.workers, train_sampler, pin)
-    val_loader = D.make_loader(val_ds, cfg.batch_size * 2, cfg.workers, val_sampler, pin) if len(val_ds) else None
-    from tqdm.auto import tqdm
-    show = dist.main and not cfg.quiet
-
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        first = start_step if epoch == start_epoch else 0
-        if first == 0:
-            run_loss = [0.0, 0]
-        train_sampler.set_epoch(epoch, first * cfg.batch_size)
-        t0, seen = time.time(), 0
-        bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show,
-                   leave=False, dynamic_ncols=True, unit="batch")
-        step = first
-        for batch in train_loader:
-            for g in opt.param_groups:
-                g["lr"] = sched.lr(global_step)
-            x = normalise(batch["image"].to(device, non_blocking=pin), mean_t, std_t, channels_last)
-            target = batch["target"].to(device, non_blocking=pin)
-            mask = batch["mask"].to(device, non_blocking=pin)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = net(x)
-            pred = out.float().view(out.shape[0], k, 2)
-            loss = landmark_loss(pred, target, mask, cfg.loss, cfg.trim)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            scaler.step(opt)
-            scaler.update()
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"epoch {epoch + 1}, step {step}: the loss is {lv}; lower --lr or use --clip")
-            run_loss[0] += lv * len(x)
-            run_loss[1] += len(x)
-            seen += len(x)
-            step += 1
-            global_step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{run_loss[0] / max(1, run_loss[1]):.4g}")
-            over = budget_s is not None and time.time() - t_start > budget_s
-            due = (cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0) or \
-                (time.time() - last_ck > cfg.checkpoint_minutes * 60)
-            if due and step < steps_per_epoch and not over:
-                if dist.main:
-                    save_checkpoint(os.path.join(run_dir, "last.pt"), state(epoch, step))
-                last_ck = time.time()
-            if dist.on and budget_s is not None:  # every process stops at the same step
-                over = bool(dist.broadcast(over))
-            if over:
-                stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step {step}"
-                break
-        bar.close()
-        train_s = time.time() - t0
-        # on the training device: NCCL reduces CUDA tensors only
-        tl = torch.tensor([run_loss[0], run_loss[1]], dtype=torch.float64, device=device)
-        if dist.on:
-            torch.distributed.all_reduce(tl)
-        row = {"epoch": epoch + 1, "train_loss": float(tl[0] / max(1, tl[1])), "lr": sched.lr(max(0, global_step - 1)),
-               "train_img_s": seen * dist.world / max(train_s, 1e-9)}
-        if val_loader is not None:
-            val = _validate(net, val_loader, val_sampler, device, mean_t, std_t, channels_last, amp_dtype, k,
-                            cfg, dist, show)
-            m = M.summary(val["pred"], val_src.points, scheme)
-            b = M.summary(base_pred, val_src.points, scheme)
-            row.update(val_loss=val["loss"], mse=m["mse"], nme=m["nme"], fr=m["fr"], base_mse=b["mse"],
-                       base_nme=b["nme"], base_fr=b["fr"])
-            sched.epoch_end(val["loss"])
-        else:
-            sched.epoch_end(row["train_loss"])
-        row["epoch_s"] = time.time() - t0
-        row["elapsed_s"] = time.time() - t_start
-        history.append(row)
-        score = row.get("nme", row["train_loss"])
-        improved = best is None or score < best["score"]
-        if improved:
-            best = {"epoch": epoch + 1, "score": score, "metric": "nme" if "nme" in row else "train_loss"}
-        partial = stopped is not None and step < steps_per_epoch
-        if dist.main:
-            st = state(epoch, step) if partial else state(epoch + 1, 0)
-            save_checkpoint(os.path.join(run_dir, "last.pt"), st)
-            if improved:
-                save_checkpoint(os.path.join(run_dir, "best.pt"), st)
-            _write_logs(run_dir, history)
-            try:
-                plot_curves(run_dir, history)
-            except Exception as e:  # a plot must never kill a run
-                log(f"could not draw curves.png: {e}")
-        last_ck = time.time()
-        msg = f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4g}"
-        if "mse" in row:
-            msg += (f"  val loss {row['val_loss']:.4g}  MSE {row['mse']:.2f} (mean shape {row['base_mse']:.2f})"
-                    f"  NME {row['nme']:.4f} ({row['base_nme']:.4f})  FR {row['fr']:.1%} ({row['base_fr']:.1%})")
-        msg += f"  lr {row['lr']:.2g}  {row['train_img_s']:.0f} img/s  {row['epoch_s']:.0f}s"
-        log(msg + ("  *" if improved else ""))
-        dist.barrier()
-        if stopped:
-            log(stopped)
+    for epoch in range(r.state.epoch, cfg.epochs):
+        t0 = time.time()
+        if r.state.step_in_epoch == 0:
+            r.state.running_loss = [0.0, 0]
+        r.train_sampler.set_epoch(epoch, r.state.step_in_epoch * cfg.batch_size)
+        seen, over = train_one_epoch(r.state, r.engine, r.train_loader, epoch, r.steps_per_epoch, stop,
+                                     _mid_epoch_saver(r), r.skips, show=dist.main and not cfg.quiet)
+        _end_epoch(r, epoch, seen, t0, stop)
+        if over:
+            stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step " \
+                      f"{r.state.step_in_epoch or r.steps_per_epoch}"
+            r.log(stopped)
             break
-
-    summary = {"run_dir": run_dir, "epochs": len(history), "best": best, "last": history[-1] if history else None,
-               "stopped": stopped, "skipped": len(skipped), "elapsed_s": time.time() - t_start,
-               "train_images": len(train_src), "val_images": len(val_src)}
-    if dist.main:
-        atomic_write_text(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=1))
-        last = history[-1] if history else {}
-        if "mse" in last:
-            bm = min(history, key=lambda h: h["nme"])
-            log.always(f"done: {len(history)} epochs in {summary['elapsed_s']:.0f}s; best epoch {bm['epoch']}: "
-                       f"val MSE {bm['mse']:.2f} vs mean shape {bm['base_mse']:.2f}, NME {bm['nme']:.4f} vs "
-                       f"{bm['base_nme']:.4f}; {len(skipped)} rows skipped; {run_dir}")
-        else:
-            log.always(f"done: {len(history)} epochs in {summary['elapsed_s']:.0f}s; {run_dir}")
+    summary = _finish(r, stopped, stop)
     dist.barrier()
     dist.close()
     return summary
 
 
-def _baseline(src, pre_pipe, mean_norm, size) -> np.ndarray:
-    """The mean shape (model frame) mapped back to every image's original pixels. Shape: (N, K, 2)."""
-    mean_px = mean_norm * size - 0.5
-    out = np.empty(src.points.shape)
-    for i, wh in enumerate(src.sizes):
-        m, _ = D.preprocess_matrix(pre_pipe, (int(wh[0]), int(wh[1])))
-        out[i] = augkit.geometry.apply_points(augkit.geometry.invert(m), mean_px)
-    return out
+def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) -> _Run:
+    """Data, pipelines, model, optimiser, schedule and loaders; the state restored from ``ck``.
+    The run folder gets its first files only once all of this succeeded."""
+    log = _Log(cfg.quiet, dist.main)
+    cfg.out = os.path.abspath(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
+    folder = RunFolder(cfg.out)
+    data = builders.load_data(cfg, dist)
+    log(data.description)
+    pre, aug, opts = builders.pipelines(cfg)
+    scheme = builders.choose_scheme(cfg, data.n_points, aug)
+    train_pipe = Compose(pre + aug, scheme=scheme, **opts)
+    pre_pipe = Compose(builders.preprocess_steps(cfg.size, cfg.preprocess), scheme=scheme)
+    mean_norm = builders.mean_shape(data.train, pre_pipe, cfg.size)
+    model = builders.make_model(cfg, data.n_points, mean_norm, device)
+    amp_dtype = builders.amp_dtype_for(cfg, device, log)
+    net = model if not dist.on else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    engine = Engine(net, model, device, amp_dtype, cfg.channels_last and device.type == "cuda", data.n_points,
+                    cfg.size, cfg.loss, cfg.trim, cfg.clip)
+    train_ds = train_data.LandmarkDataset(data.train, train_pipe, cfg.seed, train=True)
+    val_ds = train_data.LandmarkDataset(data.val, pre_pipe, cfg.seed, train=False)
+    train_ds.strict = val_ds.strict = cfg.strict
+    train_sampler = train_data.EpochSampler(len(train_ds), dist.world, dist.rank, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = math.ceil(len(train_sampler) / cfg.batch_size)
+    schedule = LRSchedule(cfg.scheduler, cfg.lr, steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs)
+    state = TrainState(model, builders.make_optimizer(cfg, model), schedule,
+                       torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16))
+    fixed = {"preprocessing": pre_pipe.to_dict(), "train_pipeline": train_pipe.to_dict(), "scheme": scheme.to_dict(),
+             "config": cfg.to_dict(), "mean_shape": mean_norm.tolist(),
+             "model_info": {"backbone": cfg.backbone, "n_points": data.n_points, "input_size": [cfg.size, cfg.size]}}
+    val_loader = None
+    if len(val_ds):
+        val_loader = train_data.make_loader(val_ds, cfg.batch_size * 2, cfg.workers,
+                                            builders.ShardSampler(len(val_ds), dist.world, dist.rank), engine.pin)
+    r = _Run(cfg, dist, log, folder, data, scheme, fixed, state, engine,
+             train_data.make_loader(train_ds, cfg.batch_size, cfg.workers, train_sampler, engine.pin), train_sampler,
+             val_loader, steps_per_epoch, builders.baseline(data.val, pre_pipe, mean_norm, cfg.size), {})
+    _start_folder(r, ck)
+    return r
 
 
-def _validate(net, loader, sampler, device, mean_t, std_t, channels_last, amp_dtype, k, cfg, dist, show) -> dict:
+def _start_folder(r: _Run, ck: dict | None) -> None:
+    """Restore the state on resume, write config/split/skipped, and say what the run is."""
+    if ck is not None:
+        note = r.state.restore(ck, r.dist.world)
+        if note:
+            r.log(note)
+        r.elapsed_before = r.state.history[-1]["elapsed_s"] if r.state.history else 0.0
+        if r.dist.main and r.folder.repair_best(ck):
+            r.log(f"wrote the missing {r.folder.file('best.pt')} from last.pt (its best epoch)")
+        r.log(f"resumed {r.folder.path} at epoch {r.state.epoch + 1}, step {r.state.step_in_epoch} of "
+              f"{r.steps_per_epoch}")
+    if not r.dist.main:
+        return
+    r.folder.write_json("config.json", r.cfg.to_dict())
+    r.folder.write_json("split.json", r.data.split)
+    if r.cfg.data is not None:
+        r.folder.write_skipped(r.data.skipped, r.data.n_points)
+        if r.data.skipped:
+            first = r.data.skipped[0]
+            r.log(f"skipped {len(r.data.skipped)} rows: see {r.folder.file('skipped.csv')} "
+                  f"(first: {first['file']} {first['row'] or ''}: {first['reason']})")
+    if not r.cfg.quiet:
+        model, e = r.state.model, r.engine
+        r.log(f"model {r.cfg.backbone} at {r.cfg.size}x{r.cfg.size} ({r.cfg.preprocess}), "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, on {e.device}"
+              f"{' x' + str(r.dist.world) + ' processes' if r.dist.on else ''}"
+              f"{', AMP ' + str(e.amp_dtype).split('.')[-1] if e.amp_dtype else ''}; run folder {r.folder.path}")
+        if len(r.data.val):
+            b = metrics.summary(r.base_pred, r.data.val.points, r.scheme)
+            r.log(f"mean-shape baseline on validation: MSE {b['mse']:.2f}  NME {b['nme']:.4f}  FR@0.08 {b['fr']:.1%}")
+
+
+def _mid_epoch_saver(r: _Run):
+    """A callable that writes ``last.pt`` (rank 0) when --checkpoint-steps or --checkpoint-minutes is due."""
+    last = {"t": time.time()}
+
+    def save() -> None:
+        step = r.state.step_in_epoch
+        due = (r.cfg.checkpoint_steps and step % r.cfg.checkpoint_steps == 0) or \
+            time.time() - last["t"] > r.cfg.checkpoint_minutes * 60
+        if due:
+            if r.dist.main:
+                r.folder.save_last(r.state.to_checkpoint(r.dist.world, r.fixed))
+            last["t"] = time.time()
+    return save
+
+
+def _val_metrics(r: _Run) -> dict:
+    """Validation loss and MSE / NME / FR (model and mean-shape baseline) on the decodable images."""
+    val = validate(r.engine, r.val_loader, r.dist, len(r.data.val), r.skips, show=r.dist.main and not r.cfg.quiet)
+    ok = np.isfinite(val["pred"]).all(axis=(1, 2))
+    if not ok.any():
+        return {"val_loss": val["loss"]}
+    m = metrics.summary(val["pred"][ok], r.data.val.points[ok], r.scheme)
+    b = metrics.summary(r.base_pred[ok], r.data.val.points[ok], r.scheme)
+    return dict(val_loss=val["loss"], mse=m["mse"], nme=m["nme"], fr=m["fr"], base_mse=b["mse"],
+                base_nme=b["nme"], base_fr=b["fr"])
+
+
+def _end_epoch(r: _Run, epoch: int, seen: int, t0: float, stop: StopRule) -> None:
+    """Reduce the epoch's loss, validate, record the row, save the state and logs."""
+    train_s = time.time() - t0
+    st = r.state
+    # on the training device: NCCL reduces CUDA tensors only
+    loss_total = torch.tensor(st.running_loss, dtype=torch.float64, device=r.engine.device)
+    if r.dist.on:
+        torch.distributed.all_reduce(loss_total)
+    row = {"epoch": epoch + 1, "train_loss": float(loss_total[0] / max(1, loss_total[1])),
+           "lr": st.scheduler.lr(max(0, st.global_step - 1)), "train_img_s": seen * r.dist.world / max(train_s, 1e-9)}
+    if r.val_loader is not None:
+        row.update(_val_metrics(r))
+    st.scheduler.epoch_end(row.get("val_loss", row["train_loss"]))
+    row["epoch_s"] = time.time() - t0
+    row["elapsed_s"] = r.elapsed_before + time.time() - stop.session_start
+    improved = st.record_epoch(row)
+    if st.step_in_epoch >= r.steps_per_epoch:  # a whole epoch: the next starts at its step 0
+        st.epoch, st.step_in_epoch = epoch + 1, 0
+    _record_skips(r)
+    if r.dist.main:
+        r.folder.save_state(st.to_checkpoint(r.dist.world, r.fixed), improved)
+        r.folder.write_logs(st.history)
+        r.folder.plot(st.history, r.log)
+    r.log(_epoch_line(r.cfg, row) + ("  *" if improved else ""))
+    r.dist.barrier()
+
+
+def _record_skips(r: _Run) -> None:
+    """Images that failed to decode while training: counted, appended to skipped.csv (rank 0)."""
+    found = {}
+    for part in r.dist.gather(r.skips):
+        found.update(part)
+    known = {s["file"] for s in r.data.skipped}
+    new = [{"file": f, "row": None, "reason": why} for f, why in sorted(found.items()) if f not in known]
+    if new:
+        r.data.skipped.extend(new)
+        r.log(f"{len(new)} image(s) could not be decoded and were skipped (first: {new[0]['file']}: "
+              f"{new[0]['reason']}); see skipped.csv")
+        if r.dist.main:
+            r.folder.write_skipped(r.data.skipped, r.data.n_points)
+
+
+def _epoch_line(cfg: TrainConfig, row: dict) -> str:
+    msg = f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4g}"
+    if "mse" in row:
+        msg += (f"  val loss {row['val_loss']:.4g}  MSE {row['mse']:.2f} (mean shape {row['base_mse']:.2f})"
+                f"  NME {row['nme']:.4f} ({row['base_nme']:.4f})  FR {row['fr']:.1%} ({row['base_fr']:.1%})")
+    return msg + f"  lr {row['lr']:.2g}  {row['train_img_s']:.0f} img/s  {row['epoch_s']:.0f}s"
+
+
+def _finish(r: _Run, stopped: str | None, stop: StopRule) -> dict:
+    """``summary.json`` and the closing line."""
+    history = r.state.history
+    elapsed = r.elapsed_before + time.time() - stop.session_start
+    summary = {"run_dir": r.folder.path, "epochs": len(history), "best": r.state.best,
+               "last": history[-1] if history else None, "stopped": stopped, "skipped": len(r.data.skipped),
+               "elapsed_s": elapsed, "session_s": time.time() - stop.session_start,
+               "train_images": len(r.data.train), "val_images": len(r.data.val)}
+    if not r.dist.main:
+        return summary
+    r.folder.write_json("summary.json", summary)
+    scored = [h for h in history if "nme" in h]
+    if scored:
+        bm = min(scored, key=lambda h: h["nme"])
+        r.log.always(f"done: {len(history)} epochs in {elapsed:.0f}s; best epoch {bm['epoch']}: val MSE "
+                     f"{bm['mse']:.2f} vs mean shape {bm['base_mse']:.2f}, NME {bm['nme']:.4f} vs "
+                     f"{bm['base_nme']:.4f}; {len(r.data.skipped)} rows skipped; {r.folder.path}")
+    else:
+        r.log.always(f"done: {len(history)} epochs in {elapsed:.0f}s; {r.folder.path}")
+    return summary
+
+class ResumeConflict(ValueError):
+    """``--resume`` was given an option that contradicts the run it continues."""
+
+
+def _resume_config(cfg: TrainConfig, resume: str) -> tuple[dict, TrainConfig]:
+    """(checkpoint, the run's own config updated with what a resume may change). Options that
+    contradict the run raise :class:`ResumeConflict`."""
+    ck_path = resume if os.path.isfile(resume) else os.path.join(resume, "last.pt")
+    if not os.path.isfile(ck_path) and os.path.isdir(resume):
+        # a crash between best.pt and the first last.pt: best.pt holds the same state
+        ck_path = os.path.join(resume, "best.pt")
+    if not os.path.isfile(ck_path):
+        raise FileNotFoundError(f"--resume {resume}: no last.pt (nor best.pt) there")
+    ck = read_checkpoint(ck_path)
+    saved = TrainConfig.from_dict(ck["config"])
+    defaults = TrainConfig()
+    clashes = []
+    for f in dataclasses.fields(TrainConfig):
+        given, was = getattr(cfg, f.name), getattr(saved, f.name)
+        if f.name in RESUME_MAY_CHANGE or given is None or given == getattr(defaults, f.name) or given == was:
+            continue
+        if f.name == "data" and was is not None and os.path.abspath(given) == os.path.abspath(was):
+            continue
+        clashes.append(f"--{f.name.replace('_', '-')} {given} (the run used {was})")
+    run_dir = os.path.dirname(os.path.abspath(ck_path))
+    if clashes:
+        raise ResumeConflict(
+            f"--resume {run_dir}: {'; '.join(clashes)}: --resume continues a run exactly as it was started. "
+            f"To change the data, size, learning rate or optimiser, start a new run from its weights: "
+            f"augkit train --weights {os.path.join(run_dir, 'last.pt')} ... --out NEW_FOLDER")
+    for k in RESUME_MAY_CHANGE:
+        v = getattr(cfg, k)
+        if v is not None and v != getattr(defaults, k):
+            setattr(saved, k, v)
+    if cfg.time_budget is None:  # a budget is for one session: a resume runs to the end unless given one
+        saved.time_budget = None
+    saved.out = run_dir
+    return ck, saved
+
+
+class _Log:
+    """Progress lines from rank 0 (``always`` even with --quiet)."""
+
+    def __init__(self, quiet: bool, main: bool):
+        self.quiet, self.main = quiet, main
+
+    def __call__(self, msg: str) -> None:
+        if self.main and not self.quiet:
+            from tqdm.auto import tqdm
+            tqdm.write(msg)
+
+    def always(self, msg: str) -> None:
+        if self.main:
+            print(msg, flush=True)
+
+
+@dataclass
+class Engine:
+    """How a batch goes through the model: device, precision, memory format, normalisation, loss."""
+
+    net: torch.nn.Module          # the model, DDP-wrapped under DDP
+    model: torch.nn.Module        # the bare model
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    n_points: int
+    size: int
+    loss: str
+    trim: float = 0.0
+    clip: float = 0.0
+
+    def __post_init__(self):
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+        self.pin = self.device.type == "cuda"
+
+    def forward(self, net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC batch -> raw float32 outputs (N, 2K)."""
+        x = normalise(images.to(self.device, non_blocking=self.pin), self.mean, self.std, self.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            out = net(x)
+        return out.float()
+
+    def batch_loss(self, out: torch.Tensor, batch: dict, trim: float = 0.0) -> torch.Tensor:
+        target = batch["target"].to(self.device, non_blocking=self.pin)
+        mask = batch["mask"].to(self.device, non_blocking=self.pin)
+        return landmark_loss(out.view(out.shape[0], self.n_points, 2), target, mask, self.loss, trim)
+
+
+class StopRule:
+    """When the processes stop together: the time budget of THIS invocation, and a non-finite
+    loss on any rank. Single process: checked every step. DDP: flags exchanged every
+    ``SYNC_EVERY`` steps, at checkpoint steps and at the end of the epoch."""
+
+    def __init__(self, dist: Dist, budget_min: float | None, checkpoint_steps: int = 0):
+        self.dist, self.budget_min = dist, budget_min
+        self.budget_s = budget_min * 60 if budget_min else None
+        self.session_start = time.time()
+        self.checkpoint_steps = checkpoint_steps
+        self.bad_loss: tuple | None = None   # (epoch, step, value) of the first non-finite loss here
+
+    def is_sync_step(self, step: int, steps_per_epoch: int) -> bool:
+        if not self.dist.on:
+            return True
+        return step % SYNC_EVERY == 0 or step >= steps_per_epoch or \
+            bool(self.checkpoint_steps and step % self.checkpoint_steps == 0)
+
+    def over_budget(self) -> bool:
+        return self.budget_s is not None and time.time() - self.session_start > self.budget_s
+
+    def check(self, device) -> bool:
+        """At a sync step: raise if any rank saw a non-finite loss; True when the budget is spent."""
+        bad, over = self.dist.any_flags([self.bad_loss is not None, self.over_budget()], device)
+        if bad:
+            if self.bad_loss is not None:
+                e, s, v = self.bad_loss
+                where = f"epoch {e}, step {s}: the loss is {v}"
+            else:
+                where = "another process stopped on a non-finite loss"
+            rank = f" (process {self.dist.rank} of {self.dist.world})" if self.dist.on else ""
+            raise FloatingPointError(f"{where}{rank}; lower --lr or use --clip")
+        return over
+
+
+def _optimiser_step(engine: Engine, state: TrainState, loss: torch.Tensor) -> None:
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if engine.clip > 0:
+        state.scaler.unscale_(state.optimizer)
+        torch.nn.utils.clip_grad_norm_(engine.model.parameters(), engine.clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+
+
+def train_one_epoch(state: TrainState, engine: Engine, loader, epoch: int, steps_per_epoch: int,
+                    stop: StopRule, save_mid_epoch, skips: dict, show: bool = False) -> tuple[int, bool]:
+    """Train from ``state.step_in_epoch`` to the end of epoch ``epoch`` (0-based) or the stop rule.
+
+    ``save_mid_epoch()`` is called at sync steps (it decides whether a checkpoint is due).
+    Returns (images seen by this process, stopped early by the time budget).
+    """
     from tqdm.auto import tqdm
-    net.eval()
-    sampler.set_epoch(0)
-    idx, preds, loss_sum, n = [], [], 0.0, 0
+    engine.net.train()
+    bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}", disable=not show,
+               leave=False, dynamic_ncols=True, unit="batch")
+    seen, over = 0, False
+    for batch in loader:
+        for g in state.optimizer.param_groups:
+            g["lr"] = state.scheduler.lr(state.global_step)
+        loss = engine.batch_loss(engine.forward(engine.net, batch["image"]), batch, engine.trim)
+        _optimiser_step(engine, state, loss)
+        loss_value = float(loss.detach())
+        _note_skips(batch, skips)
+        if not math.isfinite(loss_value) and stop.bad_loss is None:
+            stop.bad_loss = (epoch + 1, state.step_in_epoch, loss_value)
+        state.running_loss[0] += loss_value * len(batch["index"])
+        state.running_loss[1] += len(batch["index"])
+        seen += len(batch["index"])
+        state.step_in_epoch += 1
+        state.global_step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{state.running_loss[0] / max(1, state.running_loss[1]):.4g}")
+        if stop.is_sync_step(state.step_in_epoch, steps_per_epoch):
+            over = stop.check(engine.device)
+            if not over and state.step_in_epoch < steps_per_epoch:
+                save_mid_epoch()
+            if over:
+                break
+    bar.close()
+    return seen, over
+
+
+def _note_skips(batch: dict, skips: dict) -> None:
+    """Record the images the dataset could not decode (``skip`` reasons in the batch)."""
+    for file, reason in zip(batch.get("file", ()), batch.get("skip", ())):
+        if reason:
+            skips.setdefault(file, reason)
+
+
+def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, show: bool = False) -> dict:
+    """Predictions of every validation image in original pixels, ``(n_images, K, 2)`` (NaN rows for
+    images that could not be decoded), and the mean validation loss. Each rank predicts its own
+    shard (no padding: each image counts once) with the bare model; rank results are gathered."""
+    from tqdm.auto import tqdm
+    engine.model.eval()
+    if dist.on:  # rank 0's BatchNorm statistics everywhere: every shard sees the model rank 0 saves
+        for buf in engine.model.buffers():
+            torch.distributed.broadcast(buf, src=0)
+    index, preds, loss_sum, count = [], [], 0.0, 0
     with torch.no_grad():
         for batch in tqdm(loader, desc="validation", disable=not show, leave=False, dynamic_ncols=True, unit="batch"):
-            x = normalise(batch["image"].to(device), mean_t, std_t, channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = net(x)
-            pred = out.float().view(out.shape[0], k, 2)
-            loss = landmark_loss(pred, batch["target"].to(device), batch["mask"].to(device), cfg.loss)
-            loss_sum += float(loss) * len(x)
-            n += len(x)
-            px = decode(out.float(), (cfg.size, cfg.size)).cpu().numpy().astype(np.float64)
-            preds.append(D.invert_batch(batch["matrix"].numpy(), px))
-            idx.append(batch["index"].numpy())
-    parts = dist.gather((np.concatenate(idx) if idx else np.zeros(0, int),
-                         np.concatenate(preds) if preds else np.zeros((0, k, 2)), loss_sum, n))
-    total = len(loader.dataset)
-    full = np.full((total, k, 2), np.nan)
-    for ii, pp, _, _ in parts:
-        full[ii] = pp
+            out = engine.forward(engine.model, batch["image"])
+            ok = ~_skipped_mask(batch)
+            if ok.any():
+                loss_sum += float(engine.batch_loss(out[ok], _rows(batch, ok))) * int(ok.sum())
+                count += int(ok.sum())
+            px = decode(out, (engine.size, engine.size)).cpu().numpy().astype(np.float64)
+            px[~ok.numpy()] = np.nan
+            preds.append(train_data.invert_batch(batch["matrix"].numpy(), px))
+            index.append(batch["index"].numpy())
+            _note_skips(batch, skips)
+    k = engine.n_points
+    parts = dist.gather((np.concatenate(index) if index else np.zeros(0, int),
+                         np.concatenate(preds) if preds else np.zeros((0, k, 2)), loss_sum, count))
+    full = np.full((n_images, k, 2), np.nan)
+    for idx, pred, _, _ in parts:
+        full[idx] = pred
     return {"pred": full, "loss": sum(p[2] for p in parts) / max(1, sum(p[3] for p in parts))}
+
+
+def _skipped_mask(batch: dict) -> torch.Tensor:
+    return torch.tensor([bool(r) for r in batch.get("skip", [""] * len(batch["index"]))], dtype=torch.bool)
+
+
+def _rows(batch: dict, ok: torch.Tensor) -> dict:
+    return {"target": batch["target"][ok], "mask": batch["mask"][ok]}

@@ -91,7 +91,8 @@ def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=
         weights: a local state dict file (an ImageNet state dict or an augkit checkpoint); keys
             whose shapes do not fit (the old classifier) are left out.
         mean_shape: optional ``(K, 2)`` normalised mean shape: the head's bias starts there and its
-            weights at zero, so step 0 predicts the mean shape.
+            initial weights are scaled by 0.01 (small, not zero, so gradients reach the backbone
+            from step 0), so step 0 predicts close to the mean shape.
     """
     out = 2 * int(n_points)
     if backbone == "tiny":

@@ -16,7 +16,7 @@ from .views import PRESET_HELP
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm")
 
-_checkpoint = click.option("--checkpoint", "checkpoints", multiple=True, required=True,
+_checkpoint = click.option("--checkpoint", "checkpoints", multiple=True, required=False,
                            type=click.Path(exists=True, dir_okay=False),
                            help="Model checkpoint written by `augkit train`; repeat for an ensemble "
                                 "(members = models x views).")
@@ -24,6 +24,15 @@ _max_batch = click.option("--max-batch", default=64, show_default=True, type=cli
                           help="Most model-input images per forward (all views of several images are stacked).")
 _device = click.option("--device", default="cpu", show_default=True, help="Torch device for the model(s).")
 _scheme = click.option("--scheme", default=None, help="Landmark scheme (name or file); default: the checkpoint's.")
+_runs = click.option("--run", "runs", multiple=True, type=click.Path(exists=True, file_okay=False),
+                     help="A run folder of `augkit train`: its best.pt, and its tta.yaml unless --tta is given; "
+                          "repeat for an ensemble.")
+
+
+def _given(name: str) -> bool:
+    """True when the option was set on the command line (not its default)."""
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -163,8 +172,11 @@ def _check_weights(spec, checkpoints):
 @_max_batch
 @_device
 @_scheme
-def predict(checkpoints, data, tta, out, fmt, uncertainty, max_batch, device, scheme):
+@_runs
+def predict(checkpoints, data, tta, out, fmt, uncertainty, max_batch, device, scheme, runs):
     """Predict landmarks with test-time augmentation; write a submission or all points."""
+    from .run_folder import resolve_models
+    checkpoints, tta = resolve_models(runs, checkpoints, tta, _given("tta"), "augkit predict")
     paths, names, tp = resolve_inputs(data)
     if fmt == "auto":
         fmt = "json" if out.lower().endswith(".json") else ("submission" if tp is not None else "csv")
@@ -216,12 +228,15 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, max_batch, device, sc
 @_max_batch
 @_device
 @_scheme
-def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, max_batch, device, scheme):
+@_runs
+def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, max_batch, device, scheme, runs):
     """MSE (original pixels), NME and failure rate for no TTA and each TTA setting side by side,
     the Spearman correlation of the TTA spread with the real error, and a PNG of the worst cases."""
     from augkit import metrics
 
     from .evaluate import evaluate_settings, worst_png
+    from .run_folder import resolve_models
+    checkpoints, ttas = resolve_models(runs, checkpoints, ttas, _given("ttas"), "augkit evaluate")
     files, truth = _read_labelled(data, limit)
     settings = [("none", "none")] + [(t, _spec(t)) for t in ttas if t != "none"]
     for _, s in settings[1:]:
@@ -276,11 +291,16 @@ def tta():
 
 @tta.command("fit")
 @_checkpoint
-@click.option("--data", required=True, type=click.Path(exists=True),
-              help="Labelled VALIDATION data (never the test set, nor the model's training images).")
+@click.option("--data", default=None, type=click.Path(exists=True),
+              help="Labelled VALIDATION data (never the test set, nor the model's training images); "
+                   "default with --run: the run's own validation images.")
 @click.option("--tta", "tta_spec", default="full", show_default=True, help=f"Views to weight: preset or spec file. "
               f"Presets: {PRESET_HELP}.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Spec file to write (YAML, or JSON for .json).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Spec file to write (YAML, or JSON for .json); default with --run: DIR/tta.yaml.")
+@click.option("--run", "run", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A run folder of `augkit train`: fit its best.pt on its own validation images (split.json) "
+                   "and write DIR/tta.yaml.")
 @click.option("--level", type=click.Choice(["auto", "view", "landmark"]), default="auto", show_default=True,
               help="Weights per member, or per member and landmark (shrunk toward the per-member weights); "
                    "auto: whichever has the lower cross-validated MSE.")
@@ -289,10 +309,12 @@ def tta():
 @_max_batch
 @_device
 @_scheme
-def fit(checkpoints, data, tta_spec, out, level, folds, limit, max_batch, device, scheme):
+def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, device, scheme):
     """Fit non-negative merge weights summing to one on validation data and write them into a spec."""
     from .fit import fit_weights
+    from .run_folder import resolve_fit
     from .views import save_spec, with_weights
+    checkpoints, data, out = resolve_fit(run, checkpoints, data, out)
     spec = _spec(tta_spec)
     files, truth = _read_labelled(data, limit)
     models = load_models(checkpoints, device)

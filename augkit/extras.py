@@ -1,0 +1,51 @@
+"""Optional dependency groups ("extras") and the message a command gives when one is missing.
+
+``pip install augkit`` brings numpy, OpenCV, PyYAML and click only; ``[train]`` adds torch,
+torchvision, pandas, scipy, tqdm and matplotlib (training, TTA, prediction, dataset readers);
+``[albu]`` adds albumentations (the interop); ``[all]`` both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+__all__ = ["EXTRAS", "MissingExtra", "missing_modules", "require_extra"]
+
+EXTRAS = {
+    "train": ("torch", "torchvision", "pandas", "scipy", "tqdm", "matplotlib"),
+    "albu": ("albumentations",),
+}
+
+
+class MissingExtra(ImportError):
+    """A command or function needs an optional dependency group that is not installed."""
+
+
+def missing_modules(modules) -> list[str]:
+    """The modules of ``modules`` that cannot be imported here (``sys.modules[name] = None`` counts)."""
+    import sys
+    out = []
+    for name in modules:
+        if name in sys.modules:
+            if sys.modules[name] is None:
+                out.append(name)
+            continue
+        try:
+            if importlib.util.find_spec(name) is None:
+                out.append(name)
+        except (ImportError, ValueError):
+            out.append(name)
+    return out
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Raise :class:`MissingExtra` naming the extra to install when one of its modules is missing.
+
+    Args:
+        extra: ``"train"`` or ``"albu"``.
+        what: what needs it, e.g. ``"augkit train"``.
+    """
+    missing = missing_modules(EXTRAS[extra])
+    if missing:
+        raise MissingExtra(f"{what} needs the [{extra}] extra: pip install 'augkit[{extra}]' "
+                           f"(not installed: {', '.join(missing)})")

@@ -1,0 +1,109 @@
+"""``--run DIR`` for ``augkit predict``, ``augkit evaluate`` and ``augkit tta fit``: a training run
+folder is the hand-off. It gives the checkpoint (``best.pt``, else ``last.pt``), the fitted TTA
+spec (``tta.yaml``, written by ``tta fit --run``) and, from ``split.json``, the run's own
+validation images (the images the model did not train on), written once as ``val.csv``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import click
+
+from augkit.extras import MissingExtra, require_extra
+
+__all__ = ["require_train_extra", "run_checkpoint", "run_spec", "validation_labels", "resolve_models",
+           "resolve_fit"]
+
+SPEC_NAME = "tta.yaml"
+
+
+def require_train_extra(command: str) -> None:
+    """A click error naming the extra when torch & co. are missing."""
+    try:
+        require_extra("train", command)
+    except MissingExtra as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _run_dir(run: str) -> str:
+    run = os.path.abspath(os.fspath(run))
+    if not os.path.isdir(run):
+        raise click.ClickException(f"--run {run}: no such folder (a run folder written by `augkit train`)")
+    return run
+
+
+def run_checkpoint(run: str) -> str:
+    """``DIR/best.pt``, else ``DIR/last.pt``."""
+    run = _run_dir(run)
+    for name in ("best.pt", "last.pt"):
+        if os.path.isfile(os.path.join(run, name)):
+            return os.path.join(run, name)
+    raise click.ClickException(f"--run {run}: no best.pt nor last.pt there (did `augkit train` finish an epoch?)")
+
+
+def run_spec(run: str) -> str | None:
+    """``DIR/tta.yaml`` when the run has a fitted TTA spec."""
+    path = os.path.join(_run_dir(run), SPEC_NAME)
+    return path if os.path.isfile(path) else None
+
+
+def validation_labels(run: str) -> str:
+    """The run's validation images with their landmarks as a CSV (``DIR/val.csv``: absolute image
+    paths, then x0, y0, x1, y1, ...), written from ``split.json`` and the run's dataset."""
+    run = _run_dir(run)
+    split_path = os.path.join(run, "split.json")
+    if not os.path.isfile(split_path):
+        raise click.ClickException(f"--run {run}: no split.json (written by `augkit train` from this version on)")
+    with open(split_path, encoding="utf-8") as f:
+        split = json.load(f)
+    if split.get("data") is None:
+        raise click.ClickException(f"--run {run}: the run trained on the synthetic demo faces; pass --data with "
+                                   "labelled validation images instead")
+    if not split.get("val"):
+        raise click.ClickException(f"--run {run}: the run held out no validation images (--val-fraction 0)")
+    from augkit.train.readers import read_dataset
+    table = read_dataset(split["data"], format=split.get("format"))
+    wanted = set(split["val"])
+    rows = [(f, p) for f, p in zip(table.files, table.points) if os.path.relpath(f, split["root"]) in wanted]
+    if not rows:
+        raise click.ClickException(f"--run {run}: none of the {len(wanted)} validation images of split.json are in "
+                                   f"{split['data']} any more")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file"] + [f"{a}{i}" for i in range(table.n_points) for a in "xy"])
+    for f, p in rows:
+        w.writerow([f] + [f"{v:.4f}" for v in p.reshape(-1)])
+    from augkit.config import atomic_write_text
+    path = os.path.join(run, "val.csv")
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def resolve_models(runs, checkpoints, tta, tta_given: bool, command: str):
+    """``--run`` for predict / evaluate: (checkpoints with each run's best.pt added, the TTA to use).
+
+    The first run's ``tta.yaml`` is used unless ``--tta`` was given; one spec weights every member.
+    """
+    require_train_extra(command)
+    checkpoints = tuple(checkpoints or ()) + tuple(run_checkpoint(r) for r in runs)
+    if not checkpoints:
+        raise click.ClickException(f"{command}: give --checkpoint FILE or --run DIR (a folder of `augkit train`)")
+    if runs and not tta_given:
+        spec = next((s for s in (run_spec(r) for r in runs) if s), None)
+        if spec is not None:
+            tta = spec if isinstance(tta, str) else (spec,)
+    return checkpoints, tta
+
+
+def resolve_fit(run, checkpoints, data, out):
+    """``tta fit --run DIR``: (checkpoints, validation data, output spec) from the run folder."""
+    require_train_extra("augkit tta fit")
+    if run is None:
+        if not checkpoints or data is None or out is None:
+            raise click.ClickException("augkit tta fit: give --run DIR, or --checkpoint, --data and --out")
+        return checkpoints, data, out
+    checkpoints = tuple(checkpoints or ()) or (run_checkpoint(run),)
+    return checkpoints, data or validation_labels(run), out or os.path.join(_run_dir(run), SPEC_NAME)
