@@ -9,6 +9,8 @@ import importlib
 
 import click
 
+from .extras import MissingExtra, require_extra
+
 # command name -> (module, attribute); imported on first use
 LAZY_COMMANDS = {
     "train": ("augkit.train.cli", "train"),
@@ -30,15 +32,15 @@ class _LazyGroup(click.Group):
 
 
 def _clear_errors(command):
-    """Bad input (ValueError: data, scheme, pipeline files) and unwritable outputs (OSError) end in one
-    ``Error: ...`` line and exit code 1, not a traceback."""
+    """Bad input (ValueError: data, scheme, pipeline files), unwritable outputs (OSError) and a
+    missing extra (MissingExtra) end in one ``Error: ...`` line and exit code 1, not a traceback."""
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except click.ClickException:
             raise
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, MissingExtra) as e:
             raise click.ClickException(str(e)) from None
     return run
 
@@ -121,6 +123,7 @@ def scheme_check(data, sch):
 def scheme_infer(data, name, norm, out):
     """Find the flip pairs from the data: mirror the mean shape and match points optimally."""
     from .config import check_writable
+    require_extra("train", "augkit scheme infer")  # scipy's assignment solver
     from .schemes import Scheme, infer_pairs
     from .show import mean_shape
     from augkit.train.samples import dataset_points

@@ -32,6 +32,9 @@ WITHOUT_TORCH = textwrap.dedent('''
     (["train", "--demo-train", "8"], ["augkit train needs the [train] extra: pip install 'augkit[train]'", "torch"]),
     (["predict", "--run", ".", "--data", ".", "--out", "x.csv"], ["augkit predict needs the [train] extra"]),
     (["tta", "fit", "--run", "."], ["augkit tta fit needs the [train] extra"]),
+    (["show", "--data", ".", "--out", "g.png"], ["needs the [train] extra", "reading the dataset ."]),
+    (["scheme", "check", "--data", "."], ["needs the [train] extra", "reading the dataset ."]),
+    (["scheme", "infer", "--data", ".", "--out", "s.yaml"], ["augkit scheme infer needs the [train] extra"]),
 ])
 def test_missing_extra_names_the_extra(tmp_path, args, words):
     r = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], capture_output=True, text=True, timeout=120,
