@@ -46,7 +46,7 @@ def test_competition_good_int_and_float(tmp_path):
     assert detect_format(tmp_path) == "competition"
     t = read_dataset(tmp_path)
     assert t.format == "competition" and len(t) == 2 and t.skipped == []
-    assert t.points.dtype == np.float64 and t.points.shape == (2, 3, 2)
+    assert t.points.dtype == np.float32 and t.points.shape == (2, 3, 2)  # float32 since issue 7
     np.testing.assert_array_equal(t.points[0], [[1, 2], [3, 4], [5, 6]])
     np.testing.assert_array_equal(t.points[1, 0], [1.5, 2.25])
     assert t.files[0] == str(tmp_path / "images" / "a.jpg") and os.path.isabs(t.files[1])
@@ -205,11 +205,11 @@ def test_large_table_loads_in_seconds(tmp_path):
     body = "\n".join(f"img{i}.jpg\t" + "\t".join(map(str, r)) for i, r in enumerate(vals[:10]))
     # the bulk: write with numpy, fast
     (tmp_path / "images").mkdir()
-    for i in range(10):
-        (tmp_path / "images" / f"img{i}.jpg").write_bytes(b"x")
+    for i in range(n):  # one (empty) image per row: a repeated file name is a skipped duplicate since issue 8
+        os.close(os.open(tmp_path / "images" / f"img{i}.jpg", os.O_CREAT | os.O_WRONLY))
     import pandas as pd
     bulk = pd.DataFrame(vals[10:])
-    bulk.insert(0, "name", [f"img{i % 10}.jpg" for i in range(10, n)])
+    bulk.insert(0, "name", [f"img{i}.jpg" for i in range(10, n)])
     with open(tmp_path / "landmarks.csv", "w") as f:
         f.write(header + "\n" + body + "\n")
         bulk.to_csv(f, sep="\t", header=False, index=False)
