@@ -62,8 +62,9 @@ def build(folder: Path, rows: int, points: int, naming: str = "Point_0_X", seed:
         f.write(header + "\n")
         for start in range(0, rows, 2000):
             block = rng.integers(0, 1000, (min(2000, rows - start), 2 * points))
-            f.write("".join(f"img{start + i:07d}.jpg\t" + "\t".join(map(text.__getitem__, r)) + "\n"
-                            for i, r in enumerate(block.tolist())))
+            rows_text = (f"img{start + i:07d}.jpg\t" + "\t".join(map(text.__getitem__, r)) + "\n"
+                         for i, r in enumerate(block.tolist()))
+            f.write("".join(rows_text))
     for i in range(rows):
         p = folder / "images" / f"img{i:07d}.jpg"
         if not p.exists():

@@ -239,3 +239,137 @@ def test_ytf68_train_and_test_points(ytf):
     assert len(tp) == 846 and tp[0][0] == "Luis_Fonsi_21_a.jpg" and len(tp[0][1]) == 30
     truth = read_dataset(ytf / "test" / "landmarks.csv")
     assert len(truth) == 846
+
+
+# ------------------------------------------------------------ issue 7: headers, float32, loader defaults
+
+def _points_file(path, header, rows, sep="\t"):
+    lines = ([sep.join(header)] if header else []) + [sep.join([n] + [str(v) for v in vals]) for n, vals in rows]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _two_rows(tmp_path, k=3):
+    (tmp_path / "images").mkdir(exist_ok=True)
+    for n in ("a.jpg", "b.jpg"):
+        _img(tmp_path / "images" / n)
+    rng = np.random.default_rng(1)
+    return [("a.jpg", rng.integers(0, 40, 2 * k).tolist()), ("b.jpg", (rng.random(2 * k) * 40).round(3).tolist())]
+
+
+@pytest.mark.parametrize("naming, seen", [
+    (lambda i, a: f"Point_M{i}_{a}", "Point_M{i}_X / Point_M{i}_Y"),
+    (lambda i, a: f"Point_{i}_{a}", "Point_{i}_X / Point_{i}_Y"),
+    (lambda i, a: f"{a.lower()}{i}", "x{i} / y{i}"),
+    (lambda i, a: f"{a}{i + 1}", "X{i} / Y{i}"),
+    (None, "no header"),
+])
+def test_header_namings_and_headerless_read_the_same_float32_array(tmp_path, caplog, naming, seen):
+    rows = _two_rows(tmp_path)
+    header = None if naming is None else ["file_name"] + [naming(i, a) for i in range(3) for a in "XY"]
+    _points_file(tmp_path / "landmarks.csv", header, rows)
+    with caplog.at_level("INFO", logger="augkit.train.readers"):
+        t = read_dataset(tmp_path)
+    assert t.format == "competition" and t.points.dtype == np.float32 and t.points.shape == (2, 3, 2)
+    want = np.array([v for _, v in rows], dtype=np.float64).astype(np.float32).reshape(2, 3, 2)
+    np.testing.assert_array_equal(t.points, want)
+    assert t.naming.startswith(seen)
+    logged = [r.getMessage() for r in caplog.records if r.name == "augkit.train.readers"]
+    assert len(logged) == 1 and seen in logged[0] and "landmarks.csv" in logged[0] and "3 points" in logged[0]
+    assert t.files.dtype.kind == "U" and isinstance(t.files, np.ndarray)  # no per-row objects
+
+
+@pytest.mark.parametrize("columns, needle", [
+    (["file_name", "Point_M0_Y", "Point_M0_X"], "column 2 is 'Point_M0_Y', expected an x column"),
+    (["file_name", "Point_M0_X", "Point_M1_X"], "column 3 is 'Point_M1_X', expected 'Point_M0_Y'"),
+    (["file_name", "x0", "y0", "x2", "y2"], "column 4 is 'x2', expected 'x1'"),
+    (["file_name", "x0", "y0", "y1", "x1"], "column 4 is 'y1', expected an x column"),
+])
+def test_headers_that_are_not_xy_pairs_in_order_are_refused(tmp_path, columns, needle):
+    (tmp_path / "images").mkdir()
+    _points_file(tmp_path / "landmarks.csv", columns, [("a.jpg", list(range(len(columns) - 1)))])
+    with pytest.raises(DatasetError) as e:
+        read_dataset(tmp_path)
+    msg = str(e.value)
+    assert "landmarks.csv" in msg and "line 1 (header)" in msg and needle in msg and "x, y column pairs" in msg
+
+
+def test_float_formats_and_blocks_agree_with_python_float(tmp_path, monkeypatch):
+    """The vectorised parser (ints, decimals, signs) and numpy's fallback (exponents, '+') give the
+    values float() gives, across block boundaries."""
+    import augkit.train.readers as R
+    monkeypatch.setattr(R, "_BLOCK_BYTES", 64)  # many tiny blocks
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(5)
+    texts = []
+    for i in range(40):
+        _img(tmp_path / "images" / f"f{i}.png")
+        kind = i % 4
+        v = rng.normal(0, 300, 4)
+        if kind == 0:
+            texts.append([str(int(x)) for x in v])
+        elif kind == 1:
+            texts.append([f"{x:.3f}" for x in v])
+        elif kind == 2:
+            texts.append([f"{x:.2e}" for x in v])
+        else:
+            texts.append([f"+{abs(x):.1f}" for x in v])
+    _points_file(tmp_path / "pts.csv", None, [(f"f{i}.png", t) for i, t in enumerate(texts)], sep=",")
+    t = read_dataset(tmp_path / "pts.csv")
+    want = np.array([[float(x) for x in row] for row in texts]).astype(np.float32).reshape(40, 2, 2)
+    assert t.skipped == [] and len(t) == 40
+    np.testing.assert_array_equal(t.points, want)
+    assert t.lines.tolist() == list(range(1, 41))
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_make_loader_defaults_scale_with_the_cores(monkeypatch):
+    from augkit.train import data as D
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert D.default_workers() == 31                       # no cap of 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert D.default_workers() == 7                        # shared among the node's processes
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert D.default_workers() == 0
+    loader = D.make_loader(list(range(4)), 2, 3, None)
+    assert loader.num_workers == 3 and loader.persistent_workers and loader.prefetch_factor == D.PREFETCH_FACTOR >= 2
+    assert loader.worker_init_fn is D.worker_init
+    monkeypatch.setattr(D, "default_workers", lambda: 5)
+    assert D.make_loader(list(range(4)), 2, None, None).num_workers == 5
+    assert D.make_loader(list(range(4)), 2, 0, None).num_workers == 0
+
+
+def _threads_seen_dataset():
+    from torch.utils.data import Dataset
+
+    class ThreadsSeen(Dataset):
+        """Each item: cv2.getNumThreads() as seen where the item is loaded."""
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return cv2.getNumThreads()
+
+    return ThreadsSeen()
+
+
+def test_loader_workers_run_opencv_on_one_thread():
+    from augkit.train import data as D
+    cv2.setNumThreads(2)
+    try:
+        loader = D.make_loader(_threads_seen_dataset(), 1, 1, None)
+        assert [int(b) for b in loader] == [1, 1]
+        assert cv2.getNumThreads() == 2                     # the main process is left alone
+    finally:
+        cv2.setNumThreads(-1)
+
+
+def test_file_source_keeps_the_table_arrays(tmp_path):
+    from augkit.train import data as D
+    _competition(tmp_path, ["a.jpg\t1\t2\t3\t4\t5\t6", "b.jpg\t1\t2\t3\t4\t5\t6"])
+    t = read_dataset(tmp_path)
+    src = D.FileSource(t)
+    assert src.points is t.points and src.files.dtype.kind == "U"
+    assert src.image(1).shape == (40, 50, 3)

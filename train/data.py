@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
 
-__all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "split_indices",
+__all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
+           "worker_init", "PREFETCH_FACTOR", "split_indices",
            "person_key", "PERSON_REGEX", "preprocess_matrix", "seed_for"]
 
 # ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
@@ -30,11 +31,15 @@ def seed_for(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 class FileSource:
-    """Images on disk (a :class:`~augkit.train.readers.LandmarkTable`)."""
+    """Images on disk (a :class:`~augkit.train.readers.LandmarkTable`).
+
+    Holds the table's arrays as they are: file paths as one numpy string array and the points as
+    one float32 array, no per-row Python objects, so forked DataLoader workers share these pages
+    instead of copying them (reference counts of per-row objects would touch every page)."""
 
     def __init__(self, table):
-        self.files = list(table.files)
-        self.points = np.asarray(table.points, np.float64)
+        self.files = np.asarray(table.files, dtype=str)
+        self.points = np.asarray(table.points, dtype=np.float32)
         self.sizes = table.sizes
 
     def __len__(self):
@@ -42,7 +47,7 @@ class FileSource:
 
     def image(self, i):
         from augkit.io import read_image
-        return read_image(self.files[i])
+        return read_image(str(self.files[i]))
 
 
 class SynthSource:
@@ -140,10 +145,40 @@ class EpochSampler(Sampler):
         return max(0, len(self.inner) - self.start)
 
 
-def make_loader(dataset, batch_size: int, workers: int, sampler, pin_memory: bool = False,
-                drop_last: bool = False) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+def default_workers() -> int:
+    """DataLoader workers per training process: the CPU cores this process may use (its affinity
+    mask), shared among the processes of this node (``LOCAL_WORLD_SIZE`` under torchrun), minus
+    one for the process itself. No upper cap: a 32-core box gets 31 workers."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, cores // local - 1)
+
+
+def worker_init(worker_id: int) -> None:
+    """Start of every DataLoader worker: OpenCV on one thread (the workers are the parallelism;
+    OpenCV's own pool in each of them would oversubscribe the cores)."""
+    import cv2
+    cv2.setNumThreads(1)
+
+
+#: batches each worker prepares ahead (torch's default is 2)
+PREFETCH_FACTOR = 4
+
+
+def make_loader(dataset, batch_size: int, workers: int | None, sampler, pin_memory: bool = False,
+                drop_last: bool = False, prefetch_factor: int = PREFETCH_FACTOR) -> DataLoader:
+    """The training / validation DataLoader: ``workers`` processes (None: :func:`default_workers`),
+    kept alive across epochs (persistent), each prefetching ``prefetch_factor`` batches, with
+    OpenCV on one thread inside each (:func:`worker_init`). ``workers=0`` loads in this process."""
+    workers = default_workers() if workers is None else int(workers)
+    extra = {}
+    if workers:
+        extra = dict(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=worker_init)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      drop_last=drop_last, **extra)
 
 
 def person_key(path: str, regex: str) -> str:

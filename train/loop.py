@@ -101,7 +101,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         if getattr(d, k) is None:
             setattr(d, k, v)
     if d.workers is None:
-        d.workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+        d.workers = D.default_workers()
     if d.optimizer not in ("adamw", "adam", "sgd"):
         raise ValueError(f"--optimizer must be adamw, adam or sgd, got {d.optimizer!r}")
     if d.scheduler not in ("cosine", "onecycle", "plateau", "none"):

@@ -584,10 +584,10 @@ def _compact(rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 def read_competition(label, strict: bool = False, images: str | None = None) -> LandmarkTable:
     """The competition's ``landmarks.csv``: a TSV with header ``file_name, Point_0_X, Point_0_Y, ...``
-    (or the submission's ``Point_M0_X``, or any x, y pair naming; integer or float values); images
+    (or the submission's ``Point_M0_X``, any x, y pair naming, or no header; integer or float values); images
     under ``images/`` beside it."""
     label = os.path.abspath(os.fspath(label))
-    return _finish(_parse_table(label, True, strict), label, _image_root(label, images), "competition")
+    return _finish(_parse_table(label, None, strict), label, _image_root(label, images), "competition")
 
 
 def read_csv(label, strict: bool = False, images: str | None = None, header: bool | None = None) -> LandmarkTable:
