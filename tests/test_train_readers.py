@@ -359,9 +359,14 @@ def test_loader_workers_run_opencv_on_one_thread():
     from augkit.train import data as D
     cv2.setNumThreads(2)
     try:
-        loader = D.make_loader(_threads_seen_dataset(), 1, 1, None)
+        big = np.zeros((1500, 1500, 3), np.uint8)
+        for _ in range(3):                                  # OpenCV's pool running in this process
+            cv2.GaussianBlur(big, (15, 15), 3)
+        loader = D.make_loader(_threads_seen_dataset(), 1, 2, None)
+        loader.timeout = 60                                 # a worker hung on OpenCV's pool fails, not hangs
         assert [int(b) for b in loader] == [1, 1]
         assert cv2.getNumThreads() == 2                     # the main process is left alone
+        cv2.GaussianBlur(big, (15, 15), 3)
     finally:
         cv2.setNumThreads(-1)
 

@@ -159,9 +159,47 @@ def default_workers() -> int:
 
 def worker_init(worker_id: int) -> None:
     """Start of every DataLoader worker: OpenCV on one thread (the workers are the parallelism;
-    OpenCV's own pool in each of them would oversubscribe the cores)."""
+    OpenCV's own pool in each of them would oversubscribe the cores). A forked worker already
+    starts with one thread (:func:`_worker_context`), and is left alone: reconfiguring OpenCV's
+    pthreads pool in a forked child whose parent had the pool running hangs."""
     import cv2
-    cv2.setNumThreads(1)
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
+def _worker_context():
+    """The multiprocessing context for DataLoader workers: with the ``fork`` start method, one whose
+    processes are forked while OpenCV is set to one thread in this process (restored right after),
+    so that each worker inherits one thread without touching the pool; otherwise None (the
+    default: spawned workers start fresh and :func:`worker_init` sets the thread count)."""
+    import multiprocessing
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    return _ForkOneOpenCVThread() if method == "fork" and _ForkOneOpenCVThread is not None else None
+
+
+def _fork_context_class():
+    """A fork context whose processes inherit OpenCV set to one thread (None where there is no fork)."""
+    import multiprocessing.context as mp_context
+    if not hasattr(mp_context, "ForkContext"):
+        return None
+
+    class ForkProcessOneOpenCVThread(mp_context.ForkProcess):
+        def start(self):
+            import cv2
+            before = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                super().start()
+            finally:
+                cv2.setNumThreads(before)
+
+    class ForkOneOpenCVThread(mp_context.ForkContext):
+        Process = ForkProcessOneOpenCVThread
+
+    return ForkOneOpenCVThread
+
+
+_ForkOneOpenCVThread = _fork_context_class()
 
 
 #: batches each worker prepares ahead (torch's default is 2)
@@ -176,7 +214,8 @@ def make_loader(dataset, batch_size: int, workers: int | None, sampler, pin_memo
     workers = default_workers() if workers is None else int(workers)
     extra = {}
     if workers:
-        extra = dict(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=worker_init)
+        extra = dict(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=worker_init,
+                     multiprocessing_context=_worker_context())
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       drop_last=drop_last, **extra)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import io
+import itertools
 import logging
 import os
 import re
@@ -353,15 +354,15 @@ def _split_header(cell: str) -> str:
     return re.sub(r"\d+(?!.*\d)", "{i}", cell)
 
 
-def _check_header(label: str, columns: list) -> str:
+def _check_header(label: str, columns: list, line_no: int = 1) -> str:
     """Check that the columns after the first come as x, y pairs in order; return the naming seen
     (e.g. ``Point_M{i}_X / Point_M{i}_Y``). Accepted: any name for the file column, then for each
     point an x column and a y column whose names differ only in that letter (``Point_M0_X`` /
     ``Point_M0_Y``, ``x0`` / ``y0``, ``X_0`` / ``Y_0``, ``nose_x`` / ``nose_y``); numbered names must
     count up by one from 0 or 1."""
     def bad(col: int, expected: str):
-        raise DatasetError(f"{label}: line 1 (header): column {col + 1} is {columns[col]!r}, expected {expected} "
-                           "(after the file name column, x, y column pairs in order)")
+        raise DatasetError(f"{label}: line {line_no} (header): column {col + 1} is {columns[col]!r}, expected "
+                           f"{expected} (after the file name column, x, y column pairs in order)")
     templates, numbers, letters = set(), [], []
     for j in range(1, len(columns), 2):
         cx, cy = columns[j], columns[j + 1]
@@ -390,7 +391,7 @@ def _check_header(label: str, columns: list) -> str:
 
 
 def _first_line(f, label: str):
-    """(first non-blank line decoded, its line number, the bytes read after it, lines consumed)."""
+    """(the first non-blank line decoded, its line number, the bytes read after it)."""
     head = f.read(1 << 16)
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -464,7 +465,7 @@ def _parse_table(label: str, header: bool | None, strict: bool) -> _Parsed:
                                f"({expected - 1} values: {'odd' if (expected - 1) % 2 else 'too few'})")
         if header:
             columns = cells
-            naming = _check_header(label, columns)
+            naming = _check_header(label, columns, first_no)
         else:
             k = (expected - 1) // 2
             columns = ["file_name"] + [f"{a}{i}" for i in range(k) for a in ("x", "y")]
@@ -475,16 +476,11 @@ def _parse_table(label: str, header: bool | None, strict: bool) -> _Parsed:
         names: list = []
         line_nos = np.empty(capacity, dtype=np.int64)
         n = 0
-        block_iter = blocks if pending is None else _chain([pending], blocks)
+        block_iter = blocks if pending is None else itertools.chain([pending], blocks)
         for lines in block_iter:
             n = _parse_block(lines, start_no, sep.encode(), expected, columns, label, skips, out, names, line_nos, n)
             start_no += len(lines)
     return _Parsed(names, out[:n], line_nos[:n], columns, naming, skips)
-
-
-def _chain(*iterables):
-    for it in iterables:
-        yield from it
 
 
 def _parse_block(lines, start_no, sep: bytes, expected: int, columns, label, skips, out, names, line_nos, n) -> int:
