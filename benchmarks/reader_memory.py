@@ -36,14 +36,19 @@ if reader:
     spec.loader.exec_module(R)
 else:
     import augkit.train.readers as R
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def rss_now():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+base_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = rss_now()  # the resident set now: the peak so far may hold memory the imports gave back
 t0 = time.perf_counter()
 table = R.read_dataset(path)
 took = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"rows": len(table), "seconds": took, "array_bytes": int(table.points.nbytes),
                   "dtype": str(table.points.dtype), "peak_above_baseline": int(peak - base),
-                  "baseline": int(base), "skipped": len(table.skipped)}))
+                  "baseline": int(base), "baseline_peak": int(base_peak), "rss_after": int(rss_now() - base),
+                  "skipped": len(table.skipped)}))
 """
 
 
