@@ -46,7 +46,7 @@ def test_competition_good_int_and_float(tmp_path):
     assert detect_format(tmp_path) == "competition"
     t = read_dataset(tmp_path)
     assert t.format == "competition" and len(t) == 2 and t.skipped == []
-    assert t.points.dtype == np.float64 and t.points.shape == (2, 3, 2)
+    assert t.points.dtype == np.float32 and t.points.shape == (2, 3, 2)  # float32 since issue 7
     np.testing.assert_array_equal(t.points[0], [[1, 2], [3, 4], [5, 6]])
     np.testing.assert_array_equal(t.points[1, 0], [1.5, 2.25])
     assert t.files[0] == str(tmp_path / "images" / "a.jpg") and os.path.isabs(t.files[1])
@@ -198,27 +198,25 @@ def test_read_test_points(tmp_path):
 
 
 def test_large_table_loads_in_seconds(tmp_path):
+    """100k rows x 68 points through the label parser (image lookup is tested above, on few files)."""
+    import augkit.train.readers as R
     n, k = 100_000, 68
     rng = np.random.default_rng(0)
-    vals = rng.integers(0, 400, (n, 2 * k))
+    vals = rng.integers(-5, 400, (n, 2 * k))
     header = "\t".join(["file_name"] + [f"Point_{i}_{a}" for i in range(k) for a in "XY"])
-    body = "\n".join(f"img{i}.jpg\t" + "\t".join(map(str, r)) for i, r in enumerate(vals[:10]))
-    # the bulk: write with numpy, fast
-    (tmp_path / "images").mkdir()
-    for i in range(10):
-        (tmp_path / "images" / f"img{i}.jpg").write_bytes(b"x")
     import pandas as pd
-    bulk = pd.DataFrame(vals[10:])
-    bulk.insert(0, "name", [f"img{i % 10}.jpg" for i in range(10, n)])
+    bulk = pd.DataFrame(vals)
+    bulk.insert(0, "name", [f"img{i}.jpg" for i in range(n)])
     with open(tmp_path / "landmarks.csv", "w") as f:
-        f.write(header + "\n" + body + "\n")
+        f.write(header + "\n")
         bulk.to_csv(f, sep="\t", header=False, index=False)
     t0 = time.perf_counter()
-    t = read_dataset(tmp_path)
+    parsed = R._parse_table(str(tmp_path / "landmarks.csv"), None, strict=False)
     took = time.perf_counter() - t0
-    assert len(t) == n and t.skipped == []
-    np.testing.assert_array_equal(t.points[5].reshape(-1), vals[5])
-    np.testing.assert_array_equal(t.points[-1].reshape(-1), vals[-1])
+    assert len(parsed.names) == n and parsed.skips.items == [] and parsed.names[-1] == f"img{n - 1}.jpg"
+    assert parsed.values.dtype == np.float32
+    np.testing.assert_array_equal(parsed.values, vals)
+    assert parsed.line_no[0] == 2 and parsed.line_no[-1] == n + 1
     assert took < 10, f"100k rows took {took:.1f}s"
 
 
@@ -239,3 +237,183 @@ def test_ytf68_train_and_test_points(ytf):
     assert len(tp) == 846 and tp[0][0] == "Luis_Fonsi_21_a.jpg" and len(tp[0][1]) == 30
     truth = read_dataset(ytf / "test" / "landmarks.csv")
     assert len(truth) == 846
+
+
+# ------------------------------------------------------------ issue 7: headers, float32, loader defaults
+
+def _points_file(path, header, rows, sep="\t"):
+    lines = ([sep.join(header)] if header else []) + [sep.join([n] + [str(v) for v in vals]) for n, vals in rows]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _two_rows(tmp_path, k=3):
+    (tmp_path / "images").mkdir(exist_ok=True)
+    for n in ("a.jpg", "b.jpg"):
+        _img(tmp_path / "images" / n)
+    rng = np.random.default_rng(1)
+    return [("a.jpg", rng.integers(0, 40, 2 * k).tolist()), ("b.jpg", (rng.random(2 * k) * 40).round(3).tolist())]
+
+
+@pytest.mark.parametrize("naming, seen", [
+    (lambda i, a: f"Point_M{i}_{a}", "Point_M{i}_X / Point_M{i}_Y"),
+    (lambda i, a: f"Point_{i}_{a}", "Point_{i}_X / Point_{i}_Y"),
+    (lambda i, a: f"{a.lower()}{i}", "x{i} / y{i}"),
+    (lambda i, a: f"{a}{i + 1}", "X{i} / Y{i}"),
+    (None, "no header"),
+])
+def test_header_namings_and_headerless_read_the_same_float32_array(tmp_path, caplog, naming, seen):
+    rows = _two_rows(tmp_path)
+    header = None if naming is None else ["file_name"] + [naming(i, a) for i in range(3) for a in "XY"]
+    _points_file(tmp_path / "landmarks.csv", header, rows)
+    with caplog.at_level("INFO", logger="augkit.train.readers"):
+        t = read_dataset(tmp_path)
+    assert t.format == "competition" and t.points.dtype == np.float32 and t.points.shape == (2, 3, 2)
+    want = np.array([v for _, v in rows], dtype=np.float64).astype(np.float32).reshape(2, 3, 2)
+    np.testing.assert_array_equal(t.points, want)
+    assert t.naming.startswith(seen)
+    logged = [r.getMessage() for r in caplog.records if r.name == "augkit.train.readers"]
+    assert len(logged) == 1 and seen in logged[0] and "landmarks.csv" in logged[0] and "3 points" in logged[0]
+    assert t.files.dtype.kind == "U" and isinstance(t.files, np.ndarray)  # no per-row objects
+
+
+@pytest.mark.parametrize("columns, needle", [
+    (["file_name", "Point_M0_Y", "Point_M0_X"], "column 2 is 'Point_M0_Y', expected an x column"),
+    (["file_name", "Point_M0_X", "Point_M1_X"], "column 3 is 'Point_M1_X', expected 'Point_M0_Y'"),
+    (["file_name", "x0", "y0", "x2", "y2"], "column 4 is 'x2', expected 'x1'"),
+    (["file_name", "x0", "y0", "y1", "x1"], "column 4 is 'y1', expected an x column"),
+])
+def test_headers_that_are_not_xy_pairs_in_order_are_refused(tmp_path, columns, needle):
+    (tmp_path / "images").mkdir()
+    _points_file(tmp_path / "landmarks.csv", columns, [("a.jpg", list(range(len(columns) - 1)))])
+    with pytest.raises(DatasetError) as e:
+        read_dataset(tmp_path)
+    msg = str(e.value)
+    assert "landmarks.csv" in msg and "line 1 (header)" in msg and needle in msg and "x, y column pairs" in msg
+
+
+def test_float_formats_and_blocks_agree_with_python_float(tmp_path, monkeypatch):
+    """The vectorised parser (ints, decimals, signs) and numpy's fallback (exponents, '+') give the
+    values float() gives, across block boundaries."""
+    import augkit.train.readers as R
+    monkeypatch.setattr(R, "_BLOCK_BYTES", 64)  # many tiny blocks
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(5)
+    texts = []
+    for i in range(40):
+        _img(tmp_path / "images" / f"f{i}.png")
+        kind = i % 4
+        v = rng.normal(0, 300, 4)
+        if kind == 0:
+            texts.append([str(int(x)) for x in v])
+        elif kind == 1:
+            texts.append([f"{x:.3f}" for x in v])
+        elif kind == 2:
+            texts.append([f"{x:.2e}" for x in v])
+        else:
+            texts.append([f"+{abs(x):.1f}" for x in v])
+    _points_file(tmp_path / "pts.csv", None, [(f"f{i}.png", t) for i, t in enumerate(texts)], sep=",")
+    t = read_dataset(tmp_path / "pts.csv")
+    want = np.array([[float(x) for x in row] for row in texts]).astype(np.float32).reshape(40, 2, 2)
+    assert t.skipped == [] and len(t) == 40
+    np.testing.assert_array_equal(t.points, want)
+    assert t.lines.tolist() == list(range(1, 41))
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_make_loader_defaults_scale_with_the_cores(monkeypatch):
+    from augkit.train import data as D
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert D.default_workers() == 31                       # no cap of 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert D.default_workers() == 7                        # shared among the node's processes
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert D.default_workers() == 0
+    loader = D.make_loader(list(range(4)), 2, 3, None)
+    assert loader.num_workers == 3 and loader.persistent_workers and loader.prefetch_factor == D.PREFETCH_FACTOR >= 2
+    assert loader.worker_init_fn is D.worker_init
+    monkeypatch.setattr(D, "default_workers", lambda: 5)
+    assert D.make_loader(list(range(4)), 2, None, None).num_workers == 5
+    assert D.make_loader(list(range(4)), 2, 0, None).num_workers == 0
+
+
+def _threads_seen_dataset():
+    from torch.utils.data import Dataset
+
+    class ThreadsSeen(Dataset):
+        """Each item: cv2.getNumThreads() as seen where the item is loaded."""
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return cv2.getNumThreads()
+
+    return ThreadsSeen()
+
+
+def test_loader_workers_run_opencv_on_one_thread():
+    from augkit.train import data as D
+    cv2.setNumThreads(2)
+    try:
+        big = np.zeros((1500, 1500, 3), np.uint8)
+        for _ in range(3):                                  # OpenCV's pool running in this process
+            cv2.GaussianBlur(big, (15, 15), 3)
+        loader = D.make_loader(_threads_seen_dataset(), 1, 2, None)
+        loader.timeout = 60                                 # a worker hung on OpenCV's pool fails, not hangs
+        assert [int(b) for b in loader] == [1, 1]
+        assert cv2.getNumThreads() == 2                     # the main process is left alone
+        cv2.GaussianBlur(big, (15, 15), 3)
+    finally:
+        cv2.setNumThreads(-1)
+
+
+def test_file_source_keeps_the_table_arrays(tmp_path):
+    from augkit.train import data as D
+    _competition(tmp_path, ["a.jpg\t1\t2\t3\t4\t5\t6", "b.jpg\t1\t2\t3\t4\t5\t6"])
+    t = read_dataset(tmp_path)
+    src = D.FileSource(t)
+    assert src.points is t.points and src.files.dtype.kind == "U"
+    assert src.image(1).shape == (40, 50, 3)
+
+
+def _private_mb() -> float:
+    with open("/proc/self/smaps_rollup") as f:
+        return sum(int(ln.split()[1]) for ln in f if ln.startswith(("Private_Dirty", "Private_Clean"))) / 1024
+
+
+def _touch_dataset(source):
+    from torch.utils.data import Dataset
+
+    class Touch(Dataset):
+        """Item 1 reads every row's points and file name in the worker; returns (private MB before, after)."""
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            before = _private_mb()
+            if i == 1:
+                total = 0.0
+                for r in range(len(source.points)):
+                    total += float(source.points[r, 0, 0]) + len(str(source.files[r]))
+            return np.array([before, _private_mb()])
+
+    return Touch()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux /proc/self/smaps_rollup")
+def test_forked_workers_share_the_points_array():
+    """A worker reading every row of a 40 MB table adds well under 4 MB of private memory: the
+    points and names are single arrays whose pages the fork shares (no per-row objects to touch)."""
+    from augkit.train import data as D
+    from augkit.train.readers import LandmarkTable
+    n, k = 20_000, 250
+    table = LandmarkTable([f"/data/images/img{i:06d}.jpg" for i in range(n)],
+                          np.random.default_rng(0).random((n, k, 2), dtype=np.float32))
+    source = D.FileSource(table)
+    assert source.points.nbytes == 40_000_000 and source.files.dtype.kind == "U"
+    loader = D.make_loader(_touch_dataset(source), 1, 1, None)
+    before, after = next(b for i, b in enumerate(loader) if i == 1)[0].tolist()
+    assert after - before < 4, f"the worker copied {after - before:.1f} MB"

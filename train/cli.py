@@ -54,7 +54,7 @@ __all__ = ["train"]
 @click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 0.9))
 @click.option("--val-group", default=None, help="Split validation by group: a regex on the file name whose first group "
               "(or match) is the group, e.g. a person; 'person' = '^(.+?)_\\d+_[^_]+$' (ytf68 names).")
-@click.option("--workers", default=None, type=click.IntRange(0), help="DataLoader workers per process [cores - 1, max 4].")
+@click.option("--workers", default=None, type=click.IntRange(0), help="DataLoader workers per process [cores per process - 1].")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
 
-__all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "split_indices",
+__all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
+           "worker_init", "PREFETCH_FACTOR", "split_indices",
            "person_key", "PERSON_REGEX", "preprocess_matrix", "sample_rng"]
 
 # ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
@@ -30,11 +31,15 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 class FileSource:
-    """Images on disk (a :class:`~augkit.train.readers.LandmarkTable`)."""
+    """Images on disk (a :class:`~augkit.train.readers.LandmarkTable`).
+
+    Holds the table's arrays as they are: file paths as one numpy string array and the points as
+    one float32 array, no per-row Python objects, so forked DataLoader workers share these pages
+    instead of copying them (reference counts of per-row objects would touch every page)."""
 
     def __init__(self, table):
-        self.files = list(table.files)
-        self.points = np.asarray(table.points, np.float64)
+        self.files = np.asarray(table.files, dtype=str)
+        self.points = np.asarray(table.points, dtype=np.float32)
         self.sizes = table.sizes
 
     def __len__(self):
@@ -42,7 +47,7 @@ class FileSource:
 
     def image(self, i):
         from augkit.io import read_image
-        return read_image(self.files[i])
+        return read_image(str(self.files[i]))
 
 
 class SynthSource:
@@ -153,10 +158,79 @@ class EpochSampler(Sampler):
         return max(0, len(self.inner) - self.start)
 
 
-def make_loader(dataset, batch_size: int, workers: int, sampler, pin_memory: bool = False,
-                drop_last: bool = False) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+def default_workers() -> int:
+    """DataLoader workers per training process: the CPU cores this process may use (its affinity
+    mask), shared among the processes of this node (``LOCAL_WORLD_SIZE`` under torchrun), minus
+    one for the process itself. No upper cap: a 32-core box gets 31 workers."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, cores // local - 1)
+
+
+def worker_init(worker_id: int) -> None:
+    """Start of every DataLoader worker: OpenCV on one thread (the workers are the parallelism;
+    OpenCV's own pool in each of them would oversubscribe the cores). A forked worker already
+    starts with one thread (:func:`_worker_context`), and is left alone: reconfiguring OpenCV's
+    pthreads pool in a forked child whose parent had the pool running hangs."""
+    import cv2
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
+def _worker_context():
+    """The multiprocessing context for DataLoader workers: with the ``fork`` start method, one whose
+    processes are forked while OpenCV is set to one thread in this process (restored right after),
+    so that each worker inherits one thread without touching the pool; otherwise None (the
+    default: spawned workers start fresh and :func:`worker_init` sets the thread count)."""
+    import multiprocessing
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    return _ForkOneOpenCVThread() if method == "fork" and _ForkOneOpenCVThread is not None else None
+
+
+def _fork_context_class():
+    """A fork context whose processes inherit OpenCV set to one thread (None where there is no fork)."""
+    import multiprocessing.context as mp_context
+    if not hasattr(mp_context, "ForkContext"):
+        return None
+
+    class ForkProcessOneOpenCVThread(mp_context.ForkProcess):
+        def start(self):
+            import cv2
+            before = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                super().start()
+            finally:
+                cv2.setNumThreads(before)
+
+    class ForkOneOpenCVThread(mp_context.ForkContext):
+        Process = ForkProcessOneOpenCVThread
+
+    return ForkOneOpenCVThread
+
+
+_ForkOneOpenCVThread = _fork_context_class()
+
+
+#: batches each worker prepares ahead (torch's default is 2)
+PREFETCH_FACTOR = 4
+
+
+def make_loader(dataset, batch_size: int, workers: int | None, sampler, pin_memory: bool = False,
+                drop_last: bool = False, prefetch_factor: int = PREFETCH_FACTOR) -> DataLoader:
+    """The training / validation DataLoader: ``workers`` processes (None: :func:`default_workers`),
+    kept alive across epochs (persistent), each prefetching ``prefetch_factor`` batches, with
+    OpenCV on one thread inside each (:func:`worker_init`). ``workers=0`` loads in this process."""
+    workers = default_workers() if workers is None else int(workers)
+    extra = {}
+    if workers:
+        extra = dict(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=worker_init,
+                     multiprocessing_context=_worker_context())
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      drop_last=drop_last, **extra)
 
 
 def person_key(path: str, regex: str) -> str:

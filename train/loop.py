@@ -105,27 +105,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         if getattr(d, k) is None:
             setattr(d, k, v)
     if d.workers is None:
-        d.workers = min(4, max(0, (os.cpu_count() or 1) - 1))
-    if d.optimizer not in ("adamw", "adam", "sgd"):
-        raise ValueError(f"--optimizer must be adamw, adam or sgd, got {d.optimizer!r}")
-    if d.scheduler not in ("cosine", "onecycle", "plateau", "none"):
-        raise ValueError(f"--scheduler must be cosine, onecycle, plateau or none, got {d.scheduler!r}")
-    if d.amp not in ("auto", "bf16", "fp16", "off"):
-        raise ValueError(f"--amp must be auto, bf16, fp16 or off, got {d.amp!r}")
-    if d.epochs < 1 or d.batch_size < 1 or d.size < 16:
-        raise ValueError("--epochs and --batch-size must be >= 1 and --size >= 16")
-    return d
-
-
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill the ``None`` defaults (demo vs real data) and check the choices."""
-    d = dataclasses.replace(cfg)
-    defaults = DEMO_DEFAULTS if cfg.data is None else DATA_DEFAULTS
-    for k, v in defaults.items():
-        if getattr(d, k) is None:
-            setattr(d, k, v)
-    if d.workers is None:
-        d.workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+        d.workers = train_data.default_workers()
     if d.optimizer not in ("adamw", "adam", "sgd"):
         raise ValueError(f"--optimizer must be adamw, adam or sgd, got {d.optimizer!r}")
     if d.scheduler not in ("cosine", "onecycle", "plateau", "none"):
