@@ -727,19 +727,13 @@ def _without_path(message: str, path) -> str:
 
 
 def _header_size(path):
-    """((width, height) as displayed, None) from the image header (EXIF orientations 5-8 swap
-    width and height), or (None, why)."""
+    """((width, height) as displayed, None) from the image header (the same EXIF reading as the
+    decoder: orientations 5-8 swap width and height), or (None, why) without the path."""
+    from augkit.io import ImageReadError, image_size
     try:
-        from PIL import Image
-        with Image.open(path) as im:
-            w, h = im.size
-            try:
-                orientation = im.getexif().get(0x0112, 1)
-            except Exception:  # noqa: BLE001 - a broken EXIF block: the stored frame
-                orientation = 1
-            return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), None
-    except Exception as e:  # noqa: BLE001 - any failure means "cannot read"
-        return None, f"not a readable image ({type(e).__name__})"
+        return tuple(image_size(path)), None
+    except ImageReadError as e:
+        return None, _without_path(str(e), path)
 
 
 def _far_outside(points: np.ndarray, sizes: np.ndarray, margin: float = OUTSIDE_MARGIN, rows: int = 4096):
