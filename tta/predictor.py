@@ -241,6 +241,18 @@ def _init_worker(_worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
+def _worker_context():
+    """A ``forkserver`` context (fork where there is none): workers start from a clean process that
+    has imported torch, OpenCV and this module once, not from a fork of a process whose OpenMP or
+    OpenCV thread pools may hold locks (a forked worker can then hang)."""
+    import multiprocessing as mp
+    if "forkserver" not in mp.get_all_start_methods():  # pragma: no cover - not POSIX
+        return None
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "cv2", "augkit.tta.predictor"])
+    return ctx
+
+
 def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
     """Items of ``source`` in order: in this process (``workers=0``) or from ``workers`` processes
     (torch ``DataLoader``, ``prefetch`` items queued per worker) while the caller runs the model."""
@@ -251,7 +263,7 @@ def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
     from torch.utils.data import DataLoader
     loader = DataLoader(_TensorViews(source), batch_size=None, shuffle=False, num_workers=int(workers),
                         collate_fn=_keep_item, worker_init_fn=_init_worker, prefetch_factor=prefetch,
-                        persistent_workers=False)
+                        persistent_workers=False, multiprocessing_context=_worker_context())
     for item in loader:
         if item["views"] is not None:
             item["views"] = [v.numpy() for v in item["views"]]
