@@ -15,7 +15,7 @@ returning (N, K, 2) points in that frame (``augkit.train`` checkpoints are such 
 Importing this package does not import torch.
 """
 
-from .fit import FitResult, fit_weights, simplex_qp
+from .fit import FitAccumulator, FitResult, fit_weights, simplex_qp
 from .merge import merge, spread, weighted_mean
 from .outputs import round_half_up, submission_text, write_points, write_submission
 from .predictor import MemberPredictions, TorchCallable, TTAPredictor, TTAResult, as_points, predict
@@ -26,6 +26,6 @@ __all__ = [
     "View", "TTASpec", "SpecError", "PRESETS", "preset_views", "get_spec", "load_spec", "save_spec",
     "spec_from_dict", "spec_to_dict", "with_weights",
     "TTAPredictor", "TTAResult", "MemberPredictions", "TorchCallable", "predict", "as_points",
-    "merge", "weighted_mean", "spread", "fit_weights", "FitResult", "simplex_qp",
+    "merge", "weighted_mean", "spread", "fit_weights", "FitAccumulator", "FitResult", "simplex_qp",
     "write_submission", "submission_text", "write_points", "round_half_up",
 ]

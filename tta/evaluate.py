@@ -1,8 +1,15 @@
 """Evaluation of TTA settings side by side, sharing the forwards of views that settings have in
-common, and a picture of the worst predictions."""
+common, and a picture of the worst predictions.
+
+:class:`EvalAccumulator` computes one setting's metrics chunk by chunk in bounded memory: running
+sums for MSE, NME and the failure rate, a bounded heap of the worst images, and bounded uniform
+samples (reservoirs) of (spread, error) pairs for the Spearman correlations — exact whenever the
+data fits in the sample. :func:`evaluate_settings` is one ``add`` per setting.
+"""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +19,8 @@ from augkit import metrics
 from .predictor import MemberPredictions, TTAPredictor
 from .views import TTASpec, get_spec
 
-__all__ = ["union_predict", "evaluate_settings", "spearman_spread_error", "worst_png", "SettingResult"]
+__all__ = ["union_predict", "evaluate_settings", "spearman_spread_error", "worst_png", "SettingResult",
+           "EvalAccumulator"]
 
 
 @dataclass
@@ -23,7 +31,7 @@ class SettingResult:
     spec: TTASpec
     points: np.ndarray      # (N, K, 2)
     spread: np.ndarray      # (N, K)
-    metrics: dict           # mse, nme, fr, rho_point, rho_image, members
+    metrics: dict           # EvalAccumulator.result() keys plus members
 
 
 def union_predict(models, specs, images, *, preprocess=None, scheme=None, max_batch=64, progress=None):
@@ -67,6 +75,152 @@ def spearman_spread_error(spread, pred, truth, scheme=None) -> tuple[float, floa
     return rho_p, rho_i
 
 
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two samples; NaN for fewer than 3 values or a constant ``a``."""
+    from scipy.stats import spearmanr
+    return float(spearmanr(a, b).statistic) if a.size > 2 and np.ptp(a) > 0 else float("nan")
+
+
+class _Reservoir:
+    """A uniform sample of at most ``size`` rows of ``width`` numbers (reservoir sampling); while
+    everything fits it holds every row, in arrival order."""
+
+    def __init__(self, size: int, width: int, seed: int):
+        self.size = int(size)
+        self.rows = np.empty((min(self.size, 4096), width))      # grows (doubling) up to size
+        self.n_seen = 0
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, rows: np.ndarray) -> None:
+        cap = self.size
+        fill = min(max(cap - self.n_seen, 0), len(rows))
+        if self.n_seen + fill > len(self.rows):
+            grown = np.empty((min(cap, max(self.n_seen + fill, 2 * len(self.rows))), self.rows.shape[1]))
+            grown[:self.n_seen] = self.rows[:self.n_seen]
+            self.rows = grown
+        self.rows[self.n_seen:self.n_seen + fill] = rows[:fill]
+        rest = rows[fill:]
+        if len(rest):
+            pos = self.n_seen + fill + np.arange(len(rest))      # 0-based positions in the stream
+            slot = self._rng.integers(0, pos + 1)
+            take = slot < cap
+            self.rows[slot[take]] = rest[take]
+        self.n_seen += len(rows)
+
+    def sample(self) -> np.ndarray:
+        return self.rows[:min(self.n_seen, self.size)]
+
+
+class EvalAccumulator:
+    """One setting's metrics (original pixels), accumulated chunk by chunk in bounded memory.
+
+    ``result()`` gives what ``metrics.summary`` gives on all the readable images (``mse``, ``nme``,
+    ``fr``), plus ``rho_point`` and ``rho_image`` (as :func:`spearman_spread_error`, on uniform
+    samples of at most ``spearman_sample`` points and images: identical when everything fits),
+    ``worst`` (``[(index, nme), ...]``, the ``n_worst`` highest NME first), ``n_images`` (evaluated)
+    and ``n_unreadable``. Memory: two samples of at most ``spearman_sample`` x 2 float64 and the heap.
+
+    Args:
+        n_points: K, points per image in the labels.
+        scheme: landmark scheme for the NME normaliser (``None``: bounding-box diagonal).
+        n_worst: how many of the worst images to keep.
+        spearman_sample: most (spread, error) pairs kept for each Spearman correlation.
+        seed: seed of the sampling.
+        threshold: NME above which an image fails (``fr``).
+    """
+
+    def __init__(self, n_points: int, scheme=None, n_worst: int = 8, spearman_sample: int = 200_000,
+                 seed: int = 0, threshold: float = 0.08):
+        if spearman_sample < 3:
+            raise ValueError(f"spearman_sample must be at least 3, got {spearman_sample}")
+        self.n_points, self.scheme, self.n_worst, self.threshold = int(n_points), scheme, int(n_worst), threshold
+        self._points = _Reservoir(int(spearman_sample), 2, seed)
+        self._images = _Reservoir(int(spearman_sample), 2, seed + 1)
+        self._heap: list = []                  # (nme, -index): the smallest on top
+        self.n_offered = self.n_images = 0
+        self._sq_sum, self._sq_n = 0.0, 0
+        self._nme_sum, self._n_fail = 0.0, 0
+
+    def add(self, pred, spread, truth, index) -> None:
+        """Add one chunk: ``pred`` (B, K, 2) merged points (an all-NaN row is an unreadable image),
+        ``spread`` (B, K), ``truth`` (B, K, 2) (NaN points are left out), ``index`` (B,) the images'
+        positions in the full list (reported in ``worst``)."""
+        p, s, t, idx = self._check(pred, spread, truth, index)
+        self.n_offered += len(p)
+        ok = ~np.isnan(p).all(axis=(1, 2))
+        p, s, t, idx = p[ok], s[ok], t[ok], idx[ok]
+        if not len(p):
+            return
+        self.n_images += len(p)
+        d2 = (p - t) ** 2
+        fin = np.isfinite(d2)
+        self._sq_sum += float(d2[fin].sum())
+        self._sq_n += int(fin.sum())
+        e = metrics.per_image_nme(p, t, self.scheme)
+        self._nme_sum += float(e.sum())
+        self._n_fail += int((e > self.threshold).sum())
+        err = np.linalg.norm(p - t, axis=-1)
+        both = np.isfinite(err) & np.isfinite(s)
+        self._points.add(np.stack([s[both], err[both]], axis=1))
+        img_ok = np.isfinite(err).all(axis=1)
+        self._images.add(np.stack([s[img_ok].mean(axis=1), e[img_ok]], axis=1))
+        self._keep_worst(e, idx)
+
+    def _keep_worst(self, e: np.ndarray, idx: np.ndarray) -> None:
+        fin = np.flatnonzero(np.isfinite(e))
+        if self.n_worst <= 0 or not fin.size:
+            return
+        top = fin[np.argsort(-e[fin], kind="stable")[:self.n_worst]]
+        for v, i in zip(e[top].tolist(), idx[top].tolist()):
+            item = (v, -i)                     # on equal NME the lower index ranks worse
+            if len(self._heap) < self.n_worst:
+                heapq.heappush(self._heap, item)
+            elif item > self._heap[0]:
+                heapq.heapreplace(self._heap, item)
+
+    def _check(self, pred, spread, truth, index):
+        p = np.asarray(pred, dtype=np.float64)
+        s = np.asarray(spread, dtype=np.float64)
+        t = np.asarray(truth, dtype=np.float64)
+        idx = np.asarray(index)
+        if p.ndim != 3 or p.shape[2] != 2:
+            raise ValueError(f"predictions must be (images, points, x/y), a 3-D array with x/y last; got a "
+                             f"{p.ndim}-D array")
+        if t.ndim != 3 or t.shape[2] != 2:
+            raise ValueError(f"labels must be (images, points, x/y), a 3-D array with x/y last; got a "
+                             f"{t.ndim}-D array")
+        if p.shape[1] != t.shape[1]:
+            raise ValueError(f"the model predicts {p.shape[1]} points but the labels have {t.shape[1]}")
+        if t.shape[1] != self.n_points:
+            raise ValueError(f"the labels have {t.shape[1]} points but {self.n_points} were expected")
+        b = p.shape[0]
+        if t.shape[0] != b or s.shape != p.shape[:2] or idx.shape != (b,):
+            raise ValueError(f"predictions, spread, labels and index must cover the same images and points: got "
+                             f"{b} prediction rows, {t.shape[0]} label rows, {idx.size} indices and a spread of "
+                             f"{s.shape[0] if s.ndim else 0} rows x {s.shape[1] if s.ndim > 1 else 0} points")
+        if b and not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"index must hold integer image positions, got {idx.dtype}")
+        return p, s, t, idx.astype(np.int64)
+
+    def result(self) -> dict:
+        """The metrics of everything added so far (see the class docstring)."""
+        if self.n_images == 0:
+            raise ValueError("no image could be evaluated: " + (
+                f"all {self.n_offered} were unreadable" if self.n_offered else "none was given"))
+        pts, img = self._points.sample(), self._images.sample()
+        worst = sorted(self._heap, reverse=True)
+        return {
+            "mse": self._sq_sum / self._sq_n if self._sq_n else float("nan"),
+            "nme": self._nme_sum / self.n_images,
+            "fr": self._n_fail / self.n_images,
+            "rho_point": _spearman(pts[:, 0], pts[:, 1]),
+            "rho_image": _spearman(img[:, 0], img[:, 1]),
+            "worst": [(-i, v) for v, i in worst],
+            "n_images": self.n_images,
+            "n_unreadable": self.n_offered - self.n_images,
+        }
+
+
 def evaluate_settings(models, settings, images, truth, *, preprocess=None, scheme=None, max_batch=64,
                       n_models=None, progress=None):
     """Metrics of several TTA settings on labelled images.
@@ -84,13 +238,17 @@ def evaluate_settings(models, settings, images, truth, *, preprocess=None, schem
     sch = pred.scheme
     n_models = len(pred.models)
     truth = np.asarray(truth, dtype=np.float64)
+    if truth.ndim != 3:
+        raise ValueError(f"labels must be (images, points, x/y), a 3-D array; got a {truth.ndim}-D array")
+    if len(truth) != len(members.ok):
+        raise ValueError(f"{len(members.ok)} images but {len(truth)} rows of labels")
     ok = members.ok
     out = []
     for (label, _), spec, ix in zip(settings, specs, idx):
         res = members.merge(spec, n_models, ix)
-        p, t = res.points[ok], truth[ok]
-        m = metrics.summary(p, t, sch)
-        m["rho_point"], m["rho_image"] = spearman_spread_error(res.spread[ok], p, t, sch)
+        acc = EvalAccumulator(truth.shape[1], sch)
+        acc.add(np.where(ok[:, None, None], res.points, np.nan), res.spread, truth, np.arange(len(truth)))
+        m = acc.result()
         m["members"] = len(ix)
         out.append(SettingResult(label, spec, res.points, res.spread, m))
     return out, members

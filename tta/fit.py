@@ -12,6 +12,11 @@ heavily weighted extra row):
 
 MSE here is the competition's: the mean over images, points and both coordinates of the squared
 error, in original pixels.
+
+Only the Gram matrices are needed, so :class:`FitAccumulator` sums them chunk by chunk (per fold
+and landmark) and never holds the members of more than one chunk; :func:`fit_weights` is one
+``add`` of all rows. Folds are a function of an image's position in the full list
+(:func:`fold_of`), so a stream assigns them without knowing which images will turn out unreadable.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["fit_weights", "FitResult", "simplex_qp", "LAMBDAS"]
+__all__ = ["fit_weights", "FitAccumulator", "FitResult", "simplex_qp", "fold_of", "LAMBDAS"]
 
 LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, float("inf"))
 
@@ -72,12 +77,18 @@ class FitResult:
         return "per_landmark" if self.cv["per_landmark"] < self.cv["per_view"] else "per_view"
 
 
-def _grams(r: np.ndarray, mask: np.ndarray):
-    """Per-landmark Gram matrices and weights (counts). r: (N, M, K, 2) with NaN-free rows where mask."""
-    r = np.where(mask[:, None, :, None], r, 0.0)
-    g = np.einsum("nmkc,nukc->kmu", r, r)
-    cnt = 2.0 * mask.sum(axis=0)                      # (K,) squared terms per member
-    return g, cnt
+def fold_of(index, n_images: int, folds: int, seed: int = 0) -> np.ndarray:
+    """Cross-validation fold of each image, from its position in the full list of ``n_images``.
+
+    ``order = default_rng(seed).permutation(n_images)``; the image at ``order[j]`` goes to fold
+    ``j % nf`` with ``nf = min(folds, n_images)``. Unreadable or unlabelled images keep their
+    slot, so folds may end up uneven (or empty, and are then skipped). Shape: ``(B,) -> (B,)``.
+    """
+    nf = max(1, min(int(folds), int(n_images)))
+    order = np.random.default_rng(seed).permutation(int(n_images))
+    out = np.empty(int(n_images), dtype=np.int64)
+    out[order] = np.arange(int(n_images)) % nf
+    return out[np.asarray(index, dtype=np.int64)]
 
 
 def _mse(w, g, cnt) -> float:
@@ -87,6 +98,7 @@ def _mse(w, g, cnt) -> float:
 
 
 def _fit(g, cnt, lams):
+    """Per-member weights and, for each lam, per-landmark weights (M, K) from Grams (K, M, M)."""
     total = g.sum(axis=0) / max(cnt.sum(), 1)
     w0 = simplex_qp(total)
     out = {}
@@ -99,64 +111,179 @@ def _fit(g, cnt, lams):
     return w0, out
 
 
+class FitAccumulator:
+    """Sufficient statistics of the weight fit, accumulated chunk by chunk.
+
+    Holds per fold the per-landmark Gram matrices of the member residuals (``folds x K x M x M``
+    float64) and the number of squared terms behind them (``folds x K``), plus one byte per image
+    for its fold and one flag per image that catches an image added twice. Nothing grows with the
+    number of members' predictions seen.
+
+    Args:
+        n_members: M, members per image (models x views).
+        n_points: K, landmarks per image.
+        n_images: every image that will be offered, readable or not (folds depend on it).
+        per_landmark, lambdas, folds, seed: as in :func:`fit_weights`.
+    """
+
+    def __init__(self, n_members: int, n_points: int, n_images: int, per_landmark: bool = True,
+                 lambdas=LAMBDAS, folds: int = 5, seed: int = 0):
+        if n_members < 1 or n_points < 1:
+            raise ValueError(f"weight fitting needs at least one member and one point, got {n_members} "
+                             f"member(s) and {n_points} point(s)")
+        if folds < 2:
+            raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+        if n_images < 0:
+            raise ValueError(f"n_images must be >= 0, got {n_images}")
+        self.n_members, self.n_points, self.n_images = int(n_members), int(n_points), int(n_images)
+        self.lambdas = tuple(float(x) for x in lambdas) if per_landmark else (float("inf"),)
+        if not self.lambdas:
+            raise ValueError("lambdas is empty: give at least one shrinkage value")
+        self.n_folds = max(1, min(int(folds), self.n_images))
+        self._fold = fold_of(np.arange(self.n_images), self.n_images, self.n_folds, seed).astype(
+            np.uint8 if self.n_folds < 256 else np.int32)
+        self._seen = np.zeros(self.n_images, dtype=bool)
+        self.gram = np.zeros((self.n_folds, self.n_points, self.n_members, self.n_members))
+        self.count = np.zeros((self.n_folds, self.n_points))
+        self.n_offered = 0          # rows passed to add
+        self.n_usable = 0           # rows with predictions and at least one labelled point
+
+    def add(self, members, truth, index) -> None:
+        """Add one chunk.
+
+        Args:
+            members: (B, M, K, 2) member predictions in original pixels; a row with any NaN is an
+                unreadable image and is left out.
+            truth: (B, K, 2) true points; NaN points are left out.
+            index: (B,) positions of these images in the full list, in ``[0, n_images)``.
+        """
+        p, t, idx = self._check(members, truth, index)
+        self._seen[idx] = True
+        self.n_offered += len(idx)
+        keep = np.isfinite(p).all(axis=(1, 2, 3))
+        p, t, idx = p[keep], t[keep], idx[keep]
+        mask = np.isfinite(t).all(axis=-1)                       # (B, K)
+        self.n_usable += int(mask.any(axis=1).sum())
+        if not mask.any():
+            return
+        r = np.where(mask[:, None, :, None], p - np.where(np.isfinite(t), t, 0.0)[:, None], 0.0)
+        fold = self._fold[idx]
+        for f in np.unique(fold):
+            sel = fold == f
+            rk = r[sel].transpose(2, 1, 0, 3).reshape(self.n_points, self.n_members, -1)   # (K, M, b*2)
+            self.gram[f] += rk @ rk.transpose(0, 2, 1)
+            self.count[f] += 2.0 * mask[sel].sum(axis=0)
+
+    def _check(self, members, truth, index):
+        p = np.asarray(members, dtype=np.float64)
+        t = np.asarray(truth, dtype=np.float64)
+        idx = np.asarray(index)
+        m, k = self.n_members, self.n_points
+        if p.ndim != 4 or p.shape[3] != 2:
+            raise ValueError(f"members must be one (members, points, x/y) array per image, i.e. 4-D with "
+                             f"x/y last; got a {p.ndim}-D array" + (f" ending in {p.shape[-1]}" if p.ndim else ""))
+        b = p.shape[0]
+        if p.shape[1] != m:
+            raise ValueError(f"expected {m} members per image, got {p.shape[1]}")
+        if p.shape[2] != k:
+            raise ValueError(f"the members predict {p.shape[2]} points but {k} were expected")
+        if t.ndim != 3 or t.shape[2] != 2:
+            raise ValueError(f"truth must be (points, x/y) per image, i.e. 3-D with x/y last; got a {t.ndim}-D array")
+        if t.shape[1] != k:
+            raise ValueError(f"the members predict {k} points but the labels have {t.shape[1]}")
+        if t.shape[0] != b or idx.shape != (b,):
+            raise ValueError(f"members, truth and index must cover the same images: got {b} rows of members, "
+                             f"{t.shape[0]} of truth and {idx.size} indices")
+        if b and not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"index must hold integer image positions, got {idx.dtype}")
+        idx = idx.astype(np.int64)
+        if b and (idx.min() < 0 or idx.max() >= self.n_images):
+            bad = idx[(idx < 0) | (idx >= self.n_images)][0]
+            raise ValueError(f"image position {bad} is outside the {self.n_images} images announced")
+        if len(np.unique(idx)) != b or self._seen[idx].any():
+            raise ValueError(f"image position {_first_repeat(idx, self._seen)} was added twice")
+        return p, t, idx
+
+    def result(self) -> FitResult:
+        """The fit on everything added so far: the same :class:`FitResult` as :func:`fit_weights`."""
+        if self.n_usable < 2:
+            raise ValueError(_too_few(self.n_usable, self.n_offered))
+        m, lams = self.n_members, self.lambdas
+        g, cnt = self.gram.sum(axis=0), self.count.sum(axis=0)
+        plain = np.full(m, 1.0 / m)
+        sse = {"plain": 0.0, "per_view": 0.0, **{lam: 0.0 for lam in lams}}
+        tot = 0.0
+        for f in range(self.n_folds):
+            g_te, c_te = self.gram[f], self.count[f]
+            s = c_te.sum()
+            if s == 0 or s == cnt.sum():            # empty test or training side: fold skipped
+                continue
+            others = [i for i in range(self.n_folds) if i != f]
+            g_tr, c_tr = self.gram[others].sum(axis=0), self.count[others].sum(axis=0)
+            w0, wl = _fit(g_tr, c_tr, lams)
+            tot += s
+            sse["plain"] += _mse(plain, g_te, c_te) * s
+            sse["per_view"] += _mse(w0, g_te, c_te) * s
+            for lam in lams:
+                sse[lam] += _mse(wl[lam], g_te, c_te) * s
+        if tot > 0:
+            cv_lam = {lam: sse[lam] / tot for lam in lams}
+            best_lam = min(lams, key=lambda lam: (cv_lam[lam], -lam))
+        else:                                         # all labelled images in one fold: nothing to validate
+            cv_lam = {lam: float("nan") for lam in lams}
+            best_lam = max(lams)
+        w0, wl = _fit(g, cnt, (best_lam,))
+        w_land = wl[best_lam]
+        solo = np.array([_mse(np.eye(m)[i], g, cnt) for i in range(m)])
+        full_plain = _mse(plain, g, cnt)
+        drop = np.zeros(m)
+        if m > 1:
+            for i in range(m):
+                w = np.full(m, 1.0 / (m - 1))
+                w[i] = 0.0
+                drop[i] = _mse(w, g, cnt) - full_plain
+        cv = ({"plain": sse["plain"] / tot, "per_view": sse["per_view"] / tot} if tot > 0
+              else {"plain": float("nan"), "per_view": float("nan")})
+        cv["per_landmark"] = cv_lam[best_lam]
+        return FitResult(
+            per_view=w0, per_landmark=w_land, lam=best_lam, cv=cv, solo=solo, drop_one=drop,
+            in_sample={"plain": full_plain, "per_view": _mse(w0, g, cnt), "per_landmark": _mse(w_land, g, cnt)},
+            cv_by_lam=cv_lam)
+
+
+def _first_repeat(idx: np.ndarray, seen: np.ndarray) -> int:
+    before = idx[seen[idx]]
+    if before.size:
+        return int(before[0])
+    u, c = np.unique(idx, return_counts=True)
+    return int(u[c > 1][0])
+
+
+def _too_few(usable: int, offered: int) -> str:
+    msg = f"weight fitting needs at least 2 images with predictions and labels, got {usable}"
+    if offered == 0:
+        return msg + ": no image was given"
+    if usable == 0:
+        return msg + f": all {offered} images were unreadable or unlabelled"
+    return msg + f" ({offered - usable} of {offered} images were unreadable or unlabelled)"
+
+
 def fit_weights(members, truth, per_landmark: bool = True, lambdas=LAMBDAS, folds: int = 5,
                 seed: int = 0) -> FitResult:
-    """Fit merge weights on validation predictions.
+    """Fit merge weights on validation predictions (all in memory; see :class:`FitAccumulator`).
 
     Args:
         members: (N, M, K, 2) member predictions in original pixels (rows with NaN are left out).
         truth: (N, K, 2) true points (NaN points are left out).
         per_landmark: also fit per-landmark weights (with shrinkage chosen by cross-validation).
         lambdas: shrinkage values tried.
-        folds: cross-validation folds over images (fewer when there are few images).
+        folds: cross-validation folds over images, assigned by :func:`fold_of` over all N rows
+            (at most N folds; folds without labelled images are skipped).
     """
-    p = np.asarray(members, dtype=np.float64)
-    t = np.asarray(truth, dtype=np.float64)
-    if p.ndim != 4 or t.shape != (p.shape[0],) + p.shape[2:]:
-        raise ValueError(f"members must be (N, M, K, 2) and truth (N, K, 2); got {p.shape} and {t.shape}")
-    keep = np.isfinite(p).all(axis=(1, 2, 3))
-    p, t = p[keep], t[keep]
-    n, m, k, _ = p.shape
-    if n < 2:
-        raise ValueError(f"weight fitting needs at least 2 images with predictions, got {n}")
-    mask = np.isfinite(t).all(axis=-1)
-    r = p - np.where(np.isfinite(t), t, 0.0)[:, None]
-    lams = tuple(lambdas) if per_landmark else (float("inf"),)
-    g, cnt = _grams(r, mask)
-    plain = np.full(m, 1.0 / m)
-    # cross-validation over images
-    nf = int(min(folds, n))
-    order = np.random.default_rng(seed).permutation(n)
-    fold_of = np.empty(n, dtype=int)
-    fold_of[order] = np.arange(n) % nf
-    sse = {"plain": 0.0, "per_view": 0.0, **{lam: 0.0 for lam in lams}}
-    tot = 0.0
-    for f in range(nf):
-        te = fold_of == f
-        g_tr, c_tr = _grams(r[~te], mask[~te])
-        g_te, c_te = _grams(r[te], mask[te])
-        w0, wl = _fit(g_tr, c_tr, lams)
-        s = c_te.sum()
-        tot += s
-        sse["plain"] += _mse(plain, g_te, c_te) * s
-        sse["per_view"] += _mse(w0, g_te, c_te) * s
-        for lam in lams:
-            sse[lam] += _mse(wl[lam], g_te, c_te) * s
-    cv_lam = {lam: sse[lam] / tot for lam in lams}
-    best_lam = min(lams, key=lambda lam: (cv_lam[lam], -lam))
-    w0, wl = _fit(g, cnt, (best_lam,))
-    w_land = wl[best_lam]
-    solo = np.array([_mse(np.eye(m)[i], g, cnt) for i in range(m)])
-    full_plain = _mse(plain, g, cnt)
-    drop = np.zeros(m)
-    if m > 1:
-        for i in range(m):
-            w = np.full(m, 1.0 / (m - 1))
-            w[i] = 0.0
-            drop[i] = _mse(w, g, cnt) - full_plain
-    return FitResult(
-        per_view=w0, per_landmark=w_land, lam=best_lam,
-        cv={"plain": sse["plain"] / tot, "per_view": sse["per_view"] / tot, "per_landmark": cv_lam[best_lam]},
-        solo=solo, drop_one=drop,
-        in_sample={"plain": full_plain, "per_view": _mse(w0, g, cnt), "per_landmark": _mse(w_land, g, cnt)},
-        cv_by_lam=cv_lam)
+    p = np.asarray(members)
+    if p.ndim != 4:
+        raise ValueError(f"members must be (images, members, points, x/y), a 4-D array; got {p.ndim}-D")
+    acc = FitAccumulator(p.shape[1], p.shape[2], p.shape[0], per_landmark=per_landmark, lambdas=lambdas,
+                         folds=folds, seed=seed)
+    acc.add(p, truth, np.arange(p.shape[0]))
+    return acc.result()
