@@ -340,11 +340,8 @@ def _stream_predictions(pred, paths, names, tp, fmt, out, uncertainty, strict, w
 def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, max_batch, device, scheme, workers):
     """MSE (original pixels), NME and failure rate for no TTA and each TTA setting side by side,
     the Spearman correlation of the TTA spread with the real error, and a PNG of the worst cases."""
-    from augkit import metrics
-
-    from .evaluate import evaluate_settings, worst_png
     files, truth = _read_labelled(data, limit)
-    settings = [("none", "none")] + [(t, _spec(t)) for t in ttas if t != "none"]
+    settings = [("none", _spec("none"))] + [(t, _spec(t)) for t in ttas if t != "none"]
     for _, s in settings[1:]:
         _check_weights(s, checkpoints)
     for path in (json_out, png if n_worst else None):
@@ -357,23 +354,21 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
         _check_merge_weights(s, len(models), k)
     step, close = _progress(len(files), "evaluate")
     try:
-        results, members = evaluate_settings(models, settings, files, truth, scheme=scheme, max_batch=max_batch,
-                                             progress=step)
+        results, n_ok, errors, pred = _stream_evaluate(models, [s for _, s in settings], files, truth, scheme,
+                                                       max_batch, _workers_or_default(workers), threshold,
+                                                       n_worst, step)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     finally:
         close()
-    _report_errors(members.errors)
-    _check_some_readable(int(members.ok.sum()), len(files), members.errors, data)
-    sch = _predictor(models, "none", scheme, 1).scheme
+    _report_errors(errors)
+    _check_some_readable(n_ok, len(files), errors, data)
     rows, table = [], []
-    click.echo(f"{data}: {int(members.ok.sum())} images, {len(checkpoints)} model(s)")
-    for r in results:
-        m = r.metrics
-        fr = metrics.failure_rate(r.points[members.ok], truth[members.ok], sch, threshold)
-        table.append([os.path.basename(r.label), str(m["members"]), f"{m['mse']:.3f}", f"{m['nme']:.4f}",
-                      f"{fr:.3f}", _f(m["rho_point"]), _f(m["rho_image"])])
-        rows.append({"setting": r.label, **{k: (None if v != v else v) for k, v in m.items()}, "fr": fr})
+    click.echo(f"{data}: {n_ok} images, {len(checkpoints)} model(s)")
+    for (label, _), m in zip(settings, results):
+        table.append([os.path.basename(label), str(m["members"]), f"{m['mse']:.3f}", f"{m['nme']:.4f}",
+                      f"{m['fr']:.3f}", _f(m["rho_point"]), _f(m["rho_image"])])
+        rows.append({"setting": label, **{key: (None if v != v else v) for key, v in m.items() if key != "worst"}})
     header = ["setting", "members", "MSE", "NME", "FR@" + format(threshold, "g"), "rho_pt", "rho_img"]
     for line in format_table(header, table):
         click.echo(line)
@@ -385,11 +380,69 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
                                                 "results": rows}, indent=1) + "\n")
         click.echo(f"wrote {json_out}")
     if n_worst and png:
-        best = min(results, key=lambda r: r.metrics["mse"])
-        label = os.path.basename(best.label)
-        worst_png(png, files, truth, best.points, best.spread, sch, n_worst,
-                  f"worst {n_worst} of {label} (green truth, red prediction, yellow circle: TTA spread)")
+        b = min(range(len(results)), key=lambda i: results[i]["mse"])
+        label = os.path.basename(settings[b][0])
+        _worst_png(png, models, settings[b][1], scheme, files, truth, results[b]["worst"], n_worst, label)
         click.echo(f"wrote {png} (worst predictions of {label})")
+
+
+def _union_views(specs, n_models: int):
+    """The union of the specs' views (a view shared by settings is predicted once) and, per spec,
+    its member indices into the union's members (model-major: ``model * U + view``)."""
+    keys, union, member_idx = {}, [], []
+    for spec in specs:
+        idx = []
+        for v in spec.views:
+            key = v.key()
+            if key not in keys:
+                keys[key] = len(union)
+                union.append(v)
+            idx.append(keys[key])
+        member_idx.append(idx)
+    u = len(union)
+    return union, [[mi * u + j for mi in range(n_models) for j in idx] for idx in member_idx]
+
+
+def _stream_evaluate(models, specs, files, truth, scheme, max_batch, workers, threshold, n_worst, progress):
+    """One streamed pass over the union of the settings' views, each chunk merged per setting and
+    added to that setting's ``EvalAccumulator``. Returns ``(metrics per setting, readable images,
+    errors, predictor)``."""
+    from .evaluate import EvalAccumulator
+    from .predictor import TTAPredictor, merge_members
+    from .views import TTASpec
+    union, idx = _union_views(specs, len(models))
+    pred = TTAPredictor(models, TTASpec(union, name="union"), scheme=scheme, max_batch=max_batch)
+    accs = [EvalAccumulator(truth.shape[1], pred.scheme, n_worst=max(n_worst, 1), threshold=threshold)
+            for _ in specs]
+    n_ok, errors = 0, []
+    for chunk in pred.iter_members(files, workers=workers, progress=progress):
+        pos = np.arange(chunk.start, chunk.start + len(chunk))
+        t = truth[chunk.start:chunk.start + len(chunk)]
+        n_ok += int(chunk.ok.sum())
+        errors.extend(chunk.errors)
+        for acc, spec, ix in zip(accs, specs, idx):
+            pts, spr = merge_members(chunk.members[:, ix], spec, len(models))
+            acc.add(pts, spr, t, pos)
+    if n_ok == 0:
+        return [], 0, errors, pred
+    results = []
+    for acc, ix in zip(accs, idx):
+        m = acc.result()
+        m["members"] = len(ix)
+        results.append(m)
+    return results, n_ok, errors, pred
+
+
+def _worst_png(png, models, spec, scheme, files, truth, worst, n_worst, label) -> None:
+    """Draw the worst images of one setting: they are predicted again (a handful of images)."""
+    from .evaluate import worst_png
+    from .predictor import TTAPredictor
+    pick = [i for i, _ in worst[:n_worst]]
+    pred = TTAPredictor(models, spec, scheme=scheme)
+    res = pred.predict([files[i] for i in pick])
+    worst_png(png, [files[i] for i in pick], np.asarray(truth[pick], dtype=np.float64), res.points, res.spread,
+              pred.scheme, n_worst, f"worst {n_worst} of {label} (green truth, red prediction, yellow circle: "
+                                    "TTA spread)")
 
 
 def format_table(header: list, rows: list, gap: int = 2) -> list:
@@ -445,7 +498,7 @@ def tta():
 @_workers
 def fit(checkpoints, data, tta_spec, out, level, folds, limit, max_batch, device, scheme, workers):
     """Fit non-negative merge weights summing to one on validation data and write them into a spec."""
-    from .fit import fit_weights
+    from .fit import FitAccumulator
     from .views import save_spec, with_weights
     spec = _spec(tta_spec)
     _check_out(out)
@@ -454,19 +507,25 @@ def fit(checkpoints, data, tta_spec, out, level, folds, limit, max_batch, device
     k = _check_n_points(models, scheme)
     _check_labels_match(k, truth, data)
     pred = _predictor(models, spec, scheme, max_batch)
+    acc = FitAccumulator(pred.n_members, truth.shape[1], len(files), per_landmark=level != "view", folds=folds)
+    n_ok, errors = 0, []
     step, close = _progress(len(files), "tta fit")
-    try:
-        members = pred.predict_members(files, progress=step, workers=_workers_or_default(workers))
+    try:   # one streamed pass: each chunk's members go into the fit's sufficient statistics, then are dropped
+        for chunk in pred.iter_members(files, workers=_workers_or_default(workers), progress=step):
+            n_ok += int(chunk.ok.sum())
+            errors.extend(chunk.errors)
+            acc.add(chunk.members, truth[chunk.start:chunk.start + len(chunk)],
+                    np.arange(chunk.start, chunk.start + len(chunk)))
     finally:
         close()
-    _report_errors(members.errors)
-    _check_some_readable(int(members.ok.sum()), len(files), members.errors, data)
+    _report_errors(errors)
+    _check_some_readable(n_ok, len(files), errors, data)
     try:
-        res = fit_weights(members.points, truth, per_landmark=level != "view", folds=folds)
+        res = acc.result()
     except ValueError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(f"{data}: {e}") from None
     names = pred.member_names
-    click.echo(f"{data}: {int(members.ok.sum())} validation images, {len(names)} members "
+    click.echo(f"{data}: {n_ok} validation images, {len(names)} members "
                f"({len(models)} model(s) x {len(spec.views)} views); MSE in original pixels")
     click.echo(f"{'member':<34}{'alone':>10}{'gain':>10}{'weight':>9}")
     for i, n in enumerate(names):
