@@ -236,21 +236,12 @@ def _keep_item(item):
 
 
 def _init_worker(_worker_id: int) -> None:
-    """One OpenCV thread per worker: the workers are the parallelism."""
+    """One OpenCV thread per worker: the workers are the parallelism. A forked worker already has
+    one (see :func:`iter_views`) and is left alone: reconfiguring OpenCV's thread pool in a forked
+    child of a process whose pool has run can hang."""
     import cv2
-    cv2.setNumThreads(1)
-
-
-def _worker_context():
-    """A ``forkserver`` context (fork where there is none): workers start from a clean process that
-    has imported torch, OpenCV and this module once, not from a fork of a process whose OpenMP or
-    OpenCV thread pools may hold locks (a forked worker can then hang)."""
-    import multiprocessing as mp
-    if "forkserver" not in mp.get_all_start_methods():  # pragma: no cover - not POSIX
-        return None
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "cv2", "augkit.tta.predictor"])
-    return ctx
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
 
 
 def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
@@ -261,10 +252,17 @@ def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
             yield source[i]
         return
     from torch.utils.data import DataLoader
+    import cv2
     loader = DataLoader(_TensorViews(source), batch_size=None, shuffle=False, num_workers=int(workers),
                         collate_fn=_keep_item, worker_init_fn=_init_worker, prefetch_factor=prefetch,
-                        persistent_workers=False, multiprocessing_context=_worker_context())
-    for item in loader:
+                        persistent_workers=False)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)        # the workers are forked here and inherit OpenCV on one thread
+    try:
+        items = iter(loader)
+    finally:
+        cv2.setNumThreads(before)
+    for item in items:
         if item["views"] is not None:
             item["views"] = [v.numpy() for v in item["views"]]
         yield item
