@@ -420,6 +420,8 @@ def _stream_evaluate(models, specs, files, truth, scheme, max_batch, workers, th
         t = truth[chunk.start:chunk.start + len(chunk)]
         n_ok += int(chunk.ok.sum())
         errors.extend(chunk.errors)
+        if not chunk.ok.any():   # nothing to add (and the metrics count readable images only)
+            continue
         for acc, spec, ix in zip(accs, specs, idx):
             pts, spr = merge_members(chunk.members[:, ix], spec, len(models))
             acc.add(pts, spr, t, pos)
@@ -514,8 +516,9 @@ def fit(checkpoints, data, tta_spec, out, level, folds, limit, max_batch, device
         for chunk in pred.iter_members(files, workers=_workers_or_default(workers), progress=step):
             n_ok += int(chunk.ok.sum())
             errors.extend(chunk.errors)
-            acc.add(chunk.members, truth[chunk.start:chunk.start + len(chunk)],
-                    np.arange(chunk.start, chunk.start + len(chunk)))
+            if chunk.ok.any():   # unreadable rows are left out by the fit anyway
+                acc.add(chunk.members, truth[chunk.start:chunk.start + len(chunk)],
+                        np.arange(chunk.start, chunk.start + len(chunk)))
     finally:
         close()
     _report_errors(errors)

@@ -388,7 +388,8 @@ class TTAPredictor:
         if len(names) != len(items):
             raise ValueError(f"{len(names)} names for {len(items)} images")
         nv, nm = len(self.views), len(self.models)
-        n_points = [None]
+        hint = {getattr(m, "n_points", None) for m in self.models}
+        n_points = [hint.pop() if len(hint) == 1 else None]    # the models' K when they say (checked per call)
         pending: dict = {}
         buffers: dict = {}
         batchers = [_Batcher(m, self.max_batch) for m in self.models]
