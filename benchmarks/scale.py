@@ -180,10 +180,12 @@ def _commands(d: Path, model: Path, out: Path, workers: int) -> dict:
     }
 
 
-def bench_commands(tmp: Path, sets: dict, model: Path) -> dict:
+def bench_commands(tmp: Path, sets: dict, model: Path, only=None) -> dict:
     res = {}
     for n, d in sets.items():
         for name, cmd in _commands(d, model, tmp, 0).items():
+            if only and name not in only:
+                continue
             secs, rss, _ = run(cmd)
             res[(name, n)] = (secs, rss)
             print(f"  {name} {n} images: {secs:.1f} s, peak {_mb(rss)}", file=sys.stderr)
@@ -203,34 +205,38 @@ def bench_workers(tmp: Path, d: Path, n: int, model: Path, workers: list) -> dic
 
 def report(reader: list, cmds: dict, speed: dict, images: list, speed_n: int, competition: bool) -> None:
     cores = len(os.sched_getaffinity(0))
-    print(f"\n### Reader (`read_dataset`, {K} points per row, header `{'Point_M0_X' if competition else 'Point_0_X'}`)\n")
-    print("| rows | seconds | peak RSS | points array | peak / float32 array |")
-    print("|---:|---:|---:|---:|---:|")
-    for r in reader:
-        print(f"| {r['rows']:,} | {r['s']:.1f} | {_mb(r['rss'])} | {_mb(r['array'])} ({r['dtype']}) | "
-              f"{r['rss'] / r['f32']:.2f}x |")
+    if reader:
+        print(f"\n### Reader (`read_dataset`, {K} points per row, header "
+              f"`{'Point_M0_X' if competition else 'Point_0_X'}`)\n")
+        print("| rows | seconds | peak RSS | points array | peak / float32 array |")
+        print("|---:|---:|---:|---:|---:|")
+        for r in reader:
+            print(f"| {r['rows']:,} | {r['s']:.1f} | {_mb(r['rss'])} | {_mb(r['array'])} ({r['dtype']}) | "
+                  f"{r['rss'] / r['f32']:.2f}x |")
     a, b = images[0], images[-1]
-    print(f"\n### `--tta full` (24 views), {K}-point model, `--workers 0`\n")
-    print(f"| command | {a:,} images: s | peak RSS | {b:,} images: s | peak RSS | growth per image |")
-    print("|---|---:|---:|---:|---:|---:|")
+    names = [n for n in ("predict", "evaluate", "tta fit") if (n, a) in cmds]
     growth = {}
-    for name in ("predict", "evaluate", "tta fit"):
-        (sa, ra), (sb, rb) = cmds[(name, a)], cmds[(name, b)]
-        growth[name] = (rb - ra) / (b - a)
-        print(f"| `{name}` | {sa:.1f} | {_mb(ra)} | {sb:.1f} | {_mb(rb)} | {_kb(growth[name])} |")
-    print(f"\n### predict throughput (`--tta full`, {speed_n:,} images, {cores} cores)\n")
-    print("| --workers | img/s | vs --workers 0 |")
-    print("|---:|---:|---:|")
-    base = speed[min(speed)][0]
-    for w, (ips, _) in speed.items():
-        print(f"| {w} | {ips:.1f} | {ips / base:.2f}x |")
+    if names:
+        print(f"\n### `--tta full` (24 views), {K}-point model, `--workers 0`\n")
+        print(f"| command | {a:,} images: s | peak RSS | {b:,} images: s | peak RSS | growth per image |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in names:
+            (sa, ra), (sb, rb) = cmds[(name, a)], cmds[(name, b)]
+            growth[name] = (rb - ra) / (b - a)
+            print(f"| `{name}` | {sa:.1f} | {_mb(ra)} | {sb:.1f} | {_mb(rb)} | {_kb(growth[name])} |")
+    if speed:
+        print(f"\n### predict throughput (`--tta full`, {speed_n:,} images, {cores} cores)\n")
+        print("| --workers | img/s | vs --workers 0 |")
+        print("|---:|---:|---:|")
+        base = speed[min(speed)][0]
+        for w, (ips, _) in speed.items():
+            print(f"| {w} | {ips:.1f} | {ips / base:.2f}x |")
     print(f"\n### Projection to the competition ({TEST_ROWS:,} test images, {TRAIN_ROWS:,} training rows)\n")
     print("| what | projected peak RSS |")
     print("|---|---:|")
-    for name in ("predict", "evaluate", "tta fit"):
-        rb = cmds[(name, b)][1]
-        print(f"| `{name} --tta full`, {TEST_ROWS:,} images | {rb + growth[name] * (TEST_ROWS - b) :,.0f} B "
-              f"= {(rb + growth[name] * (TEST_ROWS - b)) / 2**30:.2f} GB |")
+    for name in names:
+        proj = cmds[(name, b)][1] + growth[name] * (TEST_ROWS - b)
+        print(f"| `{name} --tta full`, {TEST_ROWS:,} images | {proj / 2**30:.2f} GB |")
     if reader:
         r = reader[-1]
         f32 = TRAIN_ROWS * K * 2 * 4
@@ -243,9 +249,12 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (reader 2,000/8,000 rows, 100/400 images)")
     ap.add_argument("--rows", type=int, nargs="+", default=None, help="reader row counts (default 20000 80000)")
     ap.add_argument("--images", type=int, nargs=2, default=None, help="two test-set sizes (default 500 2000)")
-    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="predict --workers values to time")
+    ap.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2],
+                    help="predict --workers values to time (none: skip the throughput runs)")
     ap.add_argument("--size", type=int, default=32, help="model input size (small: the model is not what is measured)")
     ap.add_argument("--skip-reader", action="store_true")
+    ap.add_argument("--commands", nargs="+", default=None, choices=["predict", "evaluate", "tta fit"],
+                    help="only these commands (default all three)")
     ap.add_argument("--keep", default=None, help="build in this folder and keep it")
     args = ap.parse_args(argv)
     rows = args.rows or ([2000, 8000] if args.quick else [20000, 80000])
@@ -266,8 +275,8 @@ def main(argv=None) -> None:
         for n in images:
             sets[n] = tmp / f"set_{n}"
             build_set(sets[n], n, competition, test_points=True, seed=n)
-        cmds = bench_commands(tmp, sets, model)
-        speed = bench_workers(tmp, sets[images[0]], images[0], model, args.workers)
+        cmds = bench_commands(tmp, sets, model, args.commands)
+        speed = bench_workers(tmp, sets[images[0]], images[0], model, args.workers) if args.workers else {}
         print(f"\nmeasured on a {len(os.sched_getaffinity(0))}-core machine; model input {args.size}x{args.size}, "
               f"`tiny` backbone; {' '.join(sys.argv[1:]) or '(defaults)'}")
         report(reader, cmds, speed, images, images[0], competition)

@@ -110,11 +110,13 @@ def _read_labelled(data, limit=None, seed=0):
     if table.skipped:
         click.echo(f"{data}: {len(table.skipped)} row(s) skipped, first: {table.skipped[0]['reason']}", err=True)
     files, points = list(table.files), table.points
+    del table
     if limit and limit < len(files):
-        import numpy as np
         pick = np.sort(np.random.default_rng(seed).choice(len(files), limit, replace=False))
         files, points = [files[i] for i in pick], points[pick]
-    return files, points
+    # labels held for the whole pass in float32 (the readers' own dtype at scale); chunks are
+    # taken to float64 where the metrics and the fit sum them
+    return files, np.asarray(points, dtype=np.float32)
 
 
 def _report_errors(errors, what: str = "skipped", shown: int = 10):
