@@ -188,3 +188,22 @@ def test_points_csv_quotes_names_like_the_csv_module():
     text = points_csv_text(names, np.zeros((3, 2, 2)))
     rows = list(csv.reader(io.StringIO(text)))
     assert [r[0] for r in rows[1:]] == names and all(len(r) == 5 for r in rows)
+
+
+def test_fit_and_evaluate_identical_with_two_workers(tmp_path, fake_models):
+    folder = tmp_path / "lab"
+    write_blob_dataset(folder, n=10, seed=6, bad=("face_003.png",))
+    ck = tmp_path / "model.pt"
+    ck.write_bytes(b"stand-in")
+    outs = {}
+    for w in (0, 2):
+        spec, js = tmp_path / f"fit{w}.yaml", tmp_path / f"eval{w}.json"
+        res = CliRunner().invoke(main, ["tta", "fit", "--checkpoint", str(ck), "--data", str(folder), "--tta", "flip-rot",
+                                        "--out", str(spec), "--folds", "3", "--workers", str(w), "--max-batch", "5"])
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(ck), "--data", str(folder), "--tta", "flip",
+                                        "--json", str(js), "--n-worst", "0", "--workers", str(w)])
+        assert res.exit_code == 0, res.output
+        assert "face_003.png" in res.output
+        outs[w] = (spec.read_bytes(), js.read_text().replace(f"eval{w}", ""))
+    assert outs[0] == outs[2]
