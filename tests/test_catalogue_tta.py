@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import io
 import json
 import os
 from dataclasses import dataclass
