@@ -136,8 +136,10 @@ def test_evaluate_table_json_and_png(blobs, fake_models, tmp_path):
     assert [r["setting"] for r in rows] == ["none", "flip", "full"]
     assert [r["members"] for r in rows] == [1, 2, 24]
     assert all(r["mse"] < 0.5 for r in rows)
-    # the union of views is predicted once: 24 distinct views (none and flip are inside full)
-    assert sum(fake_models[0].sizes) == 10 * 24
+    # the union of views is predicted once: 24 distinct views (none and flip are inside full); the
+    # picture predicts the best setting's 4 worst images again (evaluate streams, keeping no points)
+    best = min(rows, key=lambda r: r["mse"])
+    assert sum(fake_models[0].sizes) == 10 * 24 + 4 * best["members"]
 
 
 def test_tta_fit_writes_weights_and_predict_uses_them(blobs, fake_models, tmp_path):

@@ -11,6 +11,7 @@ import os
 import sys
 
 import click
+import numpy as np
 
 from .views import PRESET_HELP
 
@@ -33,6 +34,9 @@ def _given(name: str) -> bool:
     """True when the option was set on the command line (not its default)."""
     ctx = click.get_current_context()
     return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+_workers = click.option("--workers", default=None, type=click.IntRange(0, 256),
+                        help="Processes that decode and warp the views while the model runs (0: all in this "
+                             "process). Default: the usable cores minus one, at most 8.")
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -115,24 +119,74 @@ def _read_labelled(data, limit=None, seed=0):
     if table.skipped:
         click.echo(f"{data}: {len(table.skipped)} row(s) skipped, first: {table.skipped[0]['reason']}", err=True)
     files, points = list(table.files), table.points
+    del table
     if limit and limit < len(files):
-        import numpy as np
         pick = np.sort(np.random.default_rng(seed).choice(len(files), limit, replace=False))
         files, points = [files[i] for i in pick], points[pick]
-    return files, points
+    # labels held for the whole pass in float32 (the readers' own dtype at scale); chunks are
+    # taken to float64 where the metrics and the fit sum them
+    return files, np.asarray(points, dtype=np.float32)
 
 
-def _report_errors(errors):
-    for name, msg in errors:
-        click.echo(f"skipped unreadable image: {msg}", err=True)
-    if errors:
-        click.echo(f"{len(errors)} image(s) could not be read and were skipped", err=True)
+def _report_errors(errors, what: str = "skipped", shown: int = 10):
+    for name, msg in errors[:shown]:
+        click.echo(f"{what} unreadable image: {msg}", err=True)
+    if len(errors) > shown:
+        click.echo(f"... and {len(errors) - shown} more unreadable image(s)", err=True)
 
 
-def _check_n_points(models, scheme):
+def _n_points(models) -> int | None:
+    """The models' point count K (None when a model does not say)."""
     ks = {getattr(m, "n_points", None) for m in models} - {None}
     if len(ks) > 1:
         raise click.ClickException(f"the checkpoints predict different numbers of points: {sorted(ks)}")
+    return ks.pop() if ks else None
+
+
+def _check_n_points(models, scheme) -> int | None:
+    """K of the models; a ``--scheme`` with another point count is refused before any compute."""
+    k = _n_points(models)
+    if scheme is not None and k is not None:
+        from augkit.schemes import get_scheme
+        try:
+            sch = get_scheme(scheme)
+        except (ValueError, FileNotFoundError, KeyError) as e:
+            raise click.ClickException(f"--scheme {scheme}: {e}") from None
+        if sch.n_points != k:
+            raise click.ClickException(f"--scheme {scheme}: the scheme has {sch.n_points} points, the checkpoint(s) "
+                                       f"predict {k}")
+    return k
+
+
+def _check_merge_weights(spec, n_models: int, k: int | None) -> None:
+    """Refuse, before compute, a spec whose weights cannot merge (all zero, wrong member count)."""
+    if spec.merge != "mean":
+        return
+    from .views import SpecError
+    if k is None:
+        k = spec.weights.shape[1] if spec.weights is not None and spec.weights.ndim == 2 else 1
+    try:
+        spec.member_weights(n_models, k)
+    except SpecError as e:
+        where = spec.source or f"--tta {spec.name}"
+        msg = str(e)
+        if "all weights of a landmark are zero" in msg and spec.weights is None:
+            msg = f"{where}: views[*].weight: all view weights are zero; at least one must be positive"
+        raise click.ClickException(msg) from None
+
+
+def _check_out(path) -> None:
+    """Fail before compute when ``path`` cannot be written (the message names ``path``)."""
+    from augkit.config import OutputError, check_writable
+    try:
+        check_writable(path)
+    except OutputError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _workers_or_default(workers):
+    from .predictor import default_workers
+    return default_workers() if workers is None else int(workers)
 
 
 def _predictor(models, tta, scheme, max_batch):
@@ -169,12 +223,22 @@ def _check_weights(spec, checkpoints):
                                       ".csv; JSON for .json; else CSV of all points.")
 @click.option("--uncertainty", is_flag=True, help="Add each landmark's TTA spread (std of the inverted views, "
                                                   "original pixels) to the CSV/JSON.")
+@click.option("--strict", is_flag=True, help="Fail on the first unreadable image instead of the fallback (submission) "
+                                             "or skip (CSV/JSON).")
 @_max_batch
 @_device
 @_scheme
+@_workers
 @_runs
-def predict(checkpoints, data, tta, out, fmt, uncertainty, max_batch, device, scheme, runs):
-    """Predict landmarks with test-time augmentation; write a submission or all points."""
+def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, device, scheme, workers, runs):
+    """Predict landmarks with test-time augmentation; write a submission or all points.
+
+    Rows are written as the predictions come back (to a temporary file renamed onto --out at the
+    end: a failed run leaves an earlier --out as it was). An unreadable test image still gets a
+    submission row: the models' prediction on a mid-grey image of its size (from the file header,
+    else the median header size of other listed images), counted and warned; --strict fails
+    instead. In CSV/JSON output unreadable images are left out (counted and warned).
+    """
     from .run_folder import resolve_models
     checkpoints, tta = resolve_models(runs, checkpoints, tta, _given("tta"), "augkit predict")
     paths, names, tp = resolve_inputs(data)
@@ -186,30 +250,88 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, max_batch, device, sc
         raise click.ClickException("--uncertainty goes with --format csv or json (the submission has no room for it)")
     spec = _spec(tta)
     _check_weights(spec, checkpoints)
+    _check_out(out)
+    if not any(os.path.exists(p) for p in paths):
+        raise click.ClickException(f"{data}: none of the {len(paths)} listed image(s) exists (first: {paths[0]}); "
+                                   f"{out} left unchanged")
     models = load_models(checkpoints, device)
-    _check_n_points(models, scheme)
+    k = _check_n_points(models, scheme)
+    _check_merge_weights(spec, len(models), k)
+    if tp is not None and k is not None:
+        from .outputs import check_test_points
+        try:
+            check_test_points(tp, k, _test_points_path(data))
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
     pred = _predictor(models, spec, scheme, max_batch)
     step, close = _progress(len(paths), "predict")
     try:
-        res = pred.predict(paths, names=names, progress=step)
+        counts = _stream_predictions(pred, paths, names, tp, fmt, out, uncertainty, strict,
+                                     _workers_or_default(workers), step, data)
     finally:
         close()
-    _report_errors(res.errors)
+    what = f"{counts['rows']} rows" if fmt == "submission" else f"{counts['rows']} images"
+    click.echo(f"wrote {out}: {what} ({pred.spec.name}, {len(pred.member_names)} member(s) per image)")
+    if counts["errors"]:
+        how = ("got the fallback row (the models' prediction on a mid-grey image of their size)"
+               if fmt == "submission" else "were left out")
+        names_ = ", ".join(n for n, _ in counts["errors"][:5]) + (" ..." if len(counts["errors"]) > 5 else "")
+        click.echo(f"WARNING: {len(counts['errors'])} of {len(paths)} image(s) could not be read and {how}: "
+                   f"{names_}", err=True)
+    if counts["missing"]:
+        click.echo(f"WARNING: {len(counts['missing'])} listed image(s) have no finite prediction and are missing from "
+                   f"the submission: {', '.join(counts['missing'][:5])}{' ...' if len(counts['missing']) > 5 else ''}",
+                   err=True)
+
+
+def _test_points_path(data) -> str:
+    data = os.fspath(data)
+    return data if os.path.isfile(data) else os.path.join(data, "test_points.csv")
+
+
+def _stream_predictions(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, progress, data) -> dict:
+    """Predict chunk by chunk and write each chunk's rows at once, inside ``atomic_open(out)``.
+
+    Returns ``{"rows", "ok", "errors"}``. Raises ``ClickException`` (the temporary file removed,
+    ``out`` untouched) on the first unreadable image with ``strict``, or when no image was readable.
+    """
+    from augkit.config import OutputError, atomic_open
+
     from . import outputs
-    ok = res.ok
-    if fmt == "submission":
-        preds = {n: res.points[i] for i, n in enumerate(names) if ok[i]}
-        missing = outputs.write_submission(out, tp, preds)
-        click.echo(f"wrote {out}: {len(tp) - len(missing)} rows ({pred.spec.name}, {len(pred.member_names)} "
-                   f"member(s) per image)")
-        if missing:
-            click.echo(f"WARNING: {len(missing)} listed image(s) have no prediction and are missing from the "
-                       f"submission: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}", err=True)
-    else:
-        keep = [i for i in range(len(names)) if ok[i]]
-        outputs.write_points(out, [names[i] for i in keep], res.points[keep],
-                             res.spread[keep] if uncertainty else None, fmt)
-        click.echo(f"wrote {out}: {len(keep)} images ({pred.spec.name}, {len(pred.member_names)} member(s))")
+    submission = fmt == "submission"
+    n_ok, errors, missing = 0, [], []
+    try:
+        with atomic_open(out, "w", newline="") as f:
+            if submission:
+                writer = outputs.SubmissionWriter(f, max((len(i) for _, i in tp), default=0))
+            else:
+                writer = outputs.points_writer(f, fmt, uncertainty)
+            chunks = pred.iter_predict(paths, names, workers=workers, progress=progress,
+                                       fallback="grey" if submission and not strict else None)
+            for chunk in chunks:
+                if chunk.errors and strict:
+                    j = int(np.flatnonzero(~chunk.ok)[0])
+                    where = (f"{_test_points_path(data)}: line {chunk.start + j + 2}: " if tp is not None
+                             else f"image {chunk.start + j + 1} of {len(paths)}: ")
+                    raise click.ClickException(f"{where}{chunk.errors[0][1]} (--strict; {out} left unchanged)")
+                errors.extend(chunk.errors)
+                n_ok += int(chunk.ok.sum())
+                for j, name in enumerate(chunk.names):
+                    pos = chunk.start + j
+                    if submission:
+                        if not writer.write(name, tp[pos][1], chunk.points[j]):
+                            missing.append(name)
+                    elif chunk.ok[j]:
+                        writer.write(name, chunk.points[j], chunk.spread[j] if uncertainty else None)
+            if n_ok == 0:
+                first = errors[0][1] if errors else "no images"
+                raise click.ClickException(f"{data}: none of the {len(paths)} image(s) could be read (first: {first}); "
+                                           f"{out} left unchanged")
+            if not submission:
+                writer.close(getattr(pred.models[0], "n_points", 0) or 0)
+    except OutputError as e:
+        raise click.ClickException(str(e)) from None
+    return {"rows": writer.rows, "ok": n_ok, "errors": errors, "missing": missing}
 
 
 # ----------------------------------------------------------------------------------- evaluate
@@ -228,41 +350,46 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, max_batch, device, sc
 @_max_batch
 @_device
 @_scheme
+@_workers
 @_runs
-def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, max_batch, device, scheme, runs):
+def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, max_batch, device, scheme, workers,
+             runs):
     """MSE (original pixels), NME and failure rate for no TTA and each TTA setting side by side,
     the Spearman correlation of the TTA spread with the real error, and a PNG of the worst cases."""
-    from augkit import metrics
-
-    from .evaluate import evaluate_settings, worst_png
     from .run_folder import resolve_models
     checkpoints, ttas = resolve_models(runs, checkpoints, ttas, _given("ttas"), "augkit evaluate")
     files, truth = _read_labelled(data, limit)
-    settings = [("none", "none")] + [(t, _spec(t)) for t in ttas if t != "none"]
+    settings = [("none", _spec("none"))] + [(t, _spec(t)) for t in ttas if t != "none"]
     for _, s in settings[1:]:
         _check_weights(s, checkpoints)
+    for path in (json_out, png if n_worst else None):
+        if path:
+            _check_out(path)
     models = load_models(checkpoints, device)
-    _check_n_points(models, scheme)
+    k = _check_n_points(models, scheme)
+    _check_labels_match(k, truth, data)
+    for _, s in settings[1:]:
+        _check_merge_weights(s, len(models), k)
     step, close = _progress(len(files), "evaluate")
     try:
-        results, members = evaluate_settings(models, settings, files, truth, scheme=scheme, max_batch=max_batch,
-                                             progress=step)
+        results, n_ok, errors, pred = _stream_evaluate(models, [s for _, s in settings], files, truth, scheme,
+                                                       max_batch, _workers_or_default(workers), threshold,
+                                                       n_worst, step)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     finally:
         close()
-    _report_errors(members.errors)
-    sch = _predictor(models, "none", scheme, 1).scheme
-    rows = []
-    click.echo(f"{data}: {int(members.ok.sum())} images, {len(checkpoints)} model(s)")
-    click.echo(f"{'setting':<22}{'members':>8}{'MSE':>10}{'NME':>9}{'FR@' + format(threshold, 'g'):>9}"
-               f"{'rho_pt':>8}{'rho_img':>8}")
-    for r in results:
-        m = r.metrics
-        fr = metrics.failure_rate(r.points[members.ok], truth[members.ok], sch, threshold)
-        click.echo(f"{os.path.basename(r.label)[:21]:<22}{m['members']:>8}{m['mse']:>10.3f}{m['nme']:>9.4f}"
-                   f"{fr:>9.3f}{_f(m['rho_point']):>8}{_f(m['rho_image']):>8}")
-        rows.append({"setting": r.label, **{k: (None if v != v else v) for k, v in m.items()}, "fr": fr})
+    _report_errors(errors)
+    _check_some_readable(n_ok, len(files), errors, data)
+    rows, table = [], []
+    click.echo(f"{data}: {n_ok} images, {len(checkpoints)} model(s)")
+    for (label, _), m in zip(settings, results):
+        table.append([os.path.basename(label), str(m["members"]), f"{m['mse']:.3f}", f"{m['nme']:.4f}",
+                      f"{m['fr']:.3f}", _f(m["rho_point"]), _f(m["rho_image"])])
+        rows.append({"setting": label, **{key: (None if v != v else v) for key, v in m.items() if key != "worst"}})
+    header = ["setting", "members", "MSE", "NME", "FR@" + format(threshold, "g"), "rho_pt", "rho_img"]
+    for line in format_table(header, table):
+        click.echo(line)
     click.echo("rho_pt: Spearman(spread, point error) over all points; rho_img: Spearman(mean spread, NME) "
                "over images")
     if json_out:
@@ -271,11 +398,95 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
                                                 "results": rows}, indent=1) + "\n")
         click.echo(f"wrote {json_out}")
     if n_worst and png:
-        best = min(results, key=lambda r: r.metrics["mse"])
-        label = os.path.basename(best.label)
-        worst_png(png, files, truth, best.points, best.spread, sch, n_worst,
-                  f"worst {n_worst} of {label} (green truth, red prediction, yellow circle: TTA spread)")
+        b = min(range(len(results)), key=lambda i: results[i]["mse"])
+        label = os.path.basename(settings[b][0])
+        _worst_png(png, models, settings[b][1], scheme, files, truth, results[b]["worst"], n_worst, label)
         click.echo(f"wrote {png} (worst predictions of {label})")
+
+
+def _union_views(specs, n_models: int):
+    """The union of the specs' views (a view shared by settings is predicted once) and, per spec,
+    its member indices into the union's members (model-major: ``model * U + view``)."""
+    keys, union, member_idx = {}, [], []
+    for spec in specs:
+        idx = []
+        for v in spec.views:
+            key = v.key()
+            if key not in keys:
+                keys[key] = len(union)
+                union.append(v)
+            idx.append(keys[key])
+        member_idx.append(idx)
+    u = len(union)
+    return union, [[mi * u + j for mi in range(n_models) for j in idx] for idx in member_idx]
+
+
+def _stream_evaluate(models, specs, files, truth, scheme, max_batch, workers, threshold, n_worst, progress):
+    """One streamed pass over the union of the settings' views, each chunk merged per setting and
+    added to that setting's ``EvalAccumulator``. Returns ``(metrics per setting, readable images,
+    errors, predictor)``."""
+    from .evaluate import EvalAccumulator
+    from .predictor import TTAPredictor, merge_members
+    from .views import TTASpec
+    union, idx = _union_views(specs, len(models))
+    pred = TTAPredictor(models, TTASpec(union, name="union"), scheme=scheme, max_batch=max_batch)
+    accs = [EvalAccumulator(truth.shape[1], pred.scheme, n_worst=max(n_worst, 1), threshold=threshold)
+            for _ in specs]
+    n_ok, errors = 0, []
+    for chunk in pred.iter_members(files, workers=workers, progress=progress):
+        pos = np.arange(chunk.start, chunk.start + len(chunk))
+        t = truth[chunk.start:chunk.start + len(chunk)]
+        n_ok += int(chunk.ok.sum())
+        errors.extend(chunk.errors)
+        if not chunk.ok.any():   # nothing to add (and the metrics count readable images only)
+            continue
+        for acc, spec, ix in zip(accs, specs, idx):
+            pts, spr = merge_members(chunk.members[:, ix], spec, len(models))
+            acc.add(pts, spr, t, pos)
+    if n_ok == 0:
+        return [], 0, errors, pred
+    results = []
+    for acc, ix in zip(accs, idx):
+        m = acc.result()
+        m["members"] = len(ix)
+        results.append(m)
+    return results, n_ok, errors, pred
+
+
+def _worst_png(png, models, spec, scheme, files, truth, worst, n_worst, label) -> None:
+    """Draw the worst images of one setting: they are predicted again (a handful of images)."""
+    from .evaluate import worst_png
+    from .predictor import TTAPredictor
+    pick = [i for i, _ in worst[:n_worst]]
+    pred = TTAPredictor(models, spec, scheme=scheme)
+    res = pred.predict([files[i] for i in pick])
+    worst_png(png, [files[i] for i in pick], np.asarray(truth[pick], dtype=np.float64), res.points, res.spread,
+              pred.scheme, n_worst, f"worst {n_worst} of {label} (green truth, red prediction, yellow circle: "
+                                    "TTA spread)")
+
+
+def format_table(header: list, rows: list, gap: int = 2) -> list:
+    """Lines of a text table: the first column left-aligned, the others right-aligned, every
+    column as wide as its widest cell (header included) plus ``gap``."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = []
+    for cells in [header] + rows:
+        first = f"{cells[0]:<{widths[0]}}"
+        lines.append(first + "".join(f"{c:>{w + gap}}" for c, w in zip(cells[1:], widths[1:])))
+    return lines
+
+
+def _check_labels_match(k, truth, data) -> None:
+    """The models' K must equal the labels' point count (checked before any compute)."""
+    if k is not None and truth.shape[1] != k:
+        raise click.ClickException(f"{data}: the labels have {truth.shape[1]} points per image, the checkpoint(s) "
+                                   f"predict {k}: evaluate and fit need a model of the same landmark layout")
+
+
+def _check_some_readable(n_ok: int, n: int, errors, data) -> None:
+    if n_ok == 0:
+        first = errors[0][1] if errors else "no images"
+        raise click.ClickException(f"{data}: none of the {n} labelled image(s) could be read (first: {first})")
 
 
 def _f(x) -> str:
@@ -309,29 +520,40 @@ def tta():
 @_max_batch
 @_device
 @_scheme
-def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, device, scheme):
+@_workers
+def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, device, scheme, workers):
     """Fit non-negative merge weights summing to one on validation data and write them into a spec."""
-    from .fit import fit_weights
+    from .fit import FitAccumulator
     from .run_folder import resolve_fit
     from .views import save_spec, with_weights
     checkpoints, data, out = resolve_fit(run, checkpoints, data, out)
     spec = _spec(tta_spec)
+    _check_out(out)
     files, truth = _read_labelled(data, limit)
     models = load_models(checkpoints, device)
-    _check_n_points(models, scheme)
+    k = _check_n_points(models, scheme)
+    _check_labels_match(k, truth, data)
     pred = _predictor(models, spec, scheme, max_batch)
+    acc = FitAccumulator(pred.n_members, truth.shape[1], len(files), per_landmark=level != "view", folds=folds)
+    n_ok, errors = 0, []
     step, close = _progress(len(files), "tta fit")
-    try:
-        members = pred.predict_members(files, progress=step)
+    try:   # one streamed pass: each chunk's members go into the fit's sufficient statistics, then are dropped
+        for chunk in pred.iter_members(files, workers=_workers_or_default(workers), progress=step):
+            n_ok += int(chunk.ok.sum())
+            errors.extend(chunk.errors)
+            if chunk.ok.any():   # unreadable rows are left out by the fit anyway
+                acc.add(chunk.members, truth[chunk.start:chunk.start + len(chunk)],
+                        np.arange(chunk.start, chunk.start + len(chunk)))
     finally:
         close()
-    _report_errors(members.errors)
+    _report_errors(errors)
+    _check_some_readable(n_ok, len(files), errors, data)
     try:
-        res = fit_weights(members.points, truth, per_landmark=level != "view", folds=folds)
+        res = acc.result()
     except ValueError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(f"{data}: {e}") from None
     names = pred.member_names
-    click.echo(f"{data}: {int(members.ok.sum())} validation images, {len(names)} members "
+    click.echo(f"{data}: {n_ok} validation images, {len(names)} members "
                f"({len(models)} model(s) x {len(spec.views)} views); MSE in original pixels")
     click.echo(f"{'member':<34}{'alone':>10}{'gain':>10}{'weight':>9}")
     for i, n in enumerate(names):

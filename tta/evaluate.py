@@ -16,7 +16,7 @@ import numpy as np
 
 from augkit import metrics
 
-from .predictor import MemberPredictions, TTAPredictor
+from .predictor import TTAPredictor
 from .views import TTASpec, get_spec
 
 __all__ = ["union_predict", "evaluate_settings", "spearman_spread_error", "worst_png", "SettingResult",

@@ -1,20 +1,25 @@
 """Prediction files: the competition submission, and CSV/JSON of all points (+ uncertainty).
 
-All writes are atomic (``augkit.config.atomic_write_text``).
+Each format has a streaming writer (rows written as chunks of predictions come back) used inside
+``augkit.config.atomic_open`` (a temporary file renamed onto the real one at the end), and a
+one-shot ``*_text`` / ``write_*`` form built on the same writer. File names are CSV-quoted by the
+``csv`` module when they hold a comma, a quote or a line break.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
 
 import numpy as np
 
-from augkit.config import atomic_write_text
+from augkit.config import atomic_open
 
 __all__ = ["submission_text", "write_submission", "points_csv_text", "points_json_text", "write_points",
-           "round_half_up"]
+           "round_half_up", "SubmissionWriter", "PointsCSVWriter", "PointsJSONWriter", "points_writer",
+           "check_test_points"]
 
 
 def round_half_up(x) -> np.ndarray:
@@ -23,76 +28,156 @@ def round_half_up(x) -> np.ndarray:
     return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
 
 
+def check_test_points(test_points, n_points: int, source: str = "test_points.csv") -> None:
+    """Raise ``ValueError`` naming the file, line and index when a row lists no index or an index
+    outside ``0..n_points-1`` (line numbers count the header as line 1)."""
+    for row, (name, idx) in enumerate(test_points, start=2):
+        if not len(idx):
+            raise ValueError(f"{source}: line {row}: file {name!r}: point_index_list is empty; expected indices "
+                             f"0..{n_points - 1}")
+        bad = [v for v in idx if not 0 <= v < n_points]
+        if bad:
+            raise ValueError(f"{source}: line {row}: file {name!r}: point index {bad[0]} is outside 0..{n_points - 1} "
+                             f"(the model predicts {n_points} points)")
+
+
+class SubmissionWriter:
+    """Streams the submission: header ``file_name,Point_M0_X,Point_M0_Y,...`` (one pair per listed
+    index, ``width`` pairs), then one row per image with the listed points rounded to integers."""
+
+    def __init__(self, f, width: int):
+        self._w = csv.writer(f, lineterminator="\n")
+        self._w.writerow(["file_name"] + [f"Point_M{i}_{a}" for i in range(width) for a in ("X", "Y")])
+        self.rows = 0
+
+    def write(self, name: str, idx, points) -> bool:
+        """Write ``name``'s row from its ``(K, 2)`` points; False (nothing written) when a listed point
+        is not finite."""
+        if not len(idx):
+            raise ValueError(f"{name}: test_points lists no point indices")
+        pts = np.asarray(points, dtype=np.float64)
+        if max(idx) >= len(pts) or min(idx) < 0:
+            raise ValueError(f"{name}: test_points lists index {max(idx) if max(idx) >= len(pts) else min(idx)}, "
+                             f"the model predicts points 0..{len(pts) - 1}")
+        sel = pts[idx]
+        if not np.isfinite(sel).all():
+            return False
+        self._w.writerow([name] + [str(int(v)) for v in round_half_up(sel).reshape(-1)])
+        self.rows += 1
+        return True
+
+
 def submission_text(test_points, predictions: dict) -> tuple[str, list]:
     """The competition submission for ``test_points`` (``[(file_name, [indices])]``, the rows of
     ``test_points.csv`` in order) from ``predictions`` (``file_name -> (K, 2)`` points).
 
-    Header ``file_name,Point_M0_X,Point_M0_Y,...`` (one pair per listed index, in list order);
-    values rounded to the nearest integer. Files without a (finite) prediction are left out and
+    Values rounded to the nearest integer. Files without a (finite) prediction are left out and
     returned as the second value.
     """
-    width = max((len(idx) for _, idx in test_points), default=0)
     out = io.StringIO()
-    out.write(",".join(["file_name"] + [f"Point_M{i}_{a}" for i in range(width) for a in ("X", "Y")]) + "\n")
+    width = max((len(idx) for _, idx in test_points), default=0)
+    w = SubmissionWriter(out, width)
     missing = []
     for name, idx in test_points:
         if not len(idx):
             raise ValueError(f"{name}: test_points lists no point indices")
         pts = predictions.get(name)
-        if pts is not None:
-            pts = np.asarray(pts, dtype=np.float64)
-            if max(idx) >= len(pts) or min(idx) < 0:
-                raise ValueError(f"{name}: test_points lists index {max(idx) if max(idx) >= len(pts) else min(idx)}, "
-                                 f"the model predicts points 0..{len(pts) - 1}")
-        if pts is None or not np.isfinite(pts[idx]).all():
+        if pts is None or not w.write(name, idx, pts):
             missing.append(name)
-            continue
-        vals = round_half_up(pts[idx]).reshape(-1)
-        out.write(name + "," + ",".join(str(int(v)) for v in vals) + "\n")
     return out.getvalue(), missing
 
 
 def write_submission(path, test_points, predictions: dict) -> list:
     """Write the submission atomically; returns the file names left out (no prediction)."""
     text, missing = submission_text(test_points, predictions)
-    atomic_write_text(path, text)
+    with atomic_open(path, "w", newline="") as f:
+        f.write(text)
     return missing
+
+
+class PointsCSVWriter:
+    """Streams ``file_name,Point_0_X,Point_0_Y,...`` (+ ``Point_k_S``, the spread, when ``with_spread``);
+    the header is written with the first row (K is known then)."""
+
+    def __init__(self, f, with_spread: bool = False, decimals: int = 3):
+        self.f, self.with_spread, self.fmt = f, with_spread, f"{{:.{decimals}f}}"
+        self._w = csv.writer(f, lineterminator="\n")
+        self.k = None
+        self.rows = 0
+
+    def _header(self, k: int) -> None:
+        cols = ["file_name"] + [f"Point_{i}_{a}" for i in range(k) for a in ("X", "Y")]
+        if self.with_spread:
+            cols += [f"Point_{i}_S" for i in range(k)]
+        self._w.writerow(cols)
+        self.k = k
+
+    def write(self, name: str, points, spread=None) -> None:
+        pts = np.asarray(points, dtype=np.float64)
+        if self.k is None:
+            self._header(pts.shape[0])
+        vals = [self.fmt.format(v) for v in pts.reshape(-1).tolist()]
+        if self.with_spread:
+            vals += [self.fmt.format(v) for v in np.asarray(spread, dtype=np.float64).reshape(-1).tolist()]
+        self._w.writerow([name] + vals)
+        self.rows += 1
+
+    def close(self, k: int = 0) -> None:
+        """Finish the file (a header alone when no row was written)."""
+        if self.k is None:
+            self._header(k)
+
+
+class PointsJSONWriter:
+    """Streams ``{"images": [{"file_name", "points": [[x, y], ...], "uncertainty": [...]}]}``
+    (the same text as ``json.dumps(..., indent=1)`` of the whole list)."""
+
+    def __init__(self, f, with_spread: bool = False, decimals: int = 3):
+        self.f, self.with_spread, self.decimals = f, with_spread, decimals
+        self.rows = 0
+
+    def write(self, name: str, points, spread=None) -> None:
+        d = {"file_name": name, "points": np.round(np.asarray(points, dtype=np.float64), self.decimals).tolist()}
+        if self.with_spread:
+            d["uncertainty"] = np.round(np.asarray(spread, dtype=np.float64), self.decimals).tolist()
+        text = json.dumps(d, indent=1).replace("\n", "\n  ")
+        self.f.write(('{\n "images": [\n  ' if self.rows == 0 else ",\n  ") + text)
+        self.rows += 1
+
+    def close(self, k: int = 0) -> None:
+        self.f.write('{\n "images": []\n}\n' if self.rows == 0 else "\n ]\n}\n")
+
+
+def points_writer(f, fmt: str, with_spread: bool = False, decimals: int = 3):
+    """A ``PointsCSVWriter`` (``fmt="csv"``) or ``PointsJSONWriter`` (``"json"``) on ``f``."""
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"points format must be csv or json, got {fmt!r}")
+    cls = PointsJSONWriter if fmt == "json" else PointsCSVWriter
+    return cls(f, with_spread, decimals)
+
+
+def _points_text(fmt, names, points, spread=None, decimals: int = 3) -> str:
+    out = io.StringIO()
+    w = points_writer(out, fmt, spread is not None, decimals)
+    for j, name in enumerate(names):
+        w.write(name, points[j], None if spread is None else spread[j])
+    w.close(np.asarray(points).shape[1] if np.asarray(points).ndim == 3 else 0)
+    return out.getvalue()
 
 
 def points_csv_text(names, points, spread=None, decimals: int = 3) -> str:
     """CSV with ``file_name,Point_0_X,Point_0_Y,...`` (+ ``Point_k_S``, the spread, when given)."""
-    points = np.asarray(points, dtype=np.float64)
-    k = points.shape[1] if points.ndim == 3 else 0
-    cols = ["file_name"] + [f"Point_{i}_{a}" for i in range(k) for a in ("X", "Y")]
-    if spread is not None:
-        cols += [f"Point_{i}_S" for i in range(k)]
-    lines = [",".join(cols)]
-    fmt = f"{{:.{decimals}f}}"
-    for j, name in enumerate(names):
-        vals = [fmt.format(v) for v in points[j].reshape(-1)]
-        if spread is not None:
-            vals += [fmt.format(v) for v in np.asarray(spread[j]).reshape(-1)]
-        lines.append(",".join([_csv_field(name)] + vals))
-    return "\n".join(lines) + "\n"
-
-
-def _csv_field(s: str) -> str:
-    return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"\n') else s
+    return _points_text("csv", names, points, spread, decimals)
 
 
 def points_json_text(names, points, spread=None, decimals: int = 3) -> str:
     """JSON ``{"images": [{"file_name", "points": [[x, y], ...], "uncertainty": [...]}]}``."""
-    items = []
-    for j, name in enumerate(names):
-        d = {"file_name": name, "points": np.round(np.asarray(points[j], dtype=np.float64), decimals).tolist()}
-        if spread is not None:
-            d["uncertainty"] = np.round(np.asarray(spread[j], dtype=np.float64), decimals).tolist()
-        items.append(d)
-    return json.dumps({"images": items}, indent=1) + "\n"
+    return _points_text("json", names, points, spread, decimals)
 
 
 def write_points(path, names, points, spread=None, fmt: str | None = None) -> None:
     """Write all points as CSV or JSON (by ``fmt`` or the extension), atomically."""
     fmt = fmt or ("json" if os.fspath(path).lower().endswith(".json") else "csv")
-    text = points_json_text(names, points, spread) if fmt == "json" else points_csv_text(names, points, spread)
-    atomic_write_text(path, text)
+    text = _points_text(fmt, names, points, spread)
+    with atomic_open(path, "w", newline="") as f:
+        f.write(text)

@@ -1,4 +1,4 @@
-"""The batched TTA predictor: every view of every image in one model call per chunk.
+"""The batched TTA predictor: every view of every image in one model call per chunk, streamed.
 
 The model is any callable ``model(batch) -> points`` where ``batch`` is a uint8 numpy array of
 shape ``(B, H, W, 3)`` (RGB, NHWC: the model-input images, after preprocessing and the view) and
@@ -11,6 +11,18 @@ For each image and view, the preprocessing (original -> model input) and the vie
 fused into ONE pipeline, so each view is one warp of the original image (one interpolation, not a
 resample of the resampled input). Predictions go back through ``invert_points(record, ·, scheme)``
 of that fused call (flip pairs swapped back) straight into original pixels.
+
+Streaming: :meth:`TTAPredictor.iter_members` / :meth:`TTAPredictor.iter_predict` yield
+consecutive images in input order as soon as all their members (models x views) are back, so a
+caller holds O(max_batch x members x K) numbers, never O(images x members x K). Decoding and the
+view warps run in :class:`ViewSource`, in worker processes when ``workers > 0`` (a torch
+``DataLoader`` prefetching while the model runs); the model call, the inverse and the merge stay
+in the main process.
+
+Unreadable images: left NaN (``ok`` False) by default. With ``fallback="grey"`` they are predicted
+on a mid-grey (128) image of their size (read from the file header when it can be; else the median
+header size of up to 64 other listed images; else the first model's input size) so a submission is
+never short; ``Chunk.fallback`` marks them.
 """
 
 from __future__ import annotations
@@ -27,7 +39,21 @@ from augkit.schemes import get_scheme
 from .merge import merge, spread
 from .views import TTASpec, get_spec
 
-__all__ = ["TTAPredictor", "MemberPredictions", "TTAResult", "TorchCallable", "predict", "as_points"]
+__all__ = ["TTAPredictor", "MemberPredictions", "TTAResult", "TorchCallable", "predict", "as_points",
+           "Chunk", "ViewSource", "default_workers", "FALLBACK_GREY"]
+
+FALLBACK_GREY = 128          # the grey level of the fallback image for unreadable files
+_SIZE_SAMPLE = 64            # other images whose header sizes give the fallback size (median)
+
+
+def default_workers() -> int:
+    """Decoding/warping worker processes by default: the usable cores minus one (the main process
+    runs the model and the merge), at most 8 (beyond that a GPU is rarely starved), 0 on one core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores - 1))
 
 
 @dataclass
@@ -42,13 +68,13 @@ class MemberPredictions:
     ok: np.ndarray
     errors: list = field(default_factory=list)   # (name, message) of unreadable images
     member_names: list = field(default_factory=list)
+    fallback: np.ndarray | None = None           # (N,) predicted on the fallback image
 
     def merge(self, spec: TTASpec, n_models: int = 1, members=None) -> "TTAResult":
         """Merge (a subset of) the members by ``spec``; ``members`` indexes ``points`` axis 1."""
         pts = self.points if members is None else self.points[:, list(members)]
-        w = spec.member_weights(n_models, pts.shape[2]) if spec.merge == "mean" else None
-        merged = merge(pts, w, spec.merge, spec.trim)
-        return TTAResult(self.names, merged, spread(pts), pts, self.ok, self.errors)
+        merged, spr = merge_members(pts, spec, n_models)
+        return TTAResult(self.names, merged, spr, pts, self.ok, self.errors)
 
 
 @dataclass
@@ -62,6 +88,35 @@ class TTAResult:
     members: np.ndarray
     ok: np.ndarray
     errors: list = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    """Consecutive images of the input, all members predicted.
+
+    ``start``: position of the first image in the input. Shape: ``members`` (n, M, K, 2) float64
+    (NaN rows for unreadable images without a fallback); ``points`` (n, K, 2) and ``spread`` (n, K)
+    once merged (:meth:`TTAPredictor.iter_predict`); ``ok`` (n,) decoded; ``fallback`` (n,)
+    predicted on the fallback image. ``errors``: (name, message) of this chunk's unreadable images.
+    """
+
+    start: int
+    names: list
+    ok: np.ndarray
+    fallback: np.ndarray
+    members: np.ndarray | None
+    errors: list
+    points: np.ndarray | None = None
+    spread: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def merge_members(pts: np.ndarray, spec: TTASpec, n_models: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(merged (n, K, 2), spread (n, K))`` of member predictions ``(n, M, K, 2)`` by ``spec``."""
+    w = spec.member_weights(n_models, pts.shape[2]) if spec.merge == "mean" else None
+    return merge(pts, w, spec.merge, spec.trim), spread(pts)
 
 
 def as_points(out, n: int, n_points: int | None = None) -> np.ndarray:
@@ -80,6 +135,170 @@ def as_points(out, n: int, n_points: int | None = None) -> np.ndarray:
 
 def _name(item, i: int) -> str:
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"#{i}"
+
+
+def header_size(path) -> tuple[int, int] | None:
+    """(h, w) from an image file's header (PIL, no decode), or None when it cannot be read."""
+    try:
+        from PIL import Image
+        with Image.open(os.fspath(path)) as im:
+            w, h = im.size
+        return (int(h), int(w)) if h > 0 and w > 0 else None
+    except Exception:  # noqa: BLE001 - any failure means "size unknown"
+        return None
+
+
+# ---------------------------------------------------------------------------------- producer
+
+class ViewSource:
+    """The producer: item ``i`` -> image ``i`` decoded and warped by every (model, view) pipeline.
+
+    A plain sequence (picklable, no torch), so it can run in the main process or in DataLoader
+    workers. Item: ``{"index", "ok", "fallback", "error", "views": [uint8 (V, H, W, 3) per model],
+    "records": [[record per view] per model]}``; ``views`` is None for an unreadable image
+    without a fallback.
+    """
+
+    def __init__(self, items, fused, fallback: str | None = None, input_size=None, view_names=None):
+        if fallback not in (None, "grey"):
+            raise ValueError(f"fallback must be None or 'grey', got {fallback!r}")
+        self.items, self.fused, self.fallback = items, fused, fallback
+        self.input_size = input_size
+        self.view_names = list(view_names) if view_names else [f"view{v}" for v in range(len(fused[0]))]
+        self._median = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def fallback_size(self, i: int) -> tuple[int, int]:
+        """(h, w) of the grey stand-in for unreadable item ``i`` (see the module doc)."""
+        item = self.items[i]
+        hw = header_size(item) if isinstance(item, (str, os.PathLike)) else None
+        if hw is not None:
+            return hw
+        if self._median is None:
+            n = len(self.items)
+            pick = np.unique(np.linspace(0, n - 1, min(n, _SIZE_SAMPLE)).astype(int)) if n else []
+            sizes = [s for s in (header_size(self.items[j]) for j in pick if j != i
+                                 and isinstance(self.items[j], (str, os.PathLike))) if s is not None]
+            if sizes:
+                self._median = tuple(int(v) for v in np.median(np.array(sizes), axis=0))
+            else:
+                self._median = tuple(self.input_size) if self.input_size else (256, 256)
+        return self._median
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.items[i]
+        out = {"index": i, "ok": True, "fallback": False, "error": None, "views": None, "records": None}
+        if isinstance(item, (str, os.PathLike)):
+            try:
+                image = read_image(item)
+            except ImageReadError as e:
+                out.update(ok=False, error=str(e))
+                if self.fallback is None:
+                    return out
+                image = np.full(self.fallback_size(i) + (3,), FALLBACK_GREY, dtype=np.uint8)
+                out["fallback"] = True
+        else:
+            image = item
+        views, records = [], []
+        for pipes in self.fused:
+            res = [pipe(image) for pipe in pipes]
+            for name, r in zip(self.view_names, res):
+                if r.image.shape != res[0].image.shape:
+                    raise ValueError(f"view {name!r} gives a {r.image.shape} input, view {self.view_names[0]!r} "
+                                     f"{res[0].image.shape}: views must keep the model-input size")
+            views.append(np.stack([r.image for r in res]))
+            records.append([r.record for r in res])
+        out["views"], out["records"] = views, records
+        return out
+
+
+class _TensorViews:
+    """``ViewSource`` for DataLoader workers: views as torch tensors (shared memory, no pickling copy)."""
+
+    def __init__(self, source: ViewSource):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+        item = self.source[i]
+        if item["views"] is not None:
+            item["views"] = [torch.from_numpy(v) for v in item["views"]]
+        return item
+
+
+def _keep_item(item):
+    return item
+
+
+def _init_worker(_worker_id: int) -> None:
+    """One OpenCV thread per worker: the workers are the parallelism. A forked worker already has
+    one (see :func:`iter_views`) and is left alone: reconfiguring OpenCV's thread pool in a forked
+    child of a process whose pool has run can hang."""
+    import cv2
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
+def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
+    """Items of ``source`` in order: in this process (``workers=0``) or from ``workers`` processes
+    (torch ``DataLoader``, ``prefetch`` items queued per worker) while the caller runs the model."""
+    if workers <= 0 or len(source) == 0:
+        for i in range(len(source)):
+            yield source[i]
+        return
+    from torch.utils.data import DataLoader
+    import cv2
+    loader = DataLoader(_TensorViews(source), batch_size=None, shuffle=False, num_workers=int(workers),
+                        collate_fn=_keep_item, worker_init_fn=_init_worker, prefetch_factor=prefetch,
+                        persistent_workers=False)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)        # the workers are forked here and inherit OpenCV on one thread
+    try:
+        items = iter(loader)
+    finally:
+        cv2.setNumThreads(before)
+    for item in items:
+        if item["views"] is not None:
+            item["views"] = [v.numpy() for v in item["views"]]
+        yield item
+
+
+# --------------------------------------------------------------------------------- predictor
+
+class _Pending:
+    """Members of one image still waiting for model calls."""
+
+    __slots__ = ("members", "left", "ok", "fallback", "error")
+
+    def __init__(self, left: int, ok: bool, fallback: bool, error):
+        self.members = None
+        self.left, self.ok, self.fallback, self.error = left, ok, fallback, error
+
+
+class _Batcher:
+    """Builds one model's input batches; on CUDA in a page-locked buffer (``non_blocking`` copy)."""
+
+    def __init__(self, model, max_batch: int):
+        self.model, self.max_batch = model, max_batch
+        dev = getattr(model, "device", None)
+        self.pinned = getattr(dev, "type", None) == "cuda"
+        self._buf = None
+
+    def batch(self, images: list):
+        if not self.pinned:
+            return np.stack(images)
+        import torch
+        shape = (self.max_batch,) + images[0].shape
+        if self._buf is None or tuple(self._buf.shape) != shape:
+            self._buf = torch.empty(shape, dtype=torch.uint8).pin_memory()
+        view = self._buf[: len(images)]
+        view.numpy()[...] = np.stack(images)
+        return view
 
 
 class TTAPredictor:
@@ -139,82 +358,138 @@ class TTAPredictor:
         return self.spec.views
 
     @property
+    def n_members(self) -> int:
+        return len(self.models) * len(self.views)
+
+    @property
     def member_names(self) -> list:
         names = [str(getattr(m, "name", f"model{i}")) for i, m in enumerate(self.models)]
         if len(self.models) == 1:
             return [v.name for v in self.views]
         return [f"{n}/{v.name}" for n in names for v in self.views]
 
-    # ------------------------------------------------------------------ prediction
-    def predict_members(self, images, names=None, progress=None) -> MemberPredictions:
-        """Every member's prediction in original pixels, unmerged.
+    def source(self, images, fallback: str | None = None) -> ViewSource:
+        """The producer of this predictor's model inputs for ``images`` (see :class:`ViewSource`)."""
+        size = getattr(self.models[0], "input_size", None)
+        return ViewSource(list(images), self._fused, fallback, size, [v.name for v in self.views])
+
+    # ------------------------------------------------------------------ streaming
+    def iter_members(self, images, names=None, *, workers: int = 0, fallback: str | None = None,
+                     progress=None):
+        """Yield :class:`Chunk` s (members only) of consecutive images, in input order.
 
         ``images``: a list of uint8 RGB arrays (H, W, 3) and/or image paths. Paths that cannot be
-        read are reported in ``errors`` (by name) and left NaN; the others go on.
+        read are reported in the chunk's ``errors`` (by name) and left NaN, or predicted on the
+        fallback image (``fallback="grey"``). ``workers``: decode + warp in this many processes.
         ``progress``: optional callable(n_done) called after each image is queued.
         """
         items = list(images)
-        n = len(items)
         names = [_name(it, i) for i, it in enumerate(items)] if names is None else list(names)
+        if len(names) != len(items):
+            raise ValueError(f"{len(names)} names for {len(items)} images")
         nv, nm = len(self.views), len(self.models)
-        state = {"out": None}
-        ok = np.zeros(n, dtype=bool)
-        errors = []
+        hint = {getattr(m, "n_points", None) for m in self.models}
+        n_points = [hint.pop() if len(hint) == 1 else None]    # the models' K when they say (checked per call)
+        pending: dict = {}
         buffers: dict = {}
+        batchers = [_Batcher(m, self.max_batch) for m in self.models]
+        state = {"next": 0}
 
         def flush(key):
             buf = buffers.get(key)
             if not buf:
                 return
             mi = key[0]
-            batch = np.stack([b[0] for b in buf])
-            raw = self.models[mi](batch)
+            raw = self.models[mi](batchers[mi].batch([b[0] for b in buf]))
             self.calls += 1
-            k0 = None if state["out"] is None else state["out"].shape[2]
-            pts = as_points(raw, len(buf), k0)
-            if state["out"] is None:
-                state["out"] = np.full((n, nm * nv, pts.shape[1], 2), np.nan)
-            out = state["out"]
+            pts = as_points(raw, len(buf), n_points[0])
+            n_points[0] = pts.shape[1]
             for (_, i, v, rec), p in zip(buf, pts):
-                out[i, mi * nv + v] = invert_points(rec, p, self.scheme)
+                entry = pending[i]
+                if entry.members is None:
+                    entry.members = np.full((nm * nv, pts.shape[1], 2), np.nan)
+                entry.members[mi * nv + v] = invert_points(rec, p, self.scheme)
+                entry.left -= 1
             buffers[key] = []
 
-        for i, item in enumerate(items):
-            if isinstance(item, (str, os.PathLike)):
-                try:
-                    image = read_image(item)
-                except ImageReadError as e:
-                    errors.append((names[i], str(e)))
-                    if progress:
-                        progress(1)
-                    continue
-            else:
-                image = item
-            for mi, fused in enumerate(self._fused):
-                for v, (view, pipe) in enumerate(zip(self.views, fused)):
-                    rv = pipe(image)
+        def ready(final: bool):
+            """The longest run of finished images from ``state['next']`` as a Chunk (or None)."""
+            i0 = i = state["next"]
+            while i in pending and pending[i].left == 0:
+                i += 1
+            if i == i0 or (n_points[0] is None and not final):
+                return None
+            k = n_points[0] or 0
+            members = np.full((i - i0, nm * nv, k, 2), np.nan)
+            ok = np.zeros(i - i0, dtype=bool)
+            fb = np.zeros(i - i0, dtype=bool)
+            errors = []
+            for j in range(i0, i):
+                e = pending.pop(j)
+                if e.members is not None:
+                    members[j - i0] = e.members
+                ok[j - i0], fb[j - i0] = e.ok, e.fallback
+                if e.error:
+                    errors.append((names[j], e.error))
+            state["next"] = i
+            return Chunk(i0, names[i0:i], ok, fb, members, errors)
+
+        for item in iter_views(self.source(items, fallback), workers):
+            i = item["index"]
+            views = item["views"]
+            pending[i] = _Pending(0 if views is None else nm * nv, item["ok"], item["fallback"], item["error"])
+            for mi, (stack, recs) in enumerate(zip(views or [], item["records"] or [])):
+                for v in range(nv):
                     key = (mi,) if self.stacked else (mi, v)
                     buf = buffers.setdefault(key, [])
-                    if buf and rv.image.shape != buf[0][0].shape:
-                        raise ValueError(f"view {view.name!r} gives a {rv.image.shape} input, other views/images "
-                                         f"{buf[0][0].shape}: views must keep the model-input size, and without a "
-                                         "preprocessing pipeline all images must have one size")
-                    buf.append((rv.image, i, v, rv.record))
+                    if buf and stack[v].shape != buf[0][0].shape:
+                        raise ValueError(f"view {self.views[v].name!r} of {names[i]} gives a {stack[v].shape} input, "
+                                         f"other views/images {buf[0][0].shape}: views must keep the model-input "
+                                         "size, and without a preprocessing pipeline all images must have one size")
+                    buf.append((stack[v], i, v, recs[v]))
                     if len(buf) >= self.max_batch:
                         flush(key)
-            ok[i] = True
             if progress:
                 progress(1)
+            chunk = ready(False)
+            if chunk is not None:
+                yield chunk
         for key in list(buffers):
             flush(key)
-        out = state["out"]
-        if out is None:
-            out = np.full((n, nm * nv, 0, 2), np.nan)
-        return MemberPredictions(names, out, ok, errors, self.member_names)
+        chunk = ready(True)
+        if chunk is not None:
+            yield chunk
 
-    def predict(self, images, names=None, progress=None) -> TTAResult:
+    def iter_predict(self, images, names=None, *, workers: int = 0, fallback: str | None = None,
+                     progress=None, keep_members: bool = False):
+        """Yield merged :class:`Chunk` s (``points``, ``spread``) in input order; ``members`` is
+        kept only when ``keep_members`` (else None, so the caller holds nothing per member)."""
+        for chunk in self.iter_members(images, names, workers=workers, fallback=fallback, progress=progress):
+            chunk.points, chunk.spread = merge_members(chunk.members, self.spec, len(self.models))
+            if not keep_members:
+                chunk.members = None
+            yield chunk
+
+    # ------------------------------------------------------------------ in memory
+    def predict_members(self, images, names=None, progress=None, *, workers: int = 0,
+                        fallback: str | None = None) -> MemberPredictions:
+        """Every member's prediction in original pixels, unmerged, all in memory (small sets).
+
+        See :meth:`iter_members`; unreadable images are NaN rows (``ok`` False) unless a fallback is asked.
+        """
+        items = list(images)
+        chunks = list(self.iter_members(items, names, workers=workers, fallback=fallback, progress=progress))
+        k = chunks[0].members.shape[2] if chunks else 0
+        pts = np.concatenate([c.members for c in chunks]) if chunks else np.full((0, self.n_members, k, 2), np.nan)
+        all_names = [n for c in chunks for n in c.names]
+        ok = np.concatenate([c.ok for c in chunks]) if chunks else np.zeros(0, dtype=bool)
+        fb = np.concatenate([c.fallback for c in chunks]) if chunks else np.zeros(0, dtype=bool)
+        errors = [e for c in chunks for e in c.errors]
+        return MemberPredictions(all_names, pts, ok, errors, self.member_names, fb)
+
+    def predict(self, images, names=None, progress=None, **kwargs) -> TTAResult:
         """Merged prediction (original pixels) with the per-landmark spread; see ``predict_members``."""
-        return self.predict_members(images, names, progress).merge(self.spec, len(self.models))
+        return self.predict_members(images, names, progress, **kwargs).merge(self.spec, len(self.models))
 
     __call__ = predict
 
@@ -243,7 +518,8 @@ class TorchCallable:
     def __call__(self, batch):
         import torch
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+            t = t.to(self.device, non_blocking=True)
             t = t.permute(0, 3, 1, 2).float().div_(255.0).sub_(self.mean).div_(self.std)
             out = self.module(t)
             return out.reshape(out.shape[0], -1, 2).float().cpu().numpy()
