@@ -45,8 +45,20 @@ def test_train_then_tta_fit_run_then_predict_run(tmp_path, ytf68):
     e = np.loadtxt(tmp_path / "ens.csv", delimiter=",", skiprows=1, usecols=range(1, 137))
     assert a.shape == e.shape and np.isfinite(e).all() and not np.allclose(a, e)
 
+    # no --tta: run a's tta.yaml was fitted for one model, so the ensemble takes its views unweighted
+    out = _cli("predict", "--run", run_a, "--run", run_b, "--data", one, "--out", tmp_path / "ens2.csv")
+    assert "plain weights" in out and "4 member(s)" in out
+    assert np.isfinite(np.loadtxt(tmp_path / "ens2.csv", delimiter=",", skiprows=1, usecols=range(1, 137))).all()
+
     out = _cli("evaluate", "--run", run_a, "--data", run_a / "val.csv", "--png", tmp_path / "w.png")
     assert "flip-fitted" in out or "tta.yaml" in out
+
+    # the run's data moved away: one clear line, no traceback
+    split["data"] = str(tmp_path / "moved")
+    (run_a / "split.json").write_text(json.dumps(split))
+    r = CliRunner().invoke(main, ["tta", "fit", "--run", str(run_a), "--tta", "flip"])
+    assert r.exit_code == 1 and "the run's data cannot be read any more" in r.output
+    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
 
 
 def test_run_option_errors_are_clear(tmp_path):

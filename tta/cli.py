@@ -268,6 +268,8 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
     try:
         counts = _stream_predictions(pred, paths, names, tp, fmt, out, uncertainty, strict,
                                      _workers_or_default(workers), step, data)
+    except ValueError as e:   # a view or model that gives the wrong shape: one line, --out untouched
+        raise click.ClickException(_last_line(e)) from None
     finally:
         close()
     what = f"{counts['rows']} rows" if fmt == "submission" else f"{counts['rows']} images"
@@ -282,6 +284,12 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
         click.echo(f"WARNING: {len(counts['missing'])} listed image(s) have no finite prediction and are missing from "
                    f"the submission: {', '.join(counts['missing'][:5])}{' ...' if len(counts['missing']) > 5 else ''}",
                    err=True)
+
+
+def _last_line(e: Exception) -> str:
+    """The message of an error, without the traceback text a DataLoader worker wraps around it."""
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
 
 
 def _test_points_path(data) -> str:
@@ -359,7 +367,8 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
     from .run_folder import resolve_models
     checkpoints, ttas = resolve_models(runs, checkpoints, ttas, _given("ttas"), "augkit evaluate")
     files, truth = _read_labelled(data, limit)
-    settings = [("none", _spec("none"))] + [(t, _spec(t)) for t in ttas if t != "none"]
+    settings = [("none", _spec("none"))] + [(t if isinstance(t, str) else t.name, _spec(t))
+                                            for t in ttas if t != "none"]
     for _, s in settings[1:]:
         _check_weights(s, checkpoints)
     for path in (json_out, png if n_worst else None):
@@ -376,7 +385,7 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
                                                        max_batch, _workers_or_default(workers), threshold,
                                                        n_worst, step)
     except ValueError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(_last_line(e)) from None
     finally:
         close()
     _report_errors(errors)
@@ -544,6 +553,8 @@ def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, d
             if chunk.ok.any():   # unreadable rows are left out by the fit anyway
                 acc.add(chunk.members, truth[chunk.start:chunk.start + len(chunk)],
                         np.arange(chunk.start, chunk.start + len(chunk)))
+    except ValueError as e:
+        raise click.ClickException(_last_line(e)) from None
     finally:
         close()
     _report_errors(errors)

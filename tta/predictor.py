@@ -138,14 +138,14 @@ def _name(item, i: int) -> str:
 
 
 def header_size(path) -> tuple[int, int] | None:
-    """(h, w) from an image file's header (PIL, no decode), or None when it cannot be read."""
+    """(h, w) as displayed (EXIF orientation applied, as the decoder does) from an image file's
+    header, or None when it cannot be read."""
+    from augkit.io import ImageReadError, image_size
     try:
-        from PIL import Image
-        with Image.open(os.fspath(path)) as im:
-            w, h = im.size
-        return (int(h), int(w)) if h > 0 and w > 0 else None
-    except Exception:  # noqa: BLE001 - any failure means "size unknown"
+        w, h = image_size(path)
+    except (ImageReadError, OSError):
         return None
+    return (int(h), int(w)) if h > 0 and w > 0 else None
 
 
 # ---------------------------------------------------------------------------------- producer

@@ -6,7 +6,6 @@ validation images (the images the model did not train on), written once as ``val
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 
@@ -52,34 +51,49 @@ def run_spec(run: str) -> str | None:
 
 def validation_labels(run: str) -> str:
     """The run's validation images with their landmarks as a CSV (``DIR/val.csv``: absolute image
-    paths, then x0, y0, x1, y1, ...), written from ``split.json`` and the run's dataset."""
+    paths, then x0, y0, x1, y1, ...), written row by row from ``split.json`` and the run's dataset."""
     run = _run_dir(run)
+    split = _read_split(run)
+    from augkit.config import atomic_open
+    from augkit.train.readers import DatasetError, read_dataset
+    try:
+        table = read_dataset(split["data"], format=split.get("format"))
+    except (DatasetError, OSError, ValueError) as e:
+        raise click.ClickException(f"--run {run}: the run's data cannot be read any more: {e}") from None
+    wanted = set(split["val"])
+    rows = [i for i, f in enumerate(table.files) if os.path.relpath(f, split["root"]) in wanted]
+    if not rows:
+        raise click.ClickException(f"--run {run}: none of the {len(wanted)} validation images of split.json are in "
+                                   f"{split['data']} any more")
+    path = os.path.join(run, "val.csv")
+    try:
+        with atomic_open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["file"] + [f"{a}{i}" for i in range(table.n_points) for a in "xy"])
+            for i in rows:
+                w.writerow([table.files[i]] + [f"{v:.4f}" for v in table.points[i].reshape(-1).tolist()])
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+    return path
+
+
+def _read_split(run: str) -> dict:
     split_path = os.path.join(run, "split.json")
     if not os.path.isfile(split_path):
         raise click.ClickException(f"--run {run}: no split.json (written by `augkit train` from this version on)")
-    with open(split_path, encoding="utf-8") as f:
-        split = json.load(f)
+    try:
+        with open(split_path, encoding="utf-8") as f:
+            split = json.load(f)
+        if not isinstance(split, dict) or "root" not in split:
+            raise ValueError("expected a mapping with 'data', 'root', 'train' and 'val'")
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"{split_path}: not a split file of `augkit train` ({e})") from None
     if split.get("data") is None:
         raise click.ClickException(f"--run {run}: the run trained on the synthetic demo faces; pass --data with "
                                    "labelled validation images instead")
     if not split.get("val"):
         raise click.ClickException(f"--run {run}: the run held out no validation images (--val-fraction 0)")
-    from augkit.train.readers import read_dataset
-    table = read_dataset(split["data"], format=split.get("format"))
-    wanted = set(split["val"])
-    rows = [(f, p) for f, p in zip(table.files, table.points) if os.path.relpath(f, split["root"]) in wanted]
-    if not rows:
-        raise click.ClickException(f"--run {run}: none of the {len(wanted)} validation images of split.json are in "
-                                   f"{split['data']} any more")
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["file"] + [f"{a}{i}" for i in range(table.n_points) for a in "xy"])
-    for f, p in rows:
-        w.writerow([f] + [f"{v:.4f}" for v in p.reshape(-1)])
-    from augkit.config import atomic_write_text
-    path = os.path.join(run, "val.csv")
-    atomic_write_text(path, buf.getvalue())
-    return path
+    return split
 
 
 def resolve_models(runs, checkpoints, tta, tta_given: bool, command: str):
@@ -94,8 +108,28 @@ def resolve_models(runs, checkpoints, tta, tta_given: bool, command: str):
     if runs and not tta_given:
         spec = next((s for s in (run_spec(r) for r in runs) if s), None)
         if spec is not None:
+            spec = _spec_for(spec, len(checkpoints))
             tta = spec if isinstance(tta, str) else (spec,)
     return checkpoints, tta
+
+
+def _spec_for(path: str, n_checkpoints: int):
+    """A run's ``tta.yaml`` as it is when its weights were fitted for ``n_checkpoints`` models; else
+    its views with plain weights (the fitted ones belong to another number of models), with a note."""
+    from dataclasses import replace
+
+    from .views import SpecError, load_spec
+    try:
+        spec = load_spec(path)
+    except SpecError as e:
+        raise click.ClickException(str(e)) from None
+    if spec.weights is None or spec.weights.shape[0] // len(spec.views) == n_checkpoints:
+        return path
+    fitted = spec.weights.shape[0] // len(spec.views)
+    click.echo(f"note: {path} was fitted for {fitted} model(s), the ensemble has {n_checkpoints}: its views are "
+               "used with plain weights (fit the ensemble's own: augkit tta fit --checkpoint A/best.pt "
+               "--checkpoint B/best.pt --data VAL --out ens.yaml)", err=True)
+    return replace(spec, weights=None, models=None, name=f"{spec.name} (views of {os.path.basename(path)})")
 
 
 def resolve_fit(run, checkpoints, data, out):
