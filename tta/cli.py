@@ -413,31 +413,14 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
         click.echo(f"wrote {png} (worst predictions of {label})")
 
 
-def _union_views(specs, n_models: int):
-    """The union of the specs' views (a view shared by settings is predicted once) and, per spec,
-    its member indices into the union's members (model-major: ``model * U + view``)."""
-    keys, union, member_idx = {}, [], []
-    for spec in specs:
-        idx = []
-        for v in spec.views:
-            key = v.key()
-            if key not in keys:
-                keys[key] = len(union)
-                union.append(v)
-            idx.append(keys[key])
-        member_idx.append(idx)
-    u = len(union)
-    return union, [[mi * u + j for mi in range(n_models) for j in idx] for idx in member_idx]
-
-
 def _stream_evaluate(models, specs, files, truth, scheme, max_batch, workers, threshold, n_worst, progress):
     """One streamed pass over the union of the settings' views, each chunk merged per setting and
     added to that setting's ``EvalAccumulator``. Returns ``(metrics per setting, readable images,
     errors, predictor)``."""
-    from .evaluate import EvalAccumulator
+    from .evaluate import EvalAccumulator, union_views
     from .predictor import TTAPredictor, merge_members
     from .views import TTASpec
-    union, idx = _union_views(specs, len(models))
+    union, idx = union_views(specs, len(models))
     pred = TTAPredictor(models, TTASpec(union, name="union"), scheme=scheme, max_batch=max_batch)
     accs = [EvalAccumulator(truth.shape[1], pred.scheme, n_worst=max(n_worst, 1), threshold=threshold)
             for _ in specs]

@@ -19,7 +19,7 @@ from augkit import metrics
 from .predictor import TTAPredictor
 from .views import TTASpec, get_spec
 
-__all__ = ["union_predict", "evaluate_settings", "spearman_spread_error", "worst_png", "SettingResult",
+__all__ = ["union_views", "union_predict", "evaluate_settings", "spearman_spread_error", "worst_png", "SettingResult",
            "EvalAccumulator"]
 
 
@@ -34,6 +34,23 @@ class SettingResult:
     metrics: dict           # EvalAccumulator.result() keys plus members
 
 
+def union_views(specs, n_models: int):
+    """The union of the specs' views (a view shared by settings is predicted once) and, per spec,
+    its member indices into the union's members (model-major: ``model * U + view``)."""
+    keys, union, view_idx = {}, [], []
+    for spec in specs:
+        idx = []
+        for v in spec.views:
+            key = v.key()
+            if key not in keys:
+                keys[key] = len(union)
+                union.append(v)
+            idx.append(keys[key])
+        view_idx.append(idx)
+    u = len(union)
+    return union, [[mi * u + j for mi in range(n_models) for j in idx] for idx in view_idx]
+
+
 def union_predict(models, specs, images, *, preprocess=None, scheme=None, max_batch=64, progress=None):
     """Predict the union of the views of several specs in one pass.
 
@@ -41,22 +58,10 @@ def union_predict(models, specs, images, *, preprocess=None, scheme=None, max_ba
     are model-major (``model * U + view``) so ``MemberPredictions.merge(spec, n_models, idx)`` works.
     """
     models = list(models) if isinstance(models, (list, tuple)) else [models]
-    keys, union = {}, []
-    view_idx = []
-    for spec in specs:
-        idx = []
-        for v in spec.views:
-            k = v.key()
-            if k not in keys:
-                keys[k] = len(union)
-                union.append(v)
-            idx.append(keys[k])
-        view_idx.append(idx)
+    union, member_idx = union_views(specs, len(models))
     pred = TTAPredictor(models, TTASpec(union, name="union"), preprocess=preprocess, scheme=scheme,
                         max_batch=max_batch)
     members = pred.predict_members(images, progress=progress)
-    u = len(union)
-    member_idx = [[mi * u + j for mi in range(len(models)) for j in idx] for idx in view_idx]
     return members, member_idx, pred
 
 
