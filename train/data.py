@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
+from augkit.workers import opencv_one_thread, usable_cores, worker_context
 
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
            "worker_init", "PREFETCH_FACTOR", "split_indices",
@@ -162,57 +163,12 @@ def default_workers() -> int:
     """DataLoader workers per training process: the CPU cores this process may use (its affinity
     mask), shared among the processes of this node (``LOCAL_WORLD_SIZE`` under torchrun), minus
     one for the process itself. No upper cap: a 32-core box gets 31 workers."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(0, cores // local - 1)
+    return max(0, usable_cores() // local - 1)
 
 
-def worker_init(worker_id: int) -> None:
-    """Start of every DataLoader worker: OpenCV on one thread (the workers are the parallelism;
-    OpenCV's own pool in each of them would oversubscribe the cores). A forked worker already
-    starts with one thread (:func:`_worker_context`), and is left alone: reconfiguring OpenCV's
-    pthreads pool in a forked child whose parent had the pool running hangs."""
-    import cv2
-    if cv2.getNumThreads() != 1:
-        cv2.setNumThreads(1)
-
-
-def _worker_context():
-    """The multiprocessing context for DataLoader workers: with the ``fork`` start method, one whose
-    processes are forked while OpenCV is set to one thread in this process (restored right after),
-    so that each worker inherits one thread without touching the pool; otherwise None (the
-    default: spawned workers start fresh and :func:`worker_init` sets the thread count)."""
-    import multiprocessing
-    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-    return _ForkOneOpenCVThread() if method == "fork" and _ForkOneOpenCVThread is not None else None
-
-
-def _fork_context_class():
-    """A fork context whose processes inherit OpenCV set to one thread (None where there is no fork)."""
-    import multiprocessing.context as mp_context
-    if not hasattr(mp_context, "ForkContext"):
-        return None
-
-    class ForkProcessOneOpenCVThread(mp_context.ForkProcess):
-        def start(self):
-            import cv2
-            before = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-            try:
-                super().start()
-            finally:
-                cv2.setNumThreads(before)
-
-    class ForkOneOpenCVThread(mp_context.ForkContext):
-        Process = ForkProcessOneOpenCVThread
-
-    return ForkOneOpenCVThread
-
-
-_ForkOneOpenCVThread = _fork_context_class()
+#: every DataLoader worker starts with OpenCV on one thread (see :mod:`augkit.workers`)
+worker_init = opencv_one_thread
 
 
 #: batches each worker prepares ahead (torch's default is 2)
@@ -228,7 +184,7 @@ def make_loader(dataset, batch_size: int, workers: int | None, sampler, pin_memo
     extra = {}
     if workers:
         extra = dict(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=worker_init,
-                     multiprocessing_context=_worker_context())
+                     multiprocessing_context=worker_context())
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       drop_last=drop_last, **extra)
 

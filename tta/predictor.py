@@ -35,6 +35,7 @@ import numpy as np
 from augkit.compose import Compose, invert_points
 from augkit.io import ImageReadError, read_image
 from augkit.schemes import get_scheme
+from augkit.workers import opencv_one_thread, usable_cores, worker_context
 
 from .merge import merge, spread
 from .views import TTASpec, get_spec
@@ -49,11 +50,7 @@ _SIZE_SAMPLE = 64            # other images whose header sizes give the fallback
 def default_workers() -> int:
     """Decoding/warping worker processes by default: the usable cores minus one (the main process
     runs the model and the merge), at most 8 (beyond that a GPU is rarely starved), 0 on one core."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(8, cores - 1))
+    return max(0, min(8, usable_cores() - 1))
 
 
 @dataclass
@@ -235,15 +232,6 @@ def _keep_item(item):
     return item
 
 
-def _init_worker(_worker_id: int) -> None:
-    """One OpenCV thread per worker: the workers are the parallelism. A forked worker already has
-    one (see :func:`iter_views`) and is left alone: reconfiguring OpenCV's thread pool in a forked
-    child of a process whose pool has run can hang."""
-    import cv2
-    if cv2.getNumThreads() != 1:
-        cv2.setNumThreads(1)
-
-
 def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
     """Items of ``source`` in order: in this process (``workers=0``) or from ``workers`` processes
     (torch ``DataLoader``, ``prefetch`` items queued per worker) while the caller runs the model."""
@@ -252,17 +240,10 @@ def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
             yield source[i]
         return
     from torch.utils.data import DataLoader
-    import cv2
     loader = DataLoader(_TensorViews(source), batch_size=None, shuffle=False, num_workers=int(workers),
-                        collate_fn=_keep_item, worker_init_fn=_init_worker, prefetch_factor=prefetch,
-                        persistent_workers=False)
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)        # the workers are forked here and inherit OpenCV on one thread
-    try:
-        items = iter(loader)
-    finally:
-        cv2.setNumThreads(before)
-    for item in items:
+                        collate_fn=_keep_item, worker_init_fn=opencv_one_thread, prefetch_factor=prefetch,
+                        persistent_workers=False, multiprocessing_context=worker_context())
+    for item in loader:
         if item["views"] is not None:
             item["views"] = [v.numpy() for v in item["views"]]
         yield item

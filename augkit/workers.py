@@ -1,0 +1,71 @@
+"""Worker processes that decode and warp images: how many by default, and OpenCV on one thread in
+each (the workers are the parallelism; OpenCV's own pool in each of them would oversubscribe the
+cores). Used by the training DataLoader and by TTA's producer; stdlib and OpenCV only.
+
+Reconfiguring OpenCV's pthreads pool inside a forked child whose parent had the pool running
+hangs, so forked workers are started while the parent is set to one thread (restored right after)
+and inherit it; spawned workers start fresh and set it in :func:`opencv_one_thread`.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["usable_cores", "opencv_one_thread", "worker_context"]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def opencv_one_thread(worker_id: int = 0) -> None:
+    """``worker_init_fn``: OpenCV on one thread, left alone when the worker already has one."""
+    import cv2
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
+def worker_context():
+    """The multiprocessing context for workers: with the ``fork`` start method, one whose processes
+    are forked while OpenCV is set to one thread here (so they inherit it without touching the
+    pool); otherwise None (the default context)."""
+    import multiprocessing
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    if method != "fork":
+        return None
+    cls = _fork_context_class()
+    return cls() if cls is not None else None
+
+
+_FORK_CONTEXT = []
+
+
+def _fork_context_class():
+    """A fork context whose processes inherit OpenCV set to one thread (None where there is no fork);
+    built once."""
+    if _FORK_CONTEXT:
+        return _FORK_CONTEXT[0]
+    import multiprocessing.context as mp_context
+    if not hasattr(mp_context, "ForkContext"):
+        _FORK_CONTEXT.append(None)
+        return None
+
+    class ForkProcessOneOpenCVThread(mp_context.ForkProcess):
+        def start(self):
+            import cv2
+            before = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                super().start()
+            finally:
+                cv2.setNumThreads(before)
+
+    class ForkOneOpenCVThread(mp_context.ForkContext):
+        Process = ForkProcessOneOpenCVThread
+
+    _FORK_CONTEXT.append(ForkOneOpenCVThread)
+    return ForkOneOpenCVThread
