@@ -274,7 +274,7 @@ def erase(image: np.ndarray, rects, fill, seed: int) -> np.ndarray:
     out = image.copy()
     h, w = image.shape[:2]
     rng = np.random.default_rng(seed)
-    top = 255 if image.dtype == np.uint8 else (65535 if image.dtype == np.uint16 else 1.0)
+    top = dtype_range(image.dtype)
     for fx, fy, fw, fh in rects:
         x0, y0 = int(fx * w), int(fy * h)
         x1, y1 = max(x0 + 1, int(round((fx + fw) * w))), max(y0 + 1, int(round((fy + fh) * h)))

@@ -51,10 +51,12 @@ def test_exif_orientation_is_applied_like_cv2_imread(tmp_path, orientation, endi
 
 
 def test_orientation_6_phone_photo_is_upright(tmp_path):
-    stored = np.zeros((157, 196, 3), np.uint8)  # stored 196x157 (w x h), displayed 157x196
+    stored = asymmetric_bgr(157, 196)  # stored 196x157 (w x h), displayed 157x196
     path = tmp_path / "phone.jpg"
     path.write_bytes(jpeg_with_orientation(stored, 6))
-    assert read_image(path).shape == (196, 157, 3)
+    got = read_image(path)
+    assert got.shape == (196, 157, 3)
+    np.testing.assert_array_equal(got, cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
     assert image_size(path) == (157, 196)
 
 

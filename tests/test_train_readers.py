@@ -197,7 +197,7 @@ def test_read_test_points(tmp_path):
         read_test_points(p)
 
 
-def test_large_table_loads_in_seconds(tmp_path):
+def test_large_label_file_parses_in_seconds(tmp_path):
     """100k rows x 68 points through the label parser (image lookup is tested above, on few files)."""
     import augkit.train.readers as R
     n, k = 100_000, 68

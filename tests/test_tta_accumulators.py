@@ -273,7 +273,6 @@ def test_eval_in_chunks_equals_in_memory(scheme, sizes):
         assert got[key] == pytest.approx(want[key], rel=1e-12), key
     assert got["rho_point"] == want["rho_point"] and got["rho_image"] == want["rho_image"]
     assert got["n_images"] == 35 and got["n_unreadable"] == 5
-    assert len(acc._points.rows) <= 4096 and len(acc._images.rows) <= 4096    # samples grow with use only
     ok = np.flatnonzero(~np.isnan(pred).all(axis=(1, 2)))
     e = metrics.per_image_nme(pred[ok], truth[ok], sch)
     assert [i for i, _ in got["worst"]] == ok[np.argsort(-e)[:5]].tolist()

@@ -87,12 +87,13 @@ class LandmarkDataset(Dataset):
     ``pipeline`` is the fused preprocessing (+ augmentation) Compose; with ``train=False`` it must
     be deterministic. An image that fails to decode here (``--verify header`` checked only its
     header) becomes a masked sample whose ``skip`` holds the reason (the loop counts it in
-    ``skipped.csv``); with ``strict = True`` set on the dataset it is an error naming the file.
+    ``skipped.csv``); with ``strict=True`` it is an error naming the file.
     ``file`` is the image's name.
     """
 
-    def __init__(self, source, pipeline, seed: int = 0, train: bool = True):
+    def __init__(self, source, pipeline, seed: int = 0, train: bool = True, strict: bool = False):
         self.source, self.pipeline, self.seed, self.train = source, pipeline, int(seed), bool(train)
+        self.strict = bool(strict)
         self.epoch = 0
 
     def __len__(self):
@@ -108,7 +109,7 @@ class LandmarkDataset(Dataset):
         try:
             image = self.source.image(i)
         except Exception as e:  # a counted skip (masked sample), not a dead run; --strict: the error
-            if getattr(self, "strict", False):
+            if self.strict:
                 raise
             skip = f"could not be decoded during training ({type(e).__name__}: {e})"[:300]
             sizes = getattr(self.source, "sizes", None)

@@ -191,9 +191,8 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
         model, device_ids=[device.index] if device.type == "cuda" else None)
     engine = Engine(net, model, device, amp_dtype, cfg.channels_last and device.type == "cuda", data.n_points,
                     cfg.size, cfg.loss, cfg.trim, cfg.clip)
-    train_ds = train_data.LandmarkDataset(data.train, train_pipe, cfg.seed, train=True)
-    val_ds = train_data.LandmarkDataset(data.val, pre_pipe, cfg.seed, train=False)
-    train_ds.strict = val_ds.strict = cfg.strict
+    train_ds = train_data.LandmarkDataset(data.train, train_pipe, cfg.seed, train=True, strict=cfg.strict)
+    val_ds = train_data.LandmarkDataset(data.val, pre_pipe, cfg.seed, train=False, strict=cfg.strict)
     train_sampler = train_data.EpochSampler(len(train_ds), dist.world, dist.rank, shuffle=True, seed=cfg.seed)
     steps_per_epoch = math.ceil(len(train_sampler) / cfg.batch_size)
     schedule = LRSchedule(cfg.scheduler, cfg.lr, steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs)
@@ -438,7 +437,7 @@ class StopRule:
     ``SYNC_EVERY`` steps, at checkpoint steps and at the end of the epoch."""
 
     def __init__(self, dist: Dist, budget_min: float | None, checkpoint_steps: int = 0):
-        self.dist, self.budget_min = dist, budget_min
+        self.dist = dist
         self.budget_s = budget_min * 60 if budget_min else None
         self.session_start = time.time()
         self.checkpoint_steps = checkpoint_steps

@@ -19,7 +19,7 @@ is kept: "duplicate file name (also on line N)"), an image that does not exist; 
 :data:`OUTSIDE_MARGIN` of the image's width or height beyond its border). A label file that is
 not UTF-8 is an error naming the line and the byte (re-save it as UTF-8).
 
-numpy only (PIL for image headers): no pandas, no torch.
+numpy only (image headers through augkit.io.image_size): no pandas, no torch.
 """
 
 from __future__ import annotations

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
-from augkit.config import atomic_write_text
+from augkit.config import atomic_open, atomic_write_bytes, atomic_write_text
 
 from .checkpoint import read_checkpoint, save_checkpoint
 
@@ -46,8 +45,7 @@ class RunFolder:
         return os.path.join(self.path, name)
 
     def _write_text(self, name: str, text: str) -> None:
-        os.makedirs(self.path, exist_ok=True)
-        atomic_write_text(self.file(name), text)
+        atomic_write_text(self.file(name), text)   # creates the folder on the first write
 
     def write_json(self, name: str, obj) -> None:
         self._write_text(name, json.dumps(obj, indent=1) + "\n")
@@ -55,7 +53,6 @@ class RunFolder:
     def write_skipped(self, skipped: list, n_points: int) -> None:
         import numpy as np
         from .readers import LandmarkTable
-        os.makedirs(self.path, exist_ok=True)
         LandmarkTable([], np.zeros((0, n_points, 2)), skipped).write_skipped(self.file("skipped.csv"))
 
     def write_logs(self, history: list) -> None:
@@ -69,13 +66,11 @@ class RunFolder:
     def save_state(self, checkpoint: dict, improved: bool) -> None:
         """``best.pt`` (when ``improved``) BEFORE ``last.pt``: a crash between the two leaves a
         ``last.pt`` of the epoch before, which ``--resume`` redoes, writing both again."""
-        os.makedirs(self.path, exist_ok=True)
         if improved:
             save_checkpoint(self.file("best.pt"), checkpoint)
         save_checkpoint(self.file("last.pt"), checkpoint)
 
     def save_last(self, checkpoint: dict) -> None:
-        os.makedirs(self.path, exist_ok=True)
         save_checkpoint(self.file("last.pt"), checkpoint)
 
     def repair_best(self, checkpoint: dict) -> bool:
@@ -86,8 +81,8 @@ class RunFolder:
             return False
         if checkpoint.get("step_in_epoch", 0) or best.get("epoch") != checkpoint.get("epoch"):
             return False
-        shutil.copyfile(self.file("last.pt"), self.file(".best.pt.repair"))
-        os.replace(self.file(".best.pt.repair"), self.file("best.pt"))
+        with open(self.file("last.pt"), "rb") as f:
+            atomic_write_bytes(self.file("best.pt"), f.read())
         return True
 
     def plot(self, history: list, log) -> None:
@@ -95,14 +90,6 @@ class RunFolder:
             plot_curves(self.path, history)
         except Exception as e:  # a plot must never kill a run
             log(f"could not draw curves.png: {e}")
-
-    def read_split(self) -> dict:
-        """``split.json`` as a dict (a clear error when the run has none)."""
-        path = self.file("split.json")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such file (a run folder written by `augkit train` holds one)")
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
 
     def checkpoint(self, name: str = "best.pt") -> dict:
         return read_checkpoint(self.file(name))
@@ -131,8 +118,9 @@ def plot_curves(run_dir: str, history: list) -> str | None:
         ax[1].legend()
     fig.tight_layout()
     path = os.path.join(run_dir, "curves.png")
-    tmp = os.path.join(run_dir, ".curves.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=80)
+    finally:
+        plt.close(fig)
     return path

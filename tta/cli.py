@@ -128,9 +128,9 @@ def _read_labelled(data, limit=None, seed=0):
     return files, np.asarray(points, dtype=np.float32)
 
 
-def _report_errors(errors, what: str = "skipped", shown: int = 10):
+def _report_errors(errors, shown: int = 10):
     for name, msg in errors[:shown]:
-        click.echo(f"{what} unreadable image: {msg}", err=True)
+        click.echo(f"skipped unreadable image: {msg}", err=True)
     if len(errors) > shown:
         click.echo(f"... and {len(errors) - shown} more unreadable image(s)", err=True)
 
@@ -381,7 +381,7 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
         _check_merge_weights(s, len(models), k)
     step, close = _progress(len(files), "evaluate")
     try:
-        results, n_ok, errors, pred = _stream_evaluate(models, [s for _, s in settings], files, truth, scheme,
+        results, n_ok, errors = _stream_evaluate(models, [s for _, s in settings], files, truth, scheme,
                                                        max_batch, _workers_or_default(workers), threshold,
                                                        n_worst, step)
     except ValueError as e:
@@ -416,7 +416,7 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
 def _stream_evaluate(models, specs, files, truth, scheme, max_batch, workers, threshold, n_worst, progress):
     """One streamed pass over the union of the settings' views, each chunk merged per setting and
     added to that setting's ``EvalAccumulator``. Returns ``(metrics per setting, readable images,
-    errors, predictor)``."""
+    errors)``."""
     from .evaluate import EvalAccumulator, union_views
     from .predictor import TTAPredictor, merge_members
     from .views import TTASpec
@@ -436,13 +436,13 @@ def _stream_evaluate(models, specs, files, truth, scheme, max_batch, workers, th
             pts, spr = merge_members(chunk.members[:, ix], spec, len(models))
             acc.add(pts, spr, t, pos)
     if n_ok == 0:
-        return [], 0, errors, pred
+        return [], 0, errors
     results = []
     for acc, ix in zip(accs, idx):
         m = acc.result()
         m["members"] = len(ix)
         results.append(m)
-    return results, n_ok, errors, pred
+    return results, n_ok, errors
 
 
 def _worst_png(png, models, spec, scheme, files, truth, worst, n_worst, label) -> None:

@@ -161,10 +161,10 @@ class EvalAccumulator:
         fin = np.isfinite(d2)
         self._sq_sum += float(d2[fin].sum())
         self._sq_n += int(fin.sum())
-        e = metrics.per_image_nme(p, t, self.scheme)
+        err = np.linalg.norm(p - t, axis=-1)        # (B, K), once: NME and the Spearman samples
+        e = np.nanmean(err, axis=1) / np.maximum(metrics.normaliser(t, self.scheme), 1e-9)   # per_image_nme
         self._nme_sum += float(e.sum())
         self._n_fail += int((e > self.threshold).sum())
-        err = np.linalg.norm(p - t, axis=-1)
         both = np.isfinite(err) & np.isfinite(s)
         self._points.add(np.stack([s[both], err[both]], axis=1))
         img_ok = np.isfinite(err).all(axis=1)

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from augkit.config import atomic_open
+from augkit.config import atomic_write_text
 
 __all__ = ["submission_text", "write_submission", "points_csv_text", "points_json_text", "write_points",
            "round_half_up", "SubmissionWriter", "PointsCSVWriter", "PointsJSONWriter", "points_writer",
@@ -90,8 +90,7 @@ def submission_text(test_points, predictions: dict) -> tuple[str, list]:
 def write_submission(path, test_points, predictions: dict) -> list:
     """Write the submission atomically; returns the file names left out (no prediction)."""
     text, missing = submission_text(test_points, predictions)
-    with atomic_open(path, "w", newline="") as f:
-        f.write(text)
+    atomic_write_text(path, text)
     return missing
 
 
@@ -178,6 +177,4 @@ def points_json_text(names, points, spread=None, decimals: int = 3) -> str:
 def write_points(path, names, points, spread=None, fmt: str | None = None) -> None:
     """Write all points as CSV or JSON (by ``fmt`` or the extension), atomically."""
     fmt = fmt or ("json" if os.fspath(path).lower().endswith(".json") else "csv")
-    text = _points_text(fmt, names, points, spread)
-    with atomic_open(path, "w", newline="") as f:
-        f.write(text)
+    atomic_write_text(path, _points_text(fmt, names, points, spread))

@@ -278,7 +278,7 @@ class _Batcher:
         if self._buf is None or tuple(self._buf.shape) != shape:
             self._buf = torch.empty(shape, dtype=torch.uint8).pin_memory()
         view = self._buf[: len(images)]
-        view.numpy()[...] = np.stack(images)
+        np.stack(images, out=view.numpy())
         return view
 
 
