@@ -64,14 +64,23 @@ def check_writable(path) -> None:
         OutputError: naming ``path`` and the reason (read-only folder, permission, full disk, ...).
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise OutputError(errno.EISDIR, f"cannot write {path}: it is a folder, expected a file name")
+    fd, tmp = _temp_beside(path)
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _temp_beside(path: str) -> tuple[int, str]:
+    """A new hidden temporary file in ``path``'s folder (made if needed): ``(fd, name)``.
+
+    Raises:
+        OutputError: naming ``path`` when the folder cannot be made or written.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        os.close(fd)
-        os.unlink(tmp)
+        return tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     except OSError as e:
         raise _explain(path, e) from None
 
@@ -89,12 +98,7 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    except OSError as e:
-        raise _explain(path, e) from None
+    fd, tmp = _temp_beside(path)
     try:
         if mode == "wb":
             f = os.fdopen(fd, "wb")

@@ -81,11 +81,8 @@ def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, 
     augmentation; validate in original pixels against the mean-shape baseline; write a run folder
     (config, log.csv/log.jsonl, curves.png, last.pt, best.pt, skipped.csv). With no --data: the
     built-in synthetic demo (resnet18 at 64 px, a few minutes on 2 CPU cores)."""
-    from augkit.extras import MissingExtra, require_extra
-    try:
-        require_extra("train", "augkit train")
-    except MissingExtra as e:
-        raise click.ClickException(str(e)) from None
+    from augkit.extras import command_requires
+    command_requires("train", "augkit train")
     from .loop import TrainConfig, run
 
     if launch_config:

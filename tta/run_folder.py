@@ -11,7 +11,7 @@ import os
 
 import click
 
-from augkit.extras import MissingExtra, require_extra
+from augkit.extras import command_requires
 
 __all__ = ["require_train_extra", "run_checkpoint", "run_spec", "validation_labels", "resolve_models",
            "resolve_fit"]
@@ -21,10 +21,7 @@ SPEC_NAME = "tta.yaml"
 
 def require_train_extra(command: str) -> None:
     """A click error naming the extra when torch & co. are missing."""
-    try:
-        require_extra("train", command)
-    except MissingExtra as e:
-        raise click.ClickException(str(e)) from None
+    command_requires("train", command)
 
 
 def _run_dir(run: str) -> str:
