@@ -7,6 +7,14 @@ Built in: ``ibug68`` (iBUG / 300-W 68 points). Any other comes from a YAML or JS
     n_points: 5
     flip_pairs: [[0, 1], [3, 4]]
     norm: [0, 1]          # optional: NME divides by the distance between these two points
+    parts:                # optional: named index ranges (inclusive); no flip pair crosses two parts
+      left: [0, 1]        #   unless the two parts are listed together in mirror_parts
+      mid: [2, 2]
+      right: [3, 4]
+    mirror_parts: [[left, right]]
+
+Built in as well: ``made971``, the Thousand Facial Landmarks layout (971 points in six parts, no
+published pairs: ``augkit scheme infer --scheme made971`` completes it from data).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Scheme", "get_scheme", "IBUG68", "BUILTIN", "mirror_error", "infer_pairs"]
+__all__ = ["Scheme", "get_scheme", "IBUG68", "MADE971", "BUILTIN", "parse_parts", "mirror_error", "infer_pairs"]
 
 
 def _index(value, what: str, where: str) -> int:
@@ -37,6 +45,8 @@ class Scheme:
     n_points: int
     flip_pairs: tuple = ()
     norm: tuple | None = None
+    parts: tuple = ()
+    mirror_parts: tuple = ()
     builtin: bool = field(default=False, compare=False)
 
     def __post_init__(self):
@@ -65,11 +75,57 @@ class Scheme:
                 raise ValueError(f"{where}: norm must be two point indices in 0..{self.n_points - 1}, "
                                  f"got {list(self.norm)!r}")
             object.__setattr__(self, "norm", norm)
+        self._check_parts(where)
         perm = np.arange(self.n_points)
         for a, b in pairs:
             perm[a], perm[b] = b, a
         perm.setflags(write=False)
         object.__setattr__(self, "_perm", perm)
+
+    def _check_parts(self, where: str) -> None:
+        """Parts: named, in range, not overlapping; mirror_parts name two parts; no pair crosses
+        two parts unless they are mirrors of each other."""
+        parts = []
+        for item in (self.parts.items() if isinstance(self.parts, dict) else self.parts):
+            name, rng = item
+            lo, hi = (_index(v, f"part {name!r}", where) for v in rng)
+            if not 0 <= lo <= hi < self.n_points:
+                raise ValueError(f"{where}: parts: {name!r} is {lo}-{hi}, expected a range low-high inside "
+                                 f"0..{self.n_points - 1}")
+            parts.append((str(name), (lo, hi)))
+        names = [n for n, _ in parts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: parts: the name {next(n for n in names if names.count(n) > 1)!r} is used twice")
+        order = sorted(parts, key=lambda p: p[1])
+        for (n1, (_, h1)), (n2, (l2, _)) in zip(order, order[1:]):
+            if l2 <= h1:
+                raise ValueError(f"{where}: parts: {n1!r} and {n2!r} overlap (index {l2}); each point belongs "
+                                 "to one part")
+        object.__setattr__(self, "parts", tuple(parts))
+        mirrors = []
+        for m in self.mirror_parts:
+            if len(m) != 2 or not all(str(x) in names for x in m) or m[0] == m[1]:
+                raise ValueError(f"{where}: mirror_parts: {list(m)!r} must name two different parts "
+                                 f"(parts: {', '.join(names) or 'none'})")
+            mirrors.append((str(m[0]), str(m[1])))
+        object.__setattr__(self, "mirror_parts", tuple(mirrors))
+        if not parts:
+            return
+        of = self.part_index()
+        allowed = {frozenset((names.index(a), names.index(b))) for a, b in mirrors}
+        for a, b in self.flip_pairs:
+            if of[a] != of[b] and frozenset((of[a], of[b])) not in allowed:
+                where_a = names[of[a]] if of[a] >= 0 else "no part"
+                where_b = names[of[b]] if of[b] >= 0 else "no part"
+                raise ValueError(f"{where}: flip_pairs: pair [{a}, {b}] crosses two parts ({where_a} and {where_b}); "
+                                 "list them in mirror_parts if one is the other's mirror")
+
+    def part_index(self) -> np.ndarray:
+        """The part of each point as an index into ``parts`` (-1: in no part). Shape: (K,)."""
+        of = np.full(self.n_points, -1)
+        for i, (_, (lo, hi)) in enumerate(self.parts):
+            of[lo:hi + 1] = i
+        return of
 
     @property
     def perm(self) -> np.ndarray:
@@ -80,6 +136,10 @@ class Scheme:
         d = {"name": self.name, "n_points": int(self.n_points), "flip_pairs": [list(p) for p in self.flip_pairs]}
         if self.norm is not None:
             d["norm"] = list(self.norm)
+        if self.parts:
+            d["parts"] = {name: [lo, hi] for name, (lo, hi) in self.parts}
+        if self.mirror_parts:
+            d["mirror_parts"] = [list(m) for m in self.mirror_parts]
         return d
 
     def save(self, path: str) -> None:
@@ -96,8 +156,44 @@ _IBUG_PAIRS = (
     + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
     + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]  # mouth
 )
-IBUG68 = Scheme("ibug68", 68, tuple(_IBUG_PAIRS), norm=(36, 45), builtin=True)
-BUILTIN = {"ibug68": IBUG68}
+IBUG68 = Scheme("ibug68", 68, tuple(_IBUG_PAIRS), norm=(36, 45), builtin=True,
+                parts=(("jaw", (0, 16)), ("eyebrows", (17, 26)), ("nose", (27, 35)), ("eyes", (36, 47)),
+                       ("mouth", (48, 67))))
+# the Thousand Facial Landmarks layout, by parts (a competitor's notebook); the pairs were never
+# published: ``augkit scheme infer --scheme made971`` fills them in from data. NME: the pupils.
+MADE971 = Scheme("made971", 971, (), norm=(969, 970), builtin=True,
+                 parts=(("contour", (0, 272)), ("eyebrows", (273, 400)), ("nose", (401, 586)),
+                        ("eyes", (587, 840)), ("mouth", (841, 968)), ("pupils", (969, 970))))
+BUILTIN = {"ibug68": IBUG68, "made971": MADE971}
+
+
+def parse_parts(text: str, where: str = "--parts") -> tuple:
+    """``"contour:0-272,brows:273-400"`` -> ``(("contour", (0, 272)), ("brows", (273, 400)))``."""
+    parts = []
+    for item in filter(None, (t.strip() for t in str(text).split(","))):
+        name, sep, rng = item.partition(":")
+        lo, dash, hi = rng.strip().partition("-")
+        if not sep or not name.strip() or not dash or not lo.strip().isdigit() or not hi.strip().isdigit():
+            raise ValueError(f"{where}: {item!r} is not NAME:LOW-HIGH (e.g. contour:0-272)")
+        parts.append((name.strip(), (int(lo), int(hi))))
+    if not parts:
+        raise ValueError(f"{where}: no parts given; expected NAME:LOW-HIGH[,NAME:LOW-HIGH...]")
+    return tuple(parts)
+
+
+def _parts_field(value, where: str) -> tuple:
+    """The ``parts`` field of a scheme file: a mapping name -> [low, high] or "low-high"."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: parts must be a mapping name -> [low, high], got {type(value).__name__}")
+    out = []
+    for name, rng in value.items():
+        if isinstance(rng, str):
+            out.extend(parse_parts(f"{name}:{rng}", f"{where}: parts"))
+        elif isinstance(rng, (list, tuple)) and len(rng) == 2:
+            out.append((str(name), tuple(rng)))
+        else:
+            raise ValueError(f"{where}: parts: {name!r} is {rng!r}, expected [low, high] (inclusive)")
+    return tuple(out)
 
 
 def scheme_from_dict(d, where: str = "scheme") -> Scheme:
@@ -106,12 +202,15 @@ def scheme_from_dict(d, where: str = "scheme") -> Scheme:
     missing = {"n_points"} - set(d)
     if missing:
         raise ValueError(f"{where}: missing field(s) {sorted(missing)}")
-    unknown = set(d) - {"name", "n_points", "flip_pairs", "norm"}
+    fields = ("name", "n_points", "flip_pairs", "norm", "parts", "mirror_parts")
+    unknown = set(d) - set(fields)
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; expected name, n_points, flip_pairs, norm")
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; expected {', '.join(fields)}")
     try:
         return Scheme(str(d.get("name", "custom")), d["n_points"], tuple(tuple(p) for p in d.get("flip_pairs") or ()),
-                      tuple(d["norm"]) if d.get("norm") is not None else None)
+                      tuple(d["norm"]) if d.get("norm") is not None else None,
+                      _parts_field(d["parts"], where) if d.get("parts") is not None else (),
+                      tuple(tuple(m) for m in d.get("mirror_parts") or ()))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from None
 
@@ -134,62 +233,9 @@ def get_scheme(spec) -> Scheme:
     raise TypeError(f"scheme must be a name, a file path, a dict or a Scheme, got {type(spec).__name__}")
 
 
-def _normalise(shape: np.ndarray) -> np.ndarray:
-    """Centre a (K, 2) shape and scale it to unit RMS radius."""
-    c = shape - shape.mean(axis=0)
-    return c / np.sqrt((c ** 2).sum(axis=1).mean())
-
-
-def _best_mirror(shape: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """The reflection of ``shape`` (row i: the mirror image of point i) across the line through the
-    origin that best lands each point i on point perm[i], in the least-squares sense."""
-    # reflections across a line through the centroid: x' = R(2a) diag(1, -1) x; fit the angle
-    x, y = shape[:, 0], shape[:, 1]
-    tx, ty = shape[perm, 0], shape[perm, 1]
-    # reflected (x, y) = (cos t x + sin t y, sin t x - cos t y); maximise sum of dot with target
-    a = (tx * x - ty * y).sum()
-    b = (tx * y + ty * x).sum()
-    t = np.arctan2(b, a)
-    c, s = np.cos(t), np.sin(t)
-    return np.stack([c * x + s * y, s * x - c * y], axis=1)
-
-
-def mirror_error(mean_shape, scheme: Scheme | None = None, perm=None) -> float:
-    """How badly the flip pairs mirror a mean shape: mean distance between each point and its
-    partner's mirror image, for the best mirror line, in units of the shape's RMS radius."""
-    shape = _normalise(np.asarray(mean_shape, dtype=np.float64))
-    if perm is None:
-        perm = np.arange(len(shape)) if scheme is None else scheme.perm
-    mirrored = _best_mirror(shape, perm)
-    return float(np.linalg.norm(mirrored - shape[perm], axis=1).mean())
-
-
-def infer_pairs(mean_shape, iterations: int = 10) -> tuple[list[tuple[int, int]], float]:
-    """Find flip pairs from a mean shape: mirror it, match points optimally (Hungarian), refit the
-    mirror line to the matching, repeat. Returns the pairs and the final mirror error.
-
-    Points matched to themselves lie on the midline; a matching that is not symmetric (i -> j but
-    j -> k) is resolved by keeping only mutual matches.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    shape = _normalise(np.asarray(mean_shape, dtype=np.float64))
-    n = len(shape)
-    # start from the vertical mirror line through the centroid (faces are upright on average)
-    mirrored = shape * np.array([-1.0, 1.0])
-    perm = np.arange(n)
-    for _ in range(iterations):
-        cost = np.linalg.norm(shape[:, None, :] - mirrored[None, :, :], axis=2)
-        # cost[i, j]: point i against the mirror image of point j; point j flips onto index i
-        rows, cols = linear_sum_assignment(cost)
-        new = np.empty(n, dtype=int)
-        new[cols] = rows
-        if np.array_equal(new, perm):
-            break
-        perm = new
-        mirrored = _best_mirror(shape, perm)  # refit the mirror line to this matching
-    pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, j in enumerate(perm) if j != i and perm[j] == i})
-    final = np.arange(n)
-    for a, b in pairs:
-        final[a], final[b] = b, a
-    return pairs, mirror_error(shape, perm=final)
+def __getattr__(name):
+    # the pair inference lives in augkit.symmetry (it needs scipy); kept importable from here
+    if name in ("mirror_error", "infer_pairs"):
+        from . import symmetry
+        return getattr(symmetry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
