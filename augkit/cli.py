@@ -97,45 +97,75 @@ def scheme():
               help="Scheme name or file.")
 @_clear_errors
 def scheme_check(data, sch):
-    """Report how well the scheme's flip pairs mirror the dataset's mean shape."""
-    from .schemes import mirror_error
-    from .show import mean_shape
-    from augkit.train.samples import dataset_points
-    shape, count = mean_shape(dataset_points(data))
-    if shape.shape[0] != sch.n_points:
-        raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "
-                                   f"the scheme {sch.name!r} has {sch.n_points}")
+    """Report how well the scheme's flip pairs mirror the dataset's mean shape, part by part: each
+    part's pairs against their nearest alternatives (a chain shifted by one sample, reversed)."""
+    require_extra("train", "augkit scheme check")
+    from .symmetry import margin_lines, mirror_error, pairing_confidence, unsure
+    shape, count = _mean_shape(data, sch.n_points, sch.name)
     with_pairs = mirror_error(shape, sch)
     without = mirror_error(shape, perm=list(range(sch.n_points)))
     click.echo(f"scheme {sch.name}: {len(sch.flip_pairs)} flip pairs, {sch.n_points - 2 * len(sch.flip_pairs)} "
                f"midline points; mean shape of {count} faces")
     click.echo(f"mirrored mean-shape error (units of the shape's RMS radius): {with_pairs:.4f} with the pairs, "
                f"{without:.4f} without")
-    click.echo("pairs look right" if with_pairs < 0.5 * without else "WARNING: the pairs do not mirror this data")
+    if with_pairs >= 0.5 * without:
+        click.echo("WARNING: the pairs do not mirror this data")
+        return
+    margins = pairing_confidence(shape, sch.perm, sch.parts or None)
+    for line in margin_lines(margins):
+        click.echo(line)
+    bad = unsure(margins)
+    if not bad:
+        click.echo("pairs look right: every part is certain (its nearest alternative mirrors the data "
+                   "at least 5% worse)")
+    for m in bad:
+        click.echo(f"WARNING: {m.name} is not certain: {m.alternative} mirrors the data "
+                   + ("better" if m.verdict == "wrong" else "almost as well") + f" ({m.margin:+.0%})")
 
 
 @scheme.command("infer")
 @click.option("--data", required=True, help="Dataset folder with landmarks.")
-@click.option("--name", default="inferred", show_default=True, help="Name of the new scheme.")
+@click.option("--scheme", "base", default=None, callback=lambda c, p, v: None if v is None else _scheme_option(c, p, v),
+              help="A scheme to complete (its parts and norm kept, its pairs inferred), e.g. made971.")
+@click.option("--parts", default=None, help="Parts NAME:LOW-HIGH,... (inclusive): no pair crosses two parts.")
+@click.option("--name", default=None, help="Name of the new scheme (default: the --scheme's, or 'inferred').")
 @click.option("--norm", nargs=2, type=int, default=None, help="Two point indices that normalise NME.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Scheme file to write (YAML/JSON).")
 @_clear_errors
-def scheme_infer(data, name, norm, out):
-    """Find the flip pairs from the data: mirror the mean shape and match points optimally."""
+def scheme_infer(data, base, parts, name, norm, out):
+    """Find the flip pairs from the data: mirror the mean shape, match points optimally, then keep
+    each chain of consecutive points mapped consistently onto its mirror chain."""
     from .config import check_writable
     require_extra("train", "augkit scheme infer")  # scipy's assignment solver
-    from .schemes import Scheme, infer_pairs
+    from .schemes import parse_parts
+    from .symmetry import infer_scheme, margin_lines, unsure
+    check_writable(out)
+    shape, count = _mean_shape(data, base.n_points if base else None, base.name if base else None)
+    _check_norm(norm, shape.shape[0])
+    part_list = parse_parts(parts) if parts else (base.parts if base else ())
+    sch, err, margins = infer_scheme(shape, name or (base.name if base else "inferred"), part_list,
+                                     base.mirror_parts if base and not parts else (),
+                                     tuple(norm) if norm else (base.norm if base else None))
+    sch.save(out)
+    click.echo(f"{len(sch.flip_pairs)} flip pairs and {sch.n_points - 2 * len(sch.flip_pairs)} midline points from "
+               f"the mean shape of {count} faces; mirrored error {err:.4f} (units of RMS radius)")
+    for line in margin_lines(margins):
+        click.echo(line)
+    for m in unsure(margins):
+        click.echo(f"WARNING: the pairs of {m.name} are not certain ({m.alternative} is within {m.margin:+.0%}): "
+                   "check them with augkit show before training with flips", err=True)
+    click.echo(f"wrote {out}")
+
+
+def _mean_shape(data, n_points, scheme_name):
+    """The dataset's mean shape and face count; its point count must match the scheme's."""
     from .show import mean_shape
     from augkit.train.samples import dataset_points
-    check_writable(out)
     shape, count = mean_shape(dataset_points(data))
-    _check_norm(norm, shape.shape[0])
-    pairs, err = infer_pairs(shape)
-    sch = Scheme(name, int(shape.shape[0]), tuple(pairs), tuple(norm) if norm else None)
-    sch.save(out)
-    click.echo(f"{len(pairs)} flip pairs and {sch.n_points - 2 * len(pairs)} midline points from the mean shape "
-               f"of {count} faces; mirrored error {err:.4f} (units of RMS radius)")
-    click.echo(f"wrote {out}")
+    if n_points is not None and shape.shape[0] != n_points:
+        raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "
+                                   f"the scheme {scheme_name!r} has {n_points}")
+    return shape, count
 
 
 def _check_norm(norm, n_points: int) -> None:

@@ -32,7 +32,7 @@ __all__ = ["mirror_error", "point_errors", "infer_pairs", "find_chains", "pairin
 
 # a part is "certain" when its nearest alternative mirrors the data at least this much worse
 # (relative increase of the part's mirrored error); below it the margin is "thin"
-CERTAIN_MARGIN = 0.10
+CERTAIN_MARGIN = 0.05
 
 
 def _normalise(shape: np.ndarray) -> np.ndarray:
@@ -212,8 +212,9 @@ def _segments(perm, chains, min_length: int = 4):
 def _merge_runs(idx, found, chains):
     """Runs of one chain that map onto the same chain the same way (offsets within 3 samples) are
     one mapping with the points between them, midline runs there included: the matching broke it
-    where the mean shape is least symmetric. A chain with one mapping gets it end to end. Returns
-    ``(points, j, s, c)`` with the partner of the k-th point near sample ``c + s k`` of chain j."""
+    where the mean shape is least symmetric. Returns ``(points, j, s, c[, (grown, c')])`` with the
+    partner of the k-th point near sample ``c + s k`` of chain j; ``grown`` adds the points up to
+    half way to the next mapping."""
     maps = []
     for first, last, j, s, c in sorted(f for f in found if f[3] != 0):
         if maps and maps[-1][2:4] == (j, s):
@@ -225,17 +226,24 @@ def _merge_runs(idx, found, chains):
                 maps[-1] = (maps[-1][0], last, j, s, maps[-1][4])
                 continue
         maps.append((first, last, j, s, c))
-    if len(maps) == 1:
-        maps = [(0, len(idx) - 1) + maps[0][2:]]
     kept = [f for f in found if f[3] == 0 and not any(m[0] <= f[0] <= m[1] for m in maps)]
-    return [(idx[f:l + 1], j, s, c + s * f) for f, l, j, s, c in sorted(maps + kept)]
+    # the points between mappings (in no run, or matched to themselves) may join the nearest one
+    # (split half way): a second extent offered to the polish, kept only where it mirrors better
+    maps.sort()
+    out = [(idx[f:l + 1], j, s, c + s * f) for f, l, j, s, c in kept]
+    for i, (f, l, j, s, c) in enumerate(maps):
+        lo = 0 if i == 0 else (maps[i - 1][1] + f) // 2 + 1
+        hi = len(idx) - 1 if i == len(maps) - 1 else (l + maps[i + 1][0]) // 2
+        seg = (idx[f:l + 1], j, s, c + s * f)
+        out.append(seg + ((idx[lo:hi + 1], c + s * lo),) if lo < f or hi > l else seg)
+    return out
 
 
 def _segment_pairs(mirrored, shape, seg, chains, span: int = 3):
     """A segment's pairs at the offset (within ``span`` samples of its fitted one) whose partners
     lie closest to the mirror images (least squares, so a point left without a partner costs its
     full distance to its own mirror image): ``[(point, partner), ...]`` (partner = point: unpaired)."""
-    pts, j, s, c = seg
+    pts, j, s, c = seg[:4]
     if s == 0:
         return [(int(p), int(p)) for p in pts]
     b, closed = chains[j]
@@ -324,12 +332,14 @@ def _polish(shape, perm, segments, chains, allowed, span: int = 4):
     err = _sq_error(shape, perm)
     for _ in range(3):
         changed = False
-        for pts, j, s, c in segments:
+        for seg in segments:
+            j, s = seg[1], seg[2]
             if s == 0:
                 continue
             b, closed = chains[j]
-            k = np.arange(len(pts))
-            for cc in range(c - span, c + span + 1):
+            extents = [seg[:4:3]] + ([seg[4]] if len(seg) > 4 else [])
+            for pts, cc in ((p, c0 + d) for p, c0 in extents for d in range(-span, span + 1)):
+                k = np.arange(len(pts))
                 kb = cc + s * k
                 kb = kb % len(b) if closed else kb
                 ok = (kb >= 0) & (kb < len(b))
@@ -533,3 +543,32 @@ def _next_partner_error(shape, perm, i, base) -> float:
     d = np.linalg.norm(shape - mirrored[i], axis=1)
     d[perm[i]] = np.inf
     return float(d.min())
+
+
+def infer_scheme(mean_shape, name: str = "inferred", parts=(), mirror_parts=(), norm=None):
+    """A complete scheme from a mean shape: the inferred pairs (inside ``parts`` when given), the
+    parts and the norm points, with the confidence of each part. Returns ``(scheme, error,
+    margins)``: the mirrored error and a :class:`PartMargin` per part (per chain without parts)."""
+    from .schemes import Scheme
+    shape = np.asarray(mean_shape, dtype=np.float64)
+    base = Scheme(name, len(shape), (), norm, tuple(parts), tuple(mirror_parts))
+    names = [p for p, _ in base.parts]
+    mirrors = [(names.index(a), names.index(b)) for a, b in base.mirror_parts]
+    pairs, err = infer_pairs(shape, parts=base.part_index() if base.parts else None, mirror_parts=mirrors)
+    scheme = Scheme(name, len(shape), tuple(pairs), base.norm, base.parts, base.mirror_parts)
+    return scheme, err, pairing_confidence(shape, scheme.perm, scheme.parts or None)
+
+
+def margin_lines(margins) -> list[str]:
+    """A small table of :class:`PartMargin` rows, one line each, and a verdict line."""
+    w = max([len(m.name) for m in margins] + [4])
+    lines = [f"{'part':<{w}}  points  RMS error  nearest alternative (its RMS error)  margin  verdict"]
+    for m in margins:
+        lines.append(f"{m.name:<{w}}  {m.points:>6}  {m.error:>9.4f}  {m.alternative} ({m.alt_error:.4f})"
+                     f"  {m.margin:+.0%}  {m.verdict}")
+    return lines
+
+
+def unsure(margins) -> list:
+    """The parts whose pairs are not certain (margin below CERTAIN_MARGIN)."""
+    return [m for m in margins if m.verdict != "certain"]
