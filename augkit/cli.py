@@ -71,8 +71,11 @@ def main():
               help="Landmark scheme (name or file).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", "out", default="grid.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--colour", "colour", default="side", show_default=True, type=click.Choice(["side", "part"]),
+              help="side: flip pairs red/blue, midline yellow; part: a colour per part of the scheme "
+                   "(first of a pair filled, second a ring, midline a dot).")
 @_clear_errors
-def show(data, aug, n, size, scheme, seed, out):
+def show(data, aug, n, size, scheme, seed, out, colour):
     """Draw a grid of augmented samples with their landmarks (left side, right side and midline
     points in different colours: a wrong flip shows at a glance). Unreadable images are skipped and
     counted."""
@@ -80,7 +83,7 @@ def show(data, aug, n, size, scheme, seed, out):
     from .show import show_grid
     skipped = []
     path = show_grid(lambda k, rng: grid_samples(data, k, rng), aug=aug, n=n, size=size, scheme=scheme,
-                     seed=seed, out=out, skipped=skipped, source=data or "the demo faces")
+                     seed=seed, out=out, skipped=skipped, source=data or "the demo faces", colour=colour)
     click.echo(f"wrote {path}" + (f" (skipped {len(skipped)} unreadable image(s))" if skipped else ""))
     for why in skipped[:10]:
         click.echo(f"  skipped: {why}", err=True)

@@ -12,10 +12,13 @@ from .config import atomic_write_bytes, check_writable, load
 from .presets import face_augment_steps, preprocess_steps
 from .schemes import get_scheme
 
-__all__ = ["show_grid", "draw_points", "mean_shape", "SIDE_COLOURS"]
+__all__ = ["show_grid", "draw_points", "mean_shape", "SIDE_COLOURS", "PART_COLOURS"]
 
 # first index of each flip pair, second index, midline (RGB)
 SIDE_COLOURS = ((255, 60, 60), (60, 140, 255), (255, 230, 40))
+# one colour per part of the scheme, in order (repeats after eight); points in no part are white
+PART_COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                (70, 240, 240), (240, 50, 230))
 
 
 def mean_shape(points) -> tuple[np.ndarray, int]:
@@ -37,20 +40,33 @@ def mean_shape(points) -> tuple[np.ndarray, int]:
     return (centred / radius[:, None, None]).mean(axis=0), int(len(pts))
 
 
-def draw_points(image: np.ndarray, points: np.ndarray, scheme=None, visible=None, radius: int = 2) -> np.ndarray:
-    """A copy of ``image`` (RGB) with the points drawn: the first point of each flip pair in red,
-    the second in blue, midline points in yellow; points outside the frame are skipped."""
+def draw_points(image: np.ndarray, points: np.ndarray, scheme=None, visible=None, radius: int = 2,
+                colour: str = "side") -> np.ndarray:
+    """A copy of ``image`` (RGB) with the points drawn; points outside the frame are skipped.
+
+    ``colour="side"``: the first point of each flip pair in red, the second in blue, midline points
+    in yellow. ``colour="part"``: each part of the scheme in its own colour (``PART_COLOURS``), the
+    side by the mark: the first point of a pair filled, the second a ring, a midline point a dot.
+    """
+    if colour not in ("side", "part"):
+        raise ValueError(f"colour must be 'side' or 'part', got {colour!r}")
     out = np.ascontiguousarray(image if image.ndim == 3 and image.shape[2] == 3 else
                                cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)).copy()
     side = np.full(len(points), 2)
     if scheme is not None:
         for a, b in scheme.flip_pairs:
             side[a], side[b] = 0, 1
+    part = scheme.part_index() if colour == "part" and scheme is not None and scheme.parts else None
     for i, (x, y) in enumerate(points):
         if (visible is not None and not visible[i]) or not np.isfinite([x, y]).all():
             continue
-        cv2.circle(out, (int(round(x * 16)), int(round(y * 16))), radius * 16, SIDE_COLOURS[side[i]], -1,
-                   cv2.LINE_AA, shift=4)
+        centre = (int(round(x * 16)), int(round(y * 16)))
+        if colour == "side":
+            cv2.circle(out, centre, radius * 16, SIDE_COLOURS[side[i]], -1, cv2.LINE_AA, shift=4)
+            continue
+        rgb = (255, 255, 255) if part is None or part[i] < 0 else PART_COLOURS[part[i] % len(PART_COLOURS)]
+        size, fill = ((radius, -1), (radius, max(1, radius // 2)), (max(1, radius // 2), -1))[side[i]]
+        cv2.circle(out, centre, size * 16, rgb, fill, cv2.LINE_AA, shift=4)
     return out
 
 
@@ -61,13 +77,15 @@ def _check_points_fit(points, sch, source: str) -> None:
 
 
 def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", seed: int = 0,
-              out: str = "grid.png", skipped: list | None = None, source: str = "the data") -> str:
+              out: str = "grid.png", skipped: list | None = None, source: str = "the data",
+              colour: str = "side") -> str:
     """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path.
 
     ``samples(n, rng)`` yields (image, points) pairs (``augkit.train.samples.grid_samples`` reads a
     dataset or draws the synthetic demo faces); an image given as an exception instead of an array
     is an unreadable file: it is skipped (the grid has one tile less) and its reason is appended to
     ``skipped`` when a list is given. No readable image at all is an error naming ``source``.
+    ``colour``: ``"side"`` or ``"part"``, as in :func:`draw_points`.
     """
     sch = get_scheme(scheme)
     steps = load(aug).steps if aug else face_augment_steps()
@@ -81,7 +99,7 @@ def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", 
             continue
         _check_points_fit(points, sch, source)
         res = pipe(image, points, rng=rng)
-        tiles.append(draw_points(res.image, res.points, sch, res.visible, radius=max(1, size // 80)))
+        tiles.append(draw_points(res.image, res.points, sch, res.visible, radius=max(1, size // 80), colour=colour))
     if skipped is not None:
         skipped.extend(reasons)
     if not tiles:

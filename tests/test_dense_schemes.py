@@ -138,3 +138,76 @@ def test_parse_parts_errors_name_the_item():
     for bad in ("a:0", "a-3", ":0-3", "a:x-3", ""):
         with pytest.raises(ValueError, match="--parts"):
             parse_parts(bad)
+
+
+def test_batched_weight_fit_equals_the_nnls_solver():
+    from augkit.tta.fit import simplex_qp, simplex_qp_batch
+    rng = np.random.default_rng(3)
+    for m in range(1, 6):
+        r = rng.normal(size=(40, 30, m)) + rng.normal(size=(40, 30, 1))
+        r[:, :, 0] *= 3  # one member much worse: its weight hits the bound
+        grams = np.einsum("kni,knj->kij", r, r)
+        target = rng.dirichlet(np.ones(m))
+        for lam in (0.0, 0.1, 3.0, float("inf")):
+            got = simplex_qp_batch(grams, target, lam)
+            want = np.stack([simplex_qp(g, target, lam) for g in grams])
+            np.testing.assert_allclose(got, want, atol=1e-7)
+            assert (got >= 0).all() and np.allclose(got.sum(axis=1), 1)
+
+
+def test_evaluate_reports_each_part():
+    pytest.importorskip("torch")
+    from augkit.tta.evaluate import EvalAccumulator
+    sch = ak.get_scheme({"n_points": 4, "norm": [0, 1], "parts": {"a": [0, 1], "b": [2, 3]}})
+    truth = np.zeros((2, 4, 2))
+    truth[:, 1, 0] = 10.0                       # norm: 10 px
+    pred = truth.copy()
+    pred[:, 2, 0] += 3.0                        # part b: one point 3 px off in x
+    pred[1, 3, 1] += 4.0                        # and one 4 px off in y in the second image
+    acc = EvalAccumulator(4, sch)
+    acc.add(pred, np.zeros((2, 4)), truth, np.arange(2))
+    parts = acc.result()["parts"]
+    assert parts["a"] == {"mse": 0.0, "nme": 0.0}
+    assert parts["b"]["mse"] == pytest.approx((9 + 9 + 16) / 8)
+    assert parts["b"]["nme"] == pytest.approx((0.3 + 0.3 + 0 + 0.4) / 4)
+
+
+def test_show_colours_points_by_part(tmp_path, labels68, ytf68):
+    import cv2
+    from augkit.show import PART_COLOURS
+    data = _write_dense(tmp_path, labels68, ytf68, n=20)
+    ak.get_scheme(dense971.true_scheme("smooth")).save(str(tmp_path / "s.yaml"))
+    out = tmp_path / "g.png"
+    res = CliRunner().invoke(main, ["show", "--data", str(data), "--scheme", str(tmp_path / "s.yaml"), "--n", "4",
+                                    "--size", "160", "--colour", "part", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rgb = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).reshape(-1, 3)
+    for colour in PART_COLOURS[:6]:             # six parts, six colours
+        assert np.all(rgb == colour, axis=1).sum() > 0, colour
+
+
+def test_971_points_train_fit_and_predict_a_submission(tmp_path, labels68, ytf68):
+    """The whole hand-off at K = 971: a tiny model, per-landmark TTA weights, 30 listed points."""
+    pytest.importorskip("torch")
+    import subprocess
+    root = dense971.build(tmp_path, "smooth", ytf68, limit=120)
+    run = tmp_path / "run"
+    cli = [sys.executable, "-m", "augkit.cli"]
+    res = subprocess.run(cli + ["train", "--data", str(root / "train"), "--scheme", str(root / "true.yaml"),
+                                "--backbone", "tiny", "--size", "32", "--epochs", "1", "--out", str(run), "--quiet",
+                                "--workers", "0", "--seed", "0", "--val-fraction", "0.25"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = subprocess.run(cli + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 members x 971 landmarks" in res.stdout
+    res = subprocess.run(cli + ["predict", "--run", str(run), "--data", str(root / "test"),
+                                "--out", str(tmp_path / "sub.csv")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = (tmp_path / "sub.csv").read_text().splitlines()
+    assert len(lines) == 121 and len(lines[0].split(",")) == 1 + 2 * 30
+    res = subprocess.run(cli + ["evaluate", "--run", str(run), "--data", str(root / "test"), "--tta", "none",
+                                "--png", ""], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "per part, MSE / NME:" in res.stdout and "contour" in res.stdout and "pupils" in res.stdout

@@ -401,6 +401,8 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
         click.echo(line)
     click.echo("rho_pt: Spearman(spread, point error) over all points; rho_img: Spearman(mean spread, NME) "
                "over images")
+    for line in part_table([os.path.basename(label) for label, _ in settings], results):
+        click.echo(line)
     if json_out:
         from augkit.config import atomic_write_text
         atomic_write_text(json_out, json.dumps({"data": os.fspath(data), "checkpoints": list(checkpoints),
@@ -455,6 +457,16 @@ def _worst_png(png, models, spec, scheme, files, truth, worst, n_worst, label) -
     worst_png(png, [files[i] for i in pick], np.asarray(truth[pick], dtype=np.float64), res.points, res.spread,
               pred.scheme, n_worst, f"worst {n_worst} of {label} (green truth, red prediction, yellow circle: "
                                     "TTA spread)")
+
+
+def part_table(labels: list, results: list) -> list:
+    """Lines of the per-part table (MSE / NME of each part under each setting), none without parts."""
+    names = list(results[0].get("parts") or {}) if results else []
+    if not names:
+        return []
+    rows = [[name] + [f"{r['parts'][name]['mse']:.3f} / {r['parts'][name]['nme']:.4f}" for r in results]
+            for name in names]
+    return ["per part, MSE / NME:"] + format_table(["part"] + labels, rows)
 
 
 def format_table(header: list, rows: list, gap: int = 2) -> list:

@@ -145,6 +145,9 @@ class EvalAccumulator:
         self.n_offered = self.n_images = 0
         self._sq_sum, self._sq_n = 0.0, 0
         self._nme_sum, self._n_fail = 0.0, 0
+        # per landmark (K floats each): squared-error sum and count, normalised-error sum and count
+        self._pt_sq, self._pt_n = np.zeros(self.n_points), np.zeros(self.n_points)
+        self._pt_ne, self._pt_ne_n = np.zeros(self.n_points), np.zeros(self.n_points)
 
     def add(self, pred, spread, truth, index) -> None:
         """Add one chunk: ``pred`` (B, K, 2) merged points (an all-NaN row is an unreadable image),
@@ -162,7 +165,13 @@ class EvalAccumulator:
         self._sq_sum += float(d2[fin].sum())
         self._sq_n += int(fin.sum())
         err = np.linalg.norm(p - t, axis=-1)        # (B, K), once: NME and the Spearman samples
-        e = np.nanmean(err, axis=1) / np.maximum(metrics.normaliser(t, self.scheme), 1e-9)   # per_image_nme
+        norm = np.maximum(metrics.normaliser(t, self.scheme), 1e-9)
+        e = np.nanmean(err, axis=1) / norm   # per_image_nme
+        self._pt_sq += np.where(fin, d2, 0).sum(axis=(0, 2))
+        self._pt_n += fin.sum(axis=(0, 2))
+        ne = err / norm[:, None]
+        self._pt_ne += np.nansum(ne, axis=0)
+        self._pt_ne_n += np.isfinite(ne).sum(axis=0)
         self._nme_sum += float(e.sum())
         self._n_fail += int((e > self.threshold).sum())
         both = np.isfinite(err) & np.isfinite(s)
@@ -223,7 +232,22 @@ class EvalAccumulator:
             "worst": [(-i, v) for v, i in worst],
             "n_images": self.n_images,
             "n_unreadable": self.n_offered - self.n_images,
+            "parts": self.part_metrics(),
         }
+
+    def part_metrics(self) -> dict:
+        """MSE and NME of each part of the scheme (``{}`` without parts): the squared error over
+        the part's points and coordinates, and the mean normalised point error."""
+        parts = getattr(self.scheme, "parts", ()) or ()
+        out = {}
+        for name, (lo, hi) in parts:
+            if hi >= self.n_points:
+                continue
+            sl = slice(lo, hi + 1)
+            n, m = self._pt_n[sl].sum(), self._pt_ne_n[sl].sum()
+            out[name] = {"mse": float(self._pt_sq[sl].sum() / n) if n else float("nan"),
+                         "nme": float(self._pt_ne[sl].sum() / m) if m else float("nan")}
+        return out
 
 
 def evaluate_settings(models, settings, images, truth, *, preprocess=None, scheme=None, max_batch=64,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["fit_weights", "FitAccumulator", "FitResult", "simplex_qp", "fold_of", "LAMBDAS"]
+__all__ = ["fit_weights", "FitAccumulator", "FitResult", "simplex_qp", "simplex_qp_batch", "fold_of", "LAMBDAS"]
 
 LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, float("inf"))
 
@@ -97,16 +97,59 @@ def _mse(w, g, cnt) -> float:
     return float(np.einsum("mk,kmu,uk->", w, g, w) / max(cnt.sum(), 1))
 
 
+# members up to which the per-landmark fit enumerates supports (2^M - 1 of them) in one batch
+BATCH_MEMBERS = 5
+
+
+def simplex_qp_batch(grams, target, lam: float) -> np.ndarray:
+    """:func:`simplex_qp` for many Gram matrices at once, exactly: for every support S (a subset of
+    the members) the equality-constrained minimum on S is one batched linear solve; the answer of
+    each problem is the lowest-objective one that is non-negative (the problem is convex, so the
+    optimum's own support gives it). Shape: ``grams (K, M, M), target (M,) -> (K, M)``. For M up
+    to :data:`BATCH_MEMBERS`; 2^M - 1 supports, each a solve over all K problems."""
+    g = np.asarray(grams, dtype=np.float64)
+    k, m = g.shape[0], g.shape[1]
+    t = np.asarray(target, dtype=np.float64)
+    if m == 1:
+        return np.ones((k, 1))
+    if np.isinf(lam):
+        return np.broadcast_to(t, (k, m)).copy()
+    s = np.maximum(np.trace(g, axis1=1, axis2=2) / m, 1e-300)
+    a = g / s[:, None, None] + (lam + 1e-9) * np.eye(m)
+    lin = np.zeros(m) if lam == 0 else lam * t
+    best_w = np.full((k, m), 1.0 / m)
+    best_f = np.full(k, np.inf)
+    for mask in range(1, 2 ** m):
+        sup = np.array([i for i in range(m) if mask >> i & 1])
+        n = len(sup)
+        kkt = np.zeros((k, n + 1, n + 1))
+        kkt[:, :n, :n] = 2 * a[:, sup[:, None], sup[None, :]]
+        kkt[:, :n, n] = kkt[:, n, :n] = 1.0
+        rhs = np.broadcast_to(np.concatenate([2 * lin[sup], [1.0]]), (k, n + 1))[..., None]
+        ws = np.linalg.solve(kkt, rhs)[..., 0][:, :n]
+        ok = (ws >= -1e-12).all(axis=1)
+        w = np.zeros((k, m))
+        w[:, sup] = np.maximum(ws, 0)
+        f = np.einsum("ki,kij,kj->k", w, a, w) - 2 * w @ lin
+        better = ok & (f < best_f - 1e-15)
+        best_w[better], best_f[better] = w[better], f[better]
+    return best_w / best_w.sum(axis=1, keepdims=True)
+
+
 def _fit(g, cnt, lams):
     """Per-member weights and, for each lam, per-landmark weights (M, K) from Grams (K, M, M)."""
     total = g.sum(axis=0) / max(cnt.sum(), 1)
     w0 = simplex_qp(total)
     out = {}
+    used = cnt > 0
+    gk = g / np.maximum(cnt, 1)[:, None, None]
     for lam in lams:
-        wk = np.empty((g.shape[1], g.shape[0]))
-        for k in range(g.shape[0]):
-            gk = g[k] / max(cnt[k], 1)
-            wk[:, k] = simplex_qp(gk, w0, lam) if cnt[k] > 0 else w0
+        wk = np.repeat(w0[:, None], g.shape[0], axis=1)
+        if g.shape[1] <= BATCH_MEMBERS:
+            wk[:, used] = simplex_qp_batch(gk[used], w0, lam).T
+        else:
+            for k in np.flatnonzero(used):
+                wk[:, k] = simplex_qp(gk[k], w0, lam)
         out[lam] = wk
     return w0, out
 

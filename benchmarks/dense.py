@@ -1,0 +1,150 @@
+"""Dense 971-point layouts: flip-pair inference per variant and part, then train -> evaluate with
+inferred, true and no flip pairs at a fixed CPU budget (two seeds each, spread shown).
+
+    python benchmarks/dense.py                          # both parts; about 25 minutes on 2 cores
+    python benchmarks/dense.py --skip-training          # the inference table only (seconds)
+    python benchmarks/dense.py --budget-min 2 --seeds 0 1 2
+
+The dense sets come from ``benchmarks/dense971.py`` (ytf68 resampled to the competition's 971-point
+layout; true pairs known by construction); they are written under ``--work`` (outside the repo).
+Training uses the ``smooth`` variant; "no flip" is the same pipeline without ``HFlip``. The first
+inferred-pairs run also goes through ``tta fit`` (per-landmark weights at K = 971) and ``predict``
+(a submission of the 30 listed points of each test image), timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dense971  # noqa: E402
+
+
+def _table(header, rows):
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+
+
+def inference_table(source: Path) -> None:
+    from augkit.schemes import get_scheme
+    from augkit.show import mean_shape
+    from augkit.symmetry import infer_pairs, infer_scheme, perm_from_pairs
+    _, p68 = dense971._read68(source / "train" / "landmarks.csv")
+    iod = np.linalg.norm(p68.mean(0)[36] - p68.mean(0)[45])
+    made = get_scheme("made971")
+    rows = []
+    for variant in dense971.VARIANTS:
+        dense = dense971.dense_points(p68, variant)
+        shape, n = mean_shape(dense)
+        truth = perm_from_pairs(dense971.true_pairs(variant), 971)
+        mean_px = dense.mean(axis=0)
+        for label, run in (("no --parts", lambda: infer_pairs(shape)[0]),
+                           ("--scheme made971", lambda: infer_scheme(shape, "x", made.parts)[0].flip_pairs)):
+            t = time.perf_counter()
+            got = perm_from_pairs(run(), 971)
+            dt = time.perf_counter() - t
+            ok = got == truth
+            off = np.linalg.norm(mean_px[got] - mean_px[truth], axis=1) / iod
+            parts = [f"{100 * ok[lo:hi + 1].mean():.1f}" for _, (lo, hi) in made.parts]
+            rows.append([variant, label, f"{100 * ok.mean():.2f}", *parts, f"{off.max():.4f}", f"{dt:.1f}"])
+    print(f"\nflip pairs inferred from the mean shape of {len(p68)} dense faces: % of points given their true "
+          "partner, overall and per part; the largest partner error in inter-ocular distances; seconds")
+    _table(["variant", "inference", "all %", *[n for n, _ in made.parts], "max off (IOD)", "s"], rows)
+
+
+def _run(cmd, log):
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if r.returncode:
+        sys.exit(f"failed ({r.returncode}): {' '.join(map(str, cmd))}\n" + Path(log).read_text()[-3000:])
+    return time.perf_counter() - t
+
+
+def training_table(a, source: Path) -> None:
+    import augkit as ak
+    from augkit.presets import face_augment_steps
+    from augkit.show import mean_shape
+    from augkit.symmetry import infer_scheme
+    work = Path(a.work)
+    root = dense971.build(work, "smooth", source)
+    _, p68 = dense971._read68(source / "train" / "landmarks.csv")
+    shape, _ = mean_shape(dense971.dense_points(p68, "smooth"))
+    made = ak.get_scheme("made971")
+    inferred, _, _ = infer_scheme(shape, "made971_inferred", made.parts, norm=made.norm)
+    inferred.save(str(work / "inferred.yaml"))
+    true = ak.get_scheme(dense971.true_scheme("smooth"))
+    agree = np.mean(inferred.perm == true.perm)
+    print(f"\ninferred scheme: {len(inferred.flip_pairs)} pairs, {100 * agree:.2f}% of points with their true partner")
+    ak.save(ak.Compose([s for s in face_augment_steps() if not isinstance(s, ak.HFlip)]), work / "noflip.yaml")
+    recipes = {"inferred pairs": ["--scheme", str(work / "inferred.yaml")],
+               "true pairs": ["--scheme", str(root / "true.yaml")],
+               "no flip": ["--scheme", str(root / "true.yaml"), "--aug", str(work / "noflip.yaml")]}
+    results = {}
+    aug = [sys.executable, "-m", "augkit.cli"]
+    for name, extra in recipes.items():
+        for seed in a.seeds:
+            out = work / "runs" / f"{name.replace(' ', '_')}_{seed}"
+            subprocess.run(["rm", "-rf", str(out)])
+            cmd = aug + ["train", "--data", str(root / "train"), "--val-group", "person", "--backbone", a.backbone,
+                         "--size", str(a.size), "--epochs", str(a.epochs), "--time-budget", str(a.budget_min),
+                         "--batch-size", "32", "--workers", "1", "--seed", str(seed), "--out", str(out), "--quiet",
+                         *extra]
+            dt = _run(cmd, work / f"{out.name}.train.log")
+            js = work / f"{out.name}.eval.json"
+            _run(aug + ["evaluate", "--run", str(out), "--data", str(root / "test"), "--tta", "none",
+                        "--png", "", "--json", str(js)], work / f"{out.name}.eval.log")
+            res = json.loads(js.read_text())["results"][0]
+            results.setdefault(name, []).append(res)
+            print(f"  {name}, seed {seed}: train {dt:.0f}s, test MSE {res['mse']:.2f}, NME {res['nme']:.4f}",
+                  flush=True)
+    parts = list(results["true pairs"][0]["parts"])
+    rows = []
+    for name, runs in results.items():
+        def cell(key, part=None, fmt="{:.2f}"):
+            v = [r["parts"][part][key] if part else r[key] for r in runs]
+            return fmt.format(np.mean(v)) + " ± " + fmt.format(np.std(v) if len(v) > 1 else 0.0)
+        rows.append([name, cell("mse"), cell("nme", fmt="{:.4f}"), *[cell("mse", p) for p in parts]])
+    print(f"\ntrain -> evaluate on the dense smooth set ({a.backbone} at {a.size} px, {a.epochs} epochs capped at "
+          f"{a.budget_min} min, seeds {a.seeds}; mean ± std over seeds; test = ytf68/test dense, 846 images)")
+    _table(["flip pairs", "MSE", "NME", *[f"MSE {p}" for p in parts]], rows)
+    # the rest of the hand-off at K = 971: tta fit (per-landmark weights) and a 30-point submission
+    run = work / "runs" / f"inferred_pairs_{a.seeds[0]}"
+    t_fit = _run(aug + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"],
+                 work / "fit.log")
+    t_pred = _run(aug + ["predict", "--run", str(run), "--data", str(root / "test"), "--out",
+                         str(work / "submission.csv")], work / "predict.log")
+    lines = (work / "submission.csv").read_text().splitlines()
+    print(f"\ntta fit --tta flip --level landmark on the run's validation images: {t_fit:.0f}s "
+          f"(see {work / 'fit.log'}); predict: {t_pred:.0f}s, submission.csv {len(lines) - 1} rows, "
+          f"header {lines[0][:40]!r}")
+    print("\n".join((work / "fit.log").read_text().splitlines()[-12:]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", default=str(dense971.YTF68))
+    ap.add_argument("--work", default="/tmp/augkit_dense")
+    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--budget-min", type=float, default=3.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    a = ap.parse_args(argv)
+    inference_table(Path(a.source))
+    if not a.skip_training:
+        training_table(a, Path(a.source))
+
+
+if __name__ == "__main__":
+    main()
