@@ -17,6 +17,7 @@ LAZY_COMMANDS = {
     "predict": ("augkit.tta.cli", "predict"),
     "evaluate": ("augkit.tta.cli", "evaluate"),
     "tta": ("augkit.tta.cli", "tta"),
+    "audit": ("augkit.tta.audit_cli", "audit"),
 }
 
 

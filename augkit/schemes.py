@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Scheme", "get_scheme", "IBUG68", "MADE971", "BUILTIN", "parse_parts", "mirror_error", "infer_pairs"]
+__all__ = ["Scheme", "get_scheme", "IBUG68", "MADE971", "BUILTIN", "parse_parts"]
 
 
 def _index(value, what: str, where: str) -> int:

@@ -80,6 +80,20 @@ def _verified_rows(table, cfg, progress: bool):
     return np.asarray(keep, np.int64), checked.sizes, checked.skipped
 
 
+def _excluded(table, path):
+    """(row, skipped entry) of each row whose image ``--exclude`` lists (reason ``excluded ...``)."""
+    if not path:
+        return []
+    from augkit.exclude import read_exclusions
+    names = read_exclusions(path)
+    out = []
+    for i, f in enumerate(table.files):
+        if os.path.basename(f) in names:
+            line = None if table.lines is None else int(table.lines[i])
+            out.append((i, {"file": str(f), "row": line, "reason": f"excluded (listed in {path})"}))
+    return out
+
+
 def load_data(cfg, dist) -> TrainData:
     """Read ``--data`` (every rank parses the labels; rank 0 alone decodes the images to verify them
     and shares the result), then split it into training and validation images."""
@@ -89,9 +103,11 @@ def load_data(cfg, dist) -> TrainData:
     table = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict)
     if cfg.limit:
         table = table.subset(np.arange(min(cfg.limit, len(table))))
+    excluded = _excluded(table, cfg.exclude)
+    table = table.subset(~np.isin(np.arange(len(table)), [i for i, _ in excluded]))
     keep, sizes, skipped = dist.from_main(lambda: _verified_rows(table, cfg, not cfg.quiet))
     table = table.subset(keep)
-    table.sizes, table.skipped = sizes, skipped
+    table.sizes, table.skipped = sizes, skipped + [e for _, e in excluded]
     train_idx, val_idx = train_data.split_indices(table.files, cfg.val_fraction, cfg.seed, cfg.val_group)
     how = (f"by group {cfg.val_group!r}" if cfg.val_group else "at random") + \
         f", validation fraction {cfg.val_fraction}, seed {cfg.seed}"

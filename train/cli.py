@@ -10,7 +10,7 @@ import sys
 
 import click
 
-__all__ = ["train"]
+__all__ = ["train", "config_from_args", "config_from_params"]
 
 
 @click.command("train")
@@ -68,6 +68,9 @@ __all__ = ["train"]
 @click.option("--checkpoint-steps", default=0, show_default=True, type=click.IntRange(0),
               help="Also write last.pt mid-epoch every N steps (0: off).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N images of --data.")
+@click.option("--exclude", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="CSV with a file_name column (e.g. augkit audit's audit.csv): leave those images out (only rows "
+                   "with suspect true when that column exists); counted as 'excluded' in skipped.csv.")
 @click.option("--demo-train", default=None, type=click.IntRange(1), help="Synthetic demo: training faces [2000].")
 @click.option("--demo-val", default=None, type=click.IntRange(0), help="Synthetic demo: validation faces [300].")
 @click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads per process.")
@@ -76,7 +79,7 @@ __all__ = ["train"]
 def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, weights, size, preprocess, aug, no_aug,
           epochs, batch_size, lr, weight_decay, optimizer, momentum, scheduler, restart_epochs, warmup, clip, loss,
           trim, val_fraction, val_group, workers, seed, device, amp, channels_last, nproc, time_budget,
-          checkpoint_minutes, checkpoint_steps, limit, demo_train, demo_val, threads, quiet, launch_config):
+          checkpoint_minutes, checkpoint_steps, limit, exclude, demo_train, demo_val, threads, quiet, launch_config):
     """Train a landmark regressor (a torchvision backbone + 2K-output head) with augkit's fused
     augmentation; validate in original pixels against the mean-shape baseline; write a run folder
     (config, log.csv/log.jsonl, curves.png, last.pt, best.pt, skipped.csv). With no --data: the
@@ -90,15 +93,7 @@ def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, 
             spec = json.load(f)
         cfg, resume = TrainConfig.from_dict(spec["config"]), spec.get("resume")
     else:
-        cfg = TrainConfig(data=data, format=fmt, strict=strict, verify=verify, scheme=scheme, out=out,
-                          backbone=backbone, pretrained=pretrained, weights=weights, size=size, preprocess=preprocess,
-                          aug=aug, no_aug=no_aug, epochs=epochs, batch_size=batch_size, lr=lr,
-                          weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, scheduler=scheduler,
-                          restart_epochs=restart_epochs, warmup=warmup, clip=clip, loss=loss, trim=trim,
-                          val_fraction=val_fraction, val_group=val_group, workers=workers, seed=seed, device=device,
-                          amp=amp, channels_last=channels_last, quiet=quiet, limit=limit, demo_train=demo_train,
-                          demo_val=demo_val, time_budget=time_budget, checkpoint_minutes=checkpoint_minutes,
-                          checkpoint_steps=checkpoint_steps, threads=threads)
+        cfg = config_from_params(click.get_current_context().params)
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         sys.exit(_launch(cfg, resume, nproc))
     try:
@@ -114,6 +109,19 @@ def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, 
         if isinstance(e, clear) or type(e) is ValueError:
             raise click.ClickException(str(e)) from None
         raise
+
+
+def config_from_params(params: dict):
+    """The :class:`TrainConfig` of parsed ``augkit train`` options (click's parameter names)."""
+    from .loop import TrainConfig
+    return TrainConfig.from_dict({**params, "format": params.get("fmt")})
+
+
+def config_from_args(args, command: str = "augkit train"):
+    """The :class:`TrainConfig` that ``augkit train ARGS`` would run with, parsed by the train
+    command itself (same options, defaults and checks; a bad option is a click usage error)."""
+    ctx = train.make_context(command, list(args))
+    return config_from_params(ctx.params), ctx.params
 
 
 def _launch(cfg, resume, nproc) -> int:

@@ -87,6 +87,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     checkpoint_steps: int = 0
     threads: int | None = None
+    exclude: str | None = None        # CSV of images to leave out (augkit audit's audit.csv, or any list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,0 +1,165 @@
+"""augkit audit: label scoring and diagnosis, the command on a small set, --exclude, --write-fixed."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import augkit as ak
+from augkit.audit import DEFAULT_THRESHOLD, calibrate, point_sigma, score_labels
+from augkit.cli import main
+
+
+def _labels(ytf68, n):
+    with open(ytf68 / "train" / "landmarks.csv", encoding="utf-8") as f:
+        header, *rows = f.read().splitlines()
+    return header, rows[:n]
+
+
+def _points(rows):
+    return np.array([np.asarray(r.split("\t")[1:], np.float64).reshape(68, 2) for r in rows])
+
+
+def _model_like(truth, rng, err=0.04):
+    """Predictions as a model makes them: per-point noise plus a per-image offset and scale error."""
+    iod = np.linalg.norm(truth[:, 36] - truth[:, 45], axis=1)[:, None, None]
+    centre = truth.mean(axis=1, keepdims=True)
+    pred = (truth + rng.normal(0, err, truth.shape) * iod + rng.normal(0, err, (len(truth), 1, 2)) * iod
+            + rng.normal(0, 0.03, (len(truth), 1, 1)) * (truth - centre))
+    spread = np.abs(rng.normal(0, err / 4, truth.shape[:2])) * iod[:, :, 0]
+    return pred, spread
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planted_errors_are_found_and_named_and_a_clean_set_is_left_alone(ytf68, seed):
+    rng = np.random.default_rng(seed)
+    truth = _points(_labels(ytf68, 400)[1])
+    pred, spread = _model_like(truth, rng)
+    sigma = point_sigma(truth, pred, (36, 45))
+    clean = score_labels(truth, pred, spread, sigma, ak.IBUG68.perm, (36, 45))
+    assert (calibrate(clean.t_all, clean.t_top) <= DEFAULT_THRESHOLD).all()   # nothing suspect
+    lab = truth.copy()
+    lab[0] = truth[0][ak.IBUG68.perm]                                          # side-swapped
+    lab[1] = truth[1] + 0.25 * np.ptp(truth[1], axis=0).max() * np.array([0.8, 0.6])   # moved by 25% of the face
+    lab[2] = truth[2].mean(axis=0) + 1.4 * (truth[2] - truth[2].mean(axis=0))  # 40% too large
+    far = [5, 30, 48, 60]
+    lab[3, far] += 0.6 * np.linalg.norm(truth[3, 36] - truth[3, 45])           # four points 0.6 IOD off
+    s = score_labels(lab, pred, spread, sigma, ak.IBUG68.perm, (36, 45))
+    score = calibrate(s.t_all, s.t_top)
+    assert set(np.argsort(-score)[:4]) == {0, 1, 2, 3}
+    assert (score[:4] > DEFAULT_THRESHOLD).all() and (score[4:] <= DEFAULT_THRESHOLD).all()
+    assert s.kind[:3] == ["swap", "shift", "scale"]
+    assert s.kind[3] == "points" and sorted(s.points[3]) == far
+
+
+def test_no_flip_pairs_means_no_swap_diagnosis(ytf68):
+    rng = np.random.default_rng(0)
+    truth = _points(_labels(ytf68, 100)[1])
+    pred, spread = _model_like(truth, rng)
+    lab = truth.copy()
+    lab[0] = truth[0][ak.IBUG68.perm]
+    s = score_labels(lab, pred, spread, point_sigma(truth, pred, (36, 45)), None, (36, 45))
+    assert s.kind[0] != "swap"
+
+
+@pytest.fixture(scope="module")
+def audited(ytf68, tmp_path_factory):
+    """A 120-image set with two rows side-swapped, audited with a tiny model (2 folds; a model this
+    weak spreads the scores, so the threshold is lowered to 4)."""
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("audit")
+    data = root / "data"
+    data.mkdir()
+    (data / "images").symlink_to(ytf68 / "train" / "images")
+    header, rows = _labels(ytf68, 120)
+    original = [header, *rows]
+    perm = ak.IBUG68.perm
+    for i in (7, 70):
+        name, *v = rows[i].split("\t")
+        rows[i] = "\t".join([name] + [x for k in range(68) for x in v[2 * perm[k]:2 * perm[k] + 2]])
+    (data / "landmarks.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    out = root / "audit"
+    res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(out), "--folds", "2",
+                                    "--backbone", "tiny", "--size", "48", "--epochs", "3", "--workers", "0",
+                                    "--quiet", "--threshold", "4", "--write-fixed", str(root / "fixed.csv")])
+    assert res.exit_code == 0, res.output
+    return root, data, out, res.output, original, [rows[7].split("\t")[0], rows[70].split("\t")[0]]
+
+
+def test_audit_finds_the_swapped_rows_and_writes_its_outputs(audited):
+    root, data, out, output, _, swapped = audited
+    with open(out / "audit.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["file_name", "score", "kind", "points", "suspect", "mse", "nme", "fold", "row"]
+    assert len(rows) == 120
+    assert {r["file_name"] for r in rows[:2]} == set(swapped)
+    assert all(r["kind"] == "swap" and r["suspect"] == "true" for r in rows[:2])
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert (out / "audit.png").is_file() and (out / "fold0" / "best.pt").is_file()
+    assert "audited 120 images:" in output and "swap 2" in output
+
+
+def test_write_fixed_repairs_exactly_the_swapped_rows(audited):
+    root, data, out, output, original, swapped = audited
+    fixed = (root / "fixed.csv").read_text(encoding="utf-8").splitlines()
+    assert fixed == original              # the two rows re-indexed back, every other line as it was
+    assert "2 swapped row(s) re-indexed" in output
+
+
+def test_resume_keeps_finished_folds_and_a_second_audit_is_refused(audited):
+    root, data, out, *_ = audited
+    res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(out), "--folds", "2", "--backbone",
+                                    "tiny", "--size", "48", "--epochs", "3", "--workers", "0", "--quiet", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("done already") == 2
+    res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(out), "--folds", "2"])
+    assert res.exit_code == 1 and "pass --resume to continue it" in res.output
+
+
+def test_train_exclude_leaves_out_the_suspects(audited, tmp_path):
+    root, data, out, _, _, swapped = audited
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "augkit.cli", "train", "--data", str(data), "--backbone", "tiny",
+                          "--size", "32", "--epochs", "1", "--workers", "0", "--quiet", "--out", str(run),
+                          "--exclude", str(out / "audit.csv")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with open(run / "skipped.csv", encoding="utf-8", newline="") as f:
+        skipped = list(csv.DictReader(f))
+    with open(out / "audit.csv", encoding="utf-8", newline="") as f:
+        suspects = {r["file_name"] for r in csv.DictReader(f) if r["suspect"] == "true"}
+    assert {Path(r["file"]).name for r in skipped} == suspects
+    assert all(r["reason"].startswith("excluded") for r in skipped)
+
+
+@pytest.mark.parametrize("n, args, message", [
+    (2, ["--folds", "3"], "2 labelled image(s) cannot be split into 3 folds"),
+    (1, ["--folds", "2"], "1 labelled image(s): an audit needs at least 2"),
+    (4, ["--folds", "2", "--out-x"], "No such option '--out-x'"),
+    (4, ["--folds", "2", "--exclude", "x.csv"], "--exclude is set by augkit audit itself"),
+])
+def test_audit_bad_input_is_one_line(ytf68, tmp_path, n, args, message):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "images").symlink_to(ytf68 / "train" / "images")
+    header, rows = _labels(ytf68, n)
+    (data / "landmarks.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code in (1, 2) and message in res.output
+
+
+def test_exclusion_list_errors_name_the_line(tmp_path):
+    from augkit.exclude import read_exclusions
+    p = tmp_path / "x.csv"
+    p.write_text("file_name,suspect\na.jpg,true\nb.jpg,false\nc.jpg,maybe\n")
+    with pytest.raises(ValueError, match="line 4: suspect is 'maybe'"):
+        read_exclusions(str(p))
+    p.write_text("name\na.jpg\n")
+    with pytest.raises(ValueError, match="line 1 has no file_name column"):
+        read_exclusions(str(p))
+    p.write_text("file_name,suspect\na.jpg,true\nb.jpg,false\n")
+    assert read_exclusions(str(p)) == {"a.jpg"}

@@ -1,0 +1,304 @@
+"""``augkit audit``: out-of-fold predictions for every labelled image, and a score and diagnosis of
+each label (:mod:`augkit.audit` does the scoring).
+
+The images are split into K folds (whole groups, e.g. people, when a group regex is given). For each
+fold an ordinary ``augkit train`` run (``OUT/fold<i>``) trains on the other folds, with the fold
+left out through ``--exclude``; its best checkpoint then predicts the fold with TTA. The model's
+typical error per landmark is measured on the run's own validation images (never trained on). Each
+fold's rows go to ``OUT/fold<i>/audit_rows.csv`` as they are scored (one row per image), so an
+interrupted audit resumes with the folds still missing, and memory grows by one row per image.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from augkit.audit import DEFAULT_THRESHOLD, calibrate, point_sigma, score_labels
+from augkit.config import atomic_write_text
+
+__all__ = ["run_audit", "AuditResult", "assign_folds", "write_fixed", "COLUMNS"]
+
+COLUMNS = ["file_name", "score", "kind", "points", "suspect", "mse", "nme", "fold", "row"]
+_RAW = ["file_name", "t_all", "t_top", "kind", "points", "mse", "nme", "fold", "row"]
+
+
+@dataclass
+class AuditResult:
+    """What an audit wrote and found: ``counts`` per kind (``ok`` included), the ``unaudited``
+    rows (skipped by the reader), and the paths of audit.csv / audit.png."""
+
+    csv: str
+    png: str | None
+    counts: dict
+    n_images: int
+    unaudited: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    scheme: object = None
+
+
+def assign_folds(files, folds: int, seed: int = 0, group: str | None = None) -> np.ndarray:
+    """The fold of each image: at random, or whole groups (``group``: a regex on the file name whose
+    first group, or match, is the group; ``person`` for ytf68-style names) dealt largest first to the
+    emptiest fold. Shape: (N,)."""
+    from augkit.train.data import PERSON_REGEX, person_key
+    n = len(files)
+    if folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {folds}")
+    if n < folds:
+        raise ValueError(f"{n} labelled image(s) cannot be split into {folds} folds; use --folds {max(2, n)} or "
+                         "more images" if n >= 2 else f"{n} labelled image(s): an audit needs at least 2")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2718]))
+    if group is None:
+        out = np.empty(n, np.int64)
+        out[rng.permutation(n)] = np.arange(n) % folds
+        return out
+    regex = PERSON_REGEX if group == "person" else group
+    try:
+        re.compile(regex)
+    except re.error as e:
+        raise ValueError(f"--val-group: {group!r} is not a valid regular expression ({e})") from None
+    keys = [person_key(f, regex) for f in files]
+    uniq, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    if len(uniq) < folds:
+        raise ValueError(f"--val-group {group!r}: {len(uniq)} group(s) cannot be split into {folds} folds")
+    order = rng.permutation(len(uniq))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    load, fold_of_group = np.zeros(folds), np.empty(len(uniq), np.int64)
+    for g in order:
+        f = int(np.argmin(load))
+        fold_of_group[g] = f
+        load[f] += counts[g]
+    return fold_of_group[inv]
+
+
+def _train_fold(train_cfg, data, fold_dir, heldout, resume: bool, log):
+    """Train (or finish training) one fold's model as an ordinary run folder."""
+    import dataclasses
+
+    from augkit.train.loop import run
+    done = os.path.isfile(os.path.join(fold_dir, "best.pt")) and os.path.isfile(os.path.join(fold_dir, "fold.json"))
+    if done:
+        log(f"{fold_dir}: trained already")
+        return
+    if os.path.isfile(os.path.join(fold_dir, "last.pt")) and resume:
+        log(f"{fold_dir}: resuming its training")
+        run(dataclasses.replace(train_cfg, out=None), resume=fold_dir)
+    else:
+        if os.path.isdir(fold_dir):
+            shutil.rmtree(fold_dir)
+        cfg = dataclasses.replace(train_cfg, data=data, exclude=heldout, out=fold_dir, limit=None)
+        run(cfg)
+    atomic_write_text(os.path.join(fold_dir, "fold.json"), json.dumps({"trained": True}) + "\n")
+
+
+def _val_sigma(model, predictor, fold_dir, scheme, limit: int = 2000):
+    """The model's typical normalised error per landmark on its run's validation images."""
+    from augkit.train.readers import read_dataset
+    split = json.load(open(os.path.join(fold_dir, "split.json"), encoding="utf-8"))
+    table = read_dataset(split["data"], format=split.get("format"))
+    root = split.get("root") or table.root
+    val = set(split["val"][:limit])
+    idx = [i for i, f in enumerate(table.files) if os.path.relpath(f, root) in val]
+    if len(idx) < 2:
+        return None
+    res = predictor.predict([table.files[i] for i in idx])
+    ok = res.ok
+    return point_sigma(table.points[idx][ok], res.points[ok], scheme.norm)
+
+
+def _score_fold(predictor, files, labels, rows, fold, sigma, scheme, out_path, progress):
+    """Predict and score one fold, writing its raw rows (atomically, at the end)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(_RAW)
+    perm = scheme.perm if scheme.flip_pairs else None
+    for chunk in predictor.iter_predict(files, progress=progress):
+        sl = slice(chunk.start, chunk.start + len(chunk))
+        ok = chunk.ok
+        if not ok.any():
+            continue
+        s = score_labels(labels[sl][ok], chunk.points[ok], chunk.spread[ok], sigma, perm, scheme.norm)
+        for j, i in enumerate(np.flatnonzero(ok) + chunk.start):
+            w.writerow([os.path.basename(files[i]), f"{s.t_all[j]:.5g}", f"{s.t_top[j]:.5g}", s.kind[j],
+                        " ".join(map(str, s.points[j][:20])), f"{s.mse[j]:.5g}", f"{s.nme[j]:.5g}", fold, rows[i]])
+    atomic_write_text(out_path, buf.getvalue())
+
+
+def _merge(out_dir, folds, threshold):
+    """audit.csv from the folds' raw rows: calibrated score, most suspect first."""
+    raw = []
+    for f in range(folds):
+        with open(os.path.join(out_dir, f"fold{f}", "audit_rows.csv"), encoding="utf-8", newline="") as fh:
+            raw.extend(csv.DictReader(fh))
+    score = calibrate([float(r["t_all"]) for r in raw], [float(r["t_top"]) for r in raw])
+    order = np.argsort(-score, kind="stable")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    counts = {}
+    for i in order:
+        r = raw[i]
+        suspect = bool(score[i] > threshold)
+        kind = r["kind"] if suspect else "ok"
+        counts[kind] = counts.get(kind, 0) + 1
+        w.writerow([r["file_name"], f"{score[i]:.3f}", kind, r["points"] if kind == "points" else "",
+                    "true" if suspect else "false", r["mse"], r["nme"], r["fold"], r["row"]])
+    atomic_write_text(os.path.join(out_dir, "audit.csv"), buf.getvalue())
+    top = [raw[i] | {"score": float(score[i])} for i in order[:16] if score[i] > threshold]
+    return counts, len(raw), top
+
+
+def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = False,
+              threshold: float = DEFAULT_THRESHOLD, group: str | None = None, device: str = "cpu",
+              n_png: int = 8, log=print, progress=None) -> AuditResult:
+    """Audit the labels of ``data`` into the folder ``out`` (see the module docstring).
+
+    Args:
+        train_cfg: the :class:`augkit.train.loop.TrainConfig` every fold model is trained with
+            (its data, out and exclude are set per fold).
+        group: regex (or ``person``) that keeps groups within one fold; default the config's
+            ``val_group``.
+    """
+    from augkit.train.checkpoint import load_model
+    from augkit.train.readers import read_dataset
+
+    from .predictor import TTAPredictor
+    from .views import get_spec
+
+    table = read_dataset(data, format=train_cfg.format)
+    group = group if group is not None else train_cfg.val_group
+    fold_of = assign_folds(table.files, folds, train_cfg.seed, group)
+    os.makedirs(out, exist_ok=True)
+    names = [os.path.basename(f) for f in table.files]
+    plan = os.path.join(out, "folds.json")
+    if os.path.isfile(plan):
+        before = json.load(open(plan, encoding="utf-8"))
+        if before.get("files") != names or before.get("folds") != folds:
+            if resume:
+                raise ValueError(f"{out}: the audit there was started on other images or another --folds; "
+                                 "use a new --out")
+            raise ValueError(f"{out} holds another audit; pass --resume to continue it, or use a new --out")
+        if not resume:
+            raise ValueError(f"{out} holds an audit already; pass --resume to continue it, or use a new --out")
+    atomic_write_text(plan, json.dumps({"data": os.path.abspath(data), "folds": folds, "group": group,
+                                        "files": names, "fold": fold_of.tolist()}) + "\n")
+    spec = get_spec(tta)
+    notes, scheme = [], None
+    lines = table.lines if table.lines is not None else np.full(len(table), -1)
+    for f in range(folds):
+        fold_dir = os.path.join(out, f"fold{f}")
+        rows_path = os.path.join(fold_dir, "audit_rows.csv")
+        if resume and os.path.isfile(rows_path):
+            log(f"fold {f + 1}/{folds}: done already")
+            continue
+        idx = np.flatnonzero(fold_of == f)
+        os.makedirs(fold_dir, exist_ok=True)
+        heldout = os.path.join(out, f"heldout{f}.csv")
+        atomic_write_text(heldout, "file_name\n" + "".join(f"{names[i]}\n" for i in idx))
+        log(f"fold {f + 1}/{folds}: training on {len(table) - len(idx)} images, {len(idx)} held out")
+        _train_fold(train_cfg, data, fold_dir, heldout, resume, log)
+        model = load_model(os.path.join(fold_dir, "best.pt"), device=device)
+        predictor = TTAPredictor(model, spec)
+        scheme = predictor.scheme
+        if f == 0 and not scheme.flip_pairs:
+            notes.append(f"the scheme {scheme.name!r} has no flip pairs: no 'swap' diagnosis")
+        sigma = _val_sigma(model, predictor, fold_dir, scheme)
+        if sigma is None:
+            raise ValueError(f"{fold_dir}: fewer than 2 validation images to measure the model's error; "
+                             "raise --val-fraction")
+        log(f"fold {f + 1}/{folds}: predicting {len(idx)} held-out images with TTA {spec.name}")
+        _score_fold(predictor, [table.files[i] for i in idx], table.points[idx], lines[idx], f, sigma, scheme,
+                    rows_path, progress)
+    counts, n, top = _merge(out, folds, threshold)
+    png = _picture(out, table, top[:n_png], tta, device) if top and n_png else None
+    if scheme is None:  # every fold was done already: the scheme of the first fold's model
+        scheme = load_model(os.path.join(out, "fold0", "best.pt"), device=device).scheme
+    return AuditResult(os.path.join(out, "audit.csv"), png, counts, n,
+                       [dict(s) for s in table.skipped], notes, scheme)
+
+
+def _picture(out, table, top, tta, device):
+    """audit.png: the top suspects, label (green) and prediction (red), suspect points circled."""
+    import cv2
+
+    from augkit.config import atomic_write_bytes
+    from augkit.io import read_image
+    from augkit.train.checkpoint import load_model
+
+    from .predictor import TTAPredictor
+    where = {os.path.basename(f): i for i, f in enumerate(table.files)}
+    tiles = []
+    for r in top:
+        i = where[r["file_name"]]
+        model = load_model(os.path.join(out, f"fold{r['fold']}", "best.pt"), device=device)
+        pred = TTAPredictor(model, tta).predict([table.files[i]]).points[0]
+        img = np.ascontiguousarray(read_image(table.files[i]))
+        img = img if img.ndim == 3 and img.shape[2] == 3 else cv2.cvtColor(img.reshape(img.shape[:2]),
+                                                                             cv2.COLOR_GRAY2RGB)
+        scale = 256 / max(img.shape[:2])
+        img = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)))
+        for pts, colour in ((table.points[i], (40, 220, 40)), (pred, (230, 40, 40))):
+            for x, y in pts * scale:
+                cv2.circle(img, (int(x), int(y)), 2, colour, -1, cv2.LINE_AA)
+        for p in (int(v) for v in r["points"].split()) if r["kind"] == "points" else ():
+            x, y = table.points[i][p] * scale
+            cv2.circle(img, (int(x), int(y)), 7, (255, 230, 40), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{r['kind']} {r['score']:.1f}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+        tile = np.zeros((256, 256, 3), np.uint8)
+        tile[:img.shape[0], :img.shape[1]] = img
+        tiles.append(tile)
+    cols = min(4, len(tiles))
+    rows = -(-len(tiles) // cols)
+    grid = np.zeros((rows * 256, cols * 256, 3), np.uint8)
+    for k, t in enumerate(tiles):
+        grid[k // cols * 256:(k // cols + 1) * 256, k % cols * 256:(k % cols + 1) * 256] = t
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    path = os.path.join(out, "audit.png")
+    atomic_write_bytes(path, buf.tobytes())
+    return path
+
+
+def write_fixed(label_file, audit_csv, scheme, out_path) -> int:
+    """A copy of ``label_file`` with the rows that the audit calls ``swap`` (and suspect)
+    re-indexed by the scheme's flip pairs; every other line byte-identical. Returns the rows fixed.
+
+    The label file must hold, after the file name, the x and y of points 0, 1, ... in order (the
+    competition layout and augkit's CSV); the tokens of a fixed row are moved, not re-formatted.
+    """
+    fix = set()
+    with open(audit_csv, encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["kind"] == "swap" and r["suspect"] == "true":
+                fix.add(r["file_name"])
+    with open(label_file, "rb") as f:
+        raw = f.read()
+    text = raw.decode("utf-8")
+    lines = text.splitlines(keepends=True)
+    delim = "\t" if "\t" in lines[0] else ","
+    perm = scheme.perm
+    fixed = 0
+    out = []
+    for n, line in enumerate(lines):
+        body = line.rstrip("\r\n")
+        fields = body.split(delim)
+        if n > 0 and os.path.basename(fields[0]) in fix:
+            coords = fields[1:]
+            if len(coords) != 2 * scheme.n_points:
+                raise ValueError(f"{label_file}: line {n + 1} has {len(coords)} values after the file name, "
+                                 f"expected {2 * scheme.n_points} (x, y of each point in order)")
+            pairs = [coords[2 * i:2 * i + 2] for i in range(scheme.n_points)]
+            body = delim.join([fields[0]] + [v for i in range(scheme.n_points) for v in pairs[perm[i]]])
+            line = body + line[len(line.rstrip("\r\n")):]
+            fixed += 1
+        out.append(line)
+    atomic_write_text(out_path, "".join(out))
+    return fixed
