@@ -104,7 +104,8 @@ def scheme_check(data, sch):
     """Report how well the scheme's flip pairs mirror the dataset's mean shape, part by part: each
     part's pairs against their nearest alternatives (a chain shifted by one sample, reversed)."""
     require_extra("train", "augkit scheme check")
-    from .symmetry import margin_lines, mirror_error, pairing_confidence, unsure
+    from .confidence import margin_lines, pairing_confidence, unsure
+    from .symmetry import mirror_error
     shape, count = _mean_shape(data, sch.n_points, sch.name)
     with_pairs = mirror_error(shape, sch)
     without = mirror_error(shape, perm=list(range(sch.n_points)))
@@ -142,7 +143,7 @@ def scheme_infer(data, base, parts, name, norm, out):
     from .config import check_writable
     require_extra("train", "augkit scheme infer")  # scipy's assignment solver
     from .schemes import parse_parts
-    from .symmetry import infer_scheme, margin_lines, unsure
+    from .confidence import infer_scheme, margin_lines, unsure
     check_writable(out)
     shape, count = _mean_shape(data, base.n_points if base else None, base.name if base else None)
     _check_norm(norm, shape.shape[0])

@@ -38,7 +38,8 @@ def _table(header, rows):
 def inference_table(source: Path) -> None:
     from augkit.schemes import get_scheme
     from augkit.show import mean_shape
-    from augkit.symmetry import infer_pairs, infer_scheme, perm_from_pairs
+    from augkit.confidence import infer_scheme
+    from augkit.symmetry import infer_pairs, perm_from_pairs
     _, p68 = dense971._read68(source / "train" / "landmarks.csv")
     iod = np.linalg.norm(p68.mean(0)[36] - p68.mean(0)[45])
     made = get_scheme("made971")
@@ -81,7 +82,7 @@ def training_table(a, source: Path) -> None:
     import augkit as ak
     from augkit.presets import face_augment_steps
     from augkit.show import mean_shape
-    from augkit.symmetry import infer_scheme
+    from augkit.confidence import infer_scheme
     work = Path(a.work)
     root = dense971.build(work, "smooth", source)
     _, p68 = dense971._read68(source / "train" / "landmarks.csv")
