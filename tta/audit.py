@@ -134,27 +134,35 @@ def _score_fold(predictor, files, labels, rows, fold, sigma, scheme, out_path, p
 
 
 def _merge(out_dir, folds, threshold):
-    """audit.csv from the folds' raw rows: calibrated score, most suspect first."""
-    raw = []
+    """audit.csv from the folds' raw rows: calibrated score, most suspect first. Holds the two
+    statistics as floats and each row's text once (one row per image)."""
+    texts, t_all, t_top = [], [], []
     for f in range(folds):
         with open(os.path.join(out_dir, f"fold{f}", "audit_rows.csv"), encoding="utf-8", newline="") as fh:
-            raw.extend(csv.DictReader(fh))
-    score = calibrate([float(r["t_all"]) for r in raw], [float(r["t_top"]) for r in raw])
+            reader = csv.reader(fh)
+            next(reader)
+            for r in reader:
+                t_all.append(float(r[1]))
+                t_top.append(float(r[2]))
+                texts.append(r)
+    score = calibrate(np.array(t_all), np.array(t_top))
+    del t_all, t_top
     order = np.argsort(-score, kind="stable")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(COLUMNS)
-    counts = {}
+    counts, top = {}, []
     for i in order:
-        r = raw[i]
+        name, _, _, kind, points, mse, nme, fold, row = texts[i]
         suspect = bool(score[i] > threshold)
-        kind = r["kind"] if suspect else "ok"
+        kind = kind if suspect else "ok"
         counts[kind] = counts.get(kind, 0) + 1
-        w.writerow([r["file_name"], f"{score[i]:.3f}", kind, r["points"] if kind == "points" else "",
-                    "true" if suspect else "false", r["mse"], r["nme"], r["fold"], r["row"]])
+        w.writerow([name, f"{score[i]:.3f}", kind, points if kind == "points" else "", "true" if suspect else "false",
+                    mse, nme, fold, row])
+        if suspect and len(top) < 16:
+            top.append({"file_name": name, "kind": kind, "points": points, "fold": fold, "score": float(score[i])})
     atomic_write_text(os.path.join(out_dir, "audit.csv"), buf.getvalue())
-    top = [raw[i] | {"score": float(score[i])} for i in order[:16] if score[i] > threshold]
-    return counts, len(raw), top
+    return counts, len(texts), top
 
 
 def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = False,
