@@ -1,0 +1,160 @@
+"""The training recipes of the README, side by side at one fixed CPU budget per run: `augkit train`
+on ytf68/train (validation split by person), every best checkpoint evaluated on ytf68/test (people
+disjoint from train), two or more seeds per row, the spread between seeds shown.
+
+    python benchmarks/recipes.py                    # resnet18 at 64 px, 2 minutes per run, seeds 0 and 1
+    python benchmarks/recipes.py --budget-min 1 --rows default ema
+
+Rows: the default recipe; ``+ --ema DECAY``; ``--lr auto`` (the range test runs before the
+budget's clock starts: its time is in the minutes column); ``+ --freeze-epochs 1`` started from
+``--weights`` of the same seed's default run (the write-ups' way: so it has that run's training
+too); a timm model of resnet18's size (``--backbone timm/resnet18``, the [timm] extra). Every run
+gets the same epochs (from one measured step rate, so the LR schedule ends inside the budget) and
+the same ``--time-budget`` as a cap. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+YTF68 = ROOT.parent / "shared" / "data" / "ytf68"
+ROWS = ("default", "ema", "lr-auto", "freeze", "timm")
+
+
+def _label(row: str, a) -> str:
+    return {"default": f"default ({a.backbone}, {a.size}px, lr {a.lr or 'default'})", "ema": f"+ --ema {a.ema}",
+            "lr-auto": "--lr auto", "freeze": "+ --freeze-epochs 1 from the default run's --weights",
+            "timm": f"--backbone timm/{a.backbone}"}[row]
+
+
+def _args(row: str, a, seed: int, out: Path) -> list:
+    args = []
+    if row == "ema":
+        args += ["--ema", str(a.ema)]
+    if row == "lr-auto":
+        args += ["--lr", "auto"]
+    elif a.lr:
+        args += ["--lr", str(a.lr)]
+    if row == "freeze":
+        args += ["--freeze-epochs", "1", "--weights", str(out / f"default-s{seed}" / "best.pt")]
+    args += ["--backbone", f"timm/{a.backbone}" if row == "timm" else a.backbone]
+    return args
+
+
+def _evaluate(ck_path: str, images, truth):
+    from augkit import metrics as M
+    from augkit.train.checkpoint import load_model
+    lm = load_model(ck_path)
+    pred = lm.predict(images, batch_size=64)
+    return M.summary(pred, truth.points, lm.scheme)
+
+
+def per_seed(done) -> str:
+    return " / ".join(f"{x['nme']:.4f}" for x in done)
+
+
+def _fmt(values, digits=4) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.{digits}f} ± {(v.max() - v.min()) / 2:.{digits}f}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(YTF68), help="ytf68 root (train/ and test/)")
+    ap.add_argument("--budget-min", type=float, default=2.0, help="minutes of training per run")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=None, help="peak LR of the rows without --lr auto [train's default]")
+    ap.add_argument("--ema", type=float, default=0.99, help="decay of the --ema row (a short run: a short average)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--epochs", type=int, default=None, help="default: what the measured rate fits in the budget")
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "recipes"))
+    a = ap.parse_args(argv)
+    if len(a.seeds) < 2:
+        sys.exit("--seeds: give at least two seeds (the table shows the spread between them)")
+    if "freeze" in a.rows and "default" not in a.rows:
+        sys.exit("--rows freeze starts from the default rows' checkpoints: include default")
+
+    import torch
+    from augkit.train.readers import read_dataset
+
+    train_dir, test_dir = os.path.join(a.data, "train"), os.path.join(a.data, "test")
+    n_train = len(read_dataset(train_dir))
+    if a.epochs is None:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from loader_throughput import step_rate
+        rate = step_rate(a.backbone, a.size, a.batch_size, 3) * 0.8   # the loader worker takes a share
+        per_epoch = 0.9 * n_train / rate + 0.1 * n_train / rate * 1.5  # train + validation (~10%)
+        epochs = max(2, int(a.budget_min * 60 * 0.9 / per_epoch))
+        print(f"measured ~{rate:.0f} img/s for {a.backbone} at {a.size}px: {epochs} epochs fit in {a.budget_min} min")
+    else:
+        epochs = a.epochs
+    out = Path(a.out)
+    common = ["--data", train_dir, "--val-group", "person", "--val-fraction", "0.1", "--size", str(a.size),
+              "--epochs", str(epochs), "--batch-size", str(a.batch_size), "--workers", str(a.workers),
+              "--time-budget", str(a.budget_min), "--quiet"]
+
+    from augkit.io import read_image
+    truth = read_dataset(os.path.join(test_dir, "landmarks.csv"), format="competition",
+                         images=os.path.join(test_dir, "images"))
+    images = [read_image(f) for f in truth.files]
+
+    results = {}
+    for row in a.rows:
+        for seed in a.seeds:
+            run_dir = out / f"{row}-s{seed}"
+            cmd = [sys.executable, "-m", "augkit.train.cli", *common, "--seed", str(seed), "--out", str(run_dir),
+                   *_args(row, a, seed, out)]
+            print("$ augkit train " + " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)
+            t0 = time.time()
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            minutes = (time.time() - t0) / 60
+            if r.returncode:
+                print(r.stdout[-2000:] + r.stderr[-3000:])
+                results.setdefault(row, []).append(None)
+                continue
+            summary = json.loads((run_dir / "summary.json").read_text())
+            m = _evaluate(str(run_dir / "best.pt"), images, truth)
+            extra = ""
+            if row == "lr-auto":
+                extra = f"{json.loads((run_dir / 'lr_find.json').read_text())['suggested_lr']:.2g}"
+            results.setdefault(row, []).append({"nme": m["nme"], "mse": m["mse"], "fr": m["fr"], "minutes": minutes,
+                                                "epochs": summary["epochs"], "extra": extra})
+            print(f"  {row} seed {seed}: test NME {m['nme']:.4f}  MSE {m['mse']:.2f}  {minutes:.1f} min  "
+                  f"{summary['epochs']} epochs{'  ' + summary['stopped'] if summary.get('stopped') else ''}"
+                  f"{'  peak LR ' + extra if extra else ''}", flush=True)
+
+    print()
+    print(f"ytf68: {n_train} train images (10% held out by person for validation), evaluated on the {len(images)} "
+          f"test images; {a.backbone}-size models at {a.size}px from scratch, {epochs} epochs capped at "
+          f"{a.budget_min} min per run, batch {a.batch_size}, on {os.cpu_count()} CPU cores, torch {torch.__version__}; "
+          f"seeds {', '.join(map(str, a.seeds))}; mean ± half the spread between seeds")
+    print()
+    print("| recipe | test NME | test MSE (px²) | NME per seed | minutes per run | note |")
+    print("|---|---:|---:|---|---:|---|")
+    for row in a.rows:
+        done = [x for x in results.get(row, []) if x is not None]
+        if len(done) < len(results.get(row, [])):
+            print(f"| {_label(row, a)} | failed | | | | {len(results[row]) - len(done)} run(s) failed |")
+            continue
+        note = {"lr-auto": "suggested peak LR " + ", ".join(x["extra"] for x in done),
+                "freeze": "+ the default run's training", "ema": "the average is validated and saved"}.get(row, "")
+        print(f"| {_label(row, a)} | {_fmt([x['nme'] for x in done])} | {_fmt([x['mse'] for x in done], 1)} | "
+              f"{per_seed(done)} | {np.mean([x['minutes'] for x in done]):.1f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
