@@ -2,15 +2,16 @@
 on ytf68/train (validation split by person), every best checkpoint evaluated on ytf68/test (people
 disjoint from train), two or more seeds per row, the spread between seeds shown.
 
-    python benchmarks/recipes.py                    # resnet18 at 64 px, 2 minutes per run, seeds 0 and 1
-    python benchmarks/recipes.py --budget-min 1 --rows default ema
+    python benchmarks/recipes.py            # resnet18 at 64 px, the first 1000 images, 4 epochs per run, seeds 0 and 1
+    python benchmarks/recipes.py --epochs 5 --rows default ema
 
-Rows: the default recipe; ``+ --ema DECAY``; ``--lr auto`` (the range test runs before the
-budget's clock starts: its time is in the minutes column); ``+ --freeze-epochs 1`` started from
-``--weights`` of the same seed's default run (the write-ups' way: so it has that run's training
-too); a timm model of resnet18's size (``--backbone timm/resnet18``, the [timm] extra). Every run
-gets the same epochs (from one measured step rate, so the LR schedule ends inside the budget) and
-the same ``--time-budget`` as a cap. Prints a markdown table.
+The budget is the work, not the clock: every run trains the same epochs over the same images
+(about 1.5 minutes each on a 2-core machine), so a busy machine slows the runs but does not
+change the results; ``--time-budget`` is only a safety cap. Rows: the default recipe;
+``+ --ema DECAY``; ``--lr auto`` (its range test comes on top: its time is in the minutes
+column); ``+ --freeze-epochs 1`` started from ``--weights`` of the same seed's default run (the
+write-ups' way, so it has that run's training too); a timm model of resnet18's size
+(``--backbone timm/resnet18``, the [timm] extra). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _args(row: str, a, seed: int, out: Path) -> list:
     if row == "ema":
         args += ["--ema", str(a.ema)]
     if row == "lr-auto":
-        args += ["--lr", "auto"]
+        args += ["--lr", "auto", "--lr-find-steps", str(a.lr_find_steps)]
     elif a.lr:
         args += ["--lr", str(a.lr)]
     if row == "freeze":
@@ -59,6 +60,19 @@ def _evaluate(ck_path: str, images, truth):
     return M.summary(pred, truth.points, lm.scheme)
 
 
+def _baseline(ck_path: str, images, truth) -> dict:
+    """The mean shape of a run's training images, mapped into every test image (the floor to beat)."""
+    from augkit import geometry as G
+    from augkit import metrics as M
+    from augkit.train.checkpoint import load_model, read_checkpoint
+    from augkit.train.data import preprocess_matrix
+    lm = load_model(ck_path)
+    mean_px = np.asarray(read_checkpoint(ck_path)["mean_shape"]) * np.array(lm.input_size[::-1]) - 0.5
+    pred = np.stack([G.apply_points(G.invert(preprocess_matrix(lm.preprocess, (im.shape[1], im.shape[0]))[0]),
+                                    mean_px) for im in images])
+    return M.summary(pred, truth.points, lm.scheme)
+
+
 def per_seed(done) -> str:
     return " / ".join(f"{x['nme']:.4f}" for x in done)
 
@@ -71,15 +85,18 @@ def _fmt(values, digits=4) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(YTF68), help="ytf68 root (train/ and test/)")
-    ap.add_argument("--budget-min", type=float, default=2.0, help="minutes of training per run")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs of every run (the fixed budget)")
+    ap.add_argument("--cap-min", type=float, default=8.0, help="--time-budget of every run: a safety cap only")
+    ap.add_argument("--lr-find-steps", type=int, default=60, help="steps of the --lr auto row's range test")
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16, help="small batches: more steps in a CPU budget")
     ap.add_argument("--lr", type=float, default=None, help="peak LR of the rows without --lr auto [train's default]")
     ap.add_argument("--ema", type=float, default=0.99, help="decay of the --ema row (a short run: a short average)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=1000, help="the first N images of ytf68/train (0: all 3376), so "
+                    "that several epochs, and the whole LR schedule, fit in a CPU budget")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--epochs", type=int, default=None, help="default: what the measured rate fits in the budget")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     ap.add_argument("--out", default=str(ROOT / "runs" / "recipes"))
     a = ap.parse_args(argv)
@@ -92,20 +109,12 @@ def main(argv=None):
     from augkit.train.readers import read_dataset
 
     train_dir, test_dir = os.path.join(a.data, "train"), os.path.join(a.data, "test")
-    n_train = len(read_dataset(train_dir))
-    if a.epochs is None:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from loader_throughput import step_rate
-        rate = step_rate(a.backbone, a.size, a.batch_size, 3) * 0.8   # the loader worker takes a share
-        per_epoch = 0.9 * n_train / rate + 0.1 * n_train / rate * 1.5  # train + validation (~10%)
-        epochs = max(2, int(a.budget_min * 60 * 0.9 / per_epoch))
-        print(f"measured ~{rate:.0f} img/s for {a.backbone} at {a.size}px: {epochs} epochs fit in {a.budget_min} min")
-    else:
-        epochs = a.epochs
+    n_train = min(len(read_dataset(train_dir)), a.limit or 10**9)
+    epochs = a.epochs
     out = Path(a.out)
     common = ["--data", train_dir, "--val-group", "person", "--val-fraction", "0.1", "--size", str(a.size),
               "--epochs", str(epochs), "--batch-size", str(a.batch_size), "--workers", str(a.workers),
-              "--time-budget", str(a.budget_min), "--quiet"]
+              "--time-budget", str(a.cap_min), "--quiet"] + (["--limit", str(a.limit)] if a.limit else [])
 
     from augkit.io import read_image
     truth = read_dataset(os.path.join(test_dir, "landmarks.csv"), format="competition",
@@ -138,13 +147,18 @@ def main(argv=None):
                   f"{'  peak LR ' + extra if extra else ''}", flush=True)
 
     print()
-    print(f"ytf68: {n_train} train images (10% held out by person for validation), evaluated on the {len(images)} "
-          f"test images; {a.backbone}-size models at {a.size}px from scratch, {epochs} epochs capped at "
-          f"{a.budget_min} min per run, batch {a.batch_size}, on {os.cpu_count()} CPU cores, torch {torch.__version__}; "
+    print(f"ytf68: the first {n_train} train images (10% held out by person for validation), evaluated on the {len(images)} "
+          f"test images; {a.backbone}-size models at {a.size}px from scratch, {epochs} epochs per run, "
+          f"batch {a.batch_size}, on {os.cpu_count()} CPU cores, torch {torch.__version__}; "
           f"seeds {', '.join(map(str, a.seeds))}; mean ± half the spread between seeds")
     print()
     print("| recipe | test NME | test MSE (px²) | NME per seed | minutes per run | note |")
     print("|---|---:|---:|---|---:|---|")
+    first = next((out / f"{row}-s{a.seeds[0]}" / "best.pt" for row in a.rows
+                  if (out / f"{row}-s{a.seeds[0]}" / "best.pt").is_file()), None)
+    if first is not None:
+        b = _baseline(str(first), images, truth)
+        print(f"| mean-shape baseline | {b['nme']:.4f} | {b['mse']:.1f} | | | the training images' mean shape |")
     for row in a.rows:
         done = [x for x in results.get(row, []) if x is not None]
         if len(done) < len(results.get(row, [])):
