@@ -4,7 +4,8 @@
 
 On CUDA it prints: training img/s of ResNet-50 (random weights) at 128 and 224 px, float32 vs
 bf16 + channels_last, and at 128 px bf16 with the ``--ema`` weight average updated every step
-and as timm's resnet50 (``--backbone timm/resnet50``, when timm is installed); the share of each training step spent waiting for data with
+and as timm's resnet50 (``--backbone timm/resnet50``); the share of each training step spent
+waiting for data with
 workers = cores - 1 (JPEGs of synthetic faces in a temporary folder, the default augmentation);
 TTA img/s with all views stacked vs one forward per view for ``flip`` and ``full``; a 1-epoch
 ``augkit train`` demo run on CUDA (AMP, channels_last, pinned memory); and the largest difference
@@ -30,7 +31,8 @@ START = time.time()
 RUN = {"device": "cuda", "backbone": "resnet50", "timm_backbone": "timm/resnet50", "demo_backbone": "resnet18",
        "sizes": ((128, 128), (224, 64)),
        "tta_size": 128, "wait_size": 128, "wait_batch": 128, "wait_images": 768, "demo": (2048, 128, 64, 64)}
-SMOKE = {"device": "cpu", "backbone": "tiny", "timm_backbone": "timm/resnet18", "demo_backbone": "tiny", "sizes": ((32, 8), (48, 8)), "tta_size": 32,
+SMOKE = {"device": "cpu", "backbone": "tiny", "timm_backbone": "timm/resnet18", "demo_backbone": "tiny",
+         "sizes": ((32, 8), (48, 8)), "tta_size": 32,
          "wait_size": 32, "wait_batch": 8, "wait_images": 48, "demo": (48, 16, 8, 32)}
 
 

@@ -6,10 +6,10 @@ disjoint from train), two or more seeds per row, the spread between seeds shown.
     python benchmarks/recipes.py --epochs 5 --rows default ema
 
 The budget is the work, not the clock: every run trains the same epochs over the same images
-(about 1.5 minutes each on a 2-core machine), so a busy machine slows the runs but does not
+(2 to 4 minutes each on a 2-core machine), so a busy machine slows the runs but does not
 change the results; ``--time-budget`` is only a safety cap. Rows: the default recipe;
-``+ --ema DECAY``; ``--lr auto`` (its range test comes on top: its time is in the minutes
-column); ``+ --freeze-epochs 1`` started from ``--weights`` of the same seed's default run (the
+``+ --ema DECAY``; ``--lr auto`` (its range test comes on top of the training minutes shown);
+``+ --freeze-epochs 1`` started from ``--weights`` of the same seed's default run (the
 write-ups' way, so it has that run's training too); a timm model of resnet18's size
 (``--backbone timm/resnet18``, the [timm] extra). Prints a markdown table.
 """
@@ -22,7 +22,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +98,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     ap.add_argument("--out", default=str(ROOT / "runs" / "recipes"))
+    ap.add_argument("--reuse", action="store_true", help="runs already finished in --out are evaluated, not retrained")
     a = ap.parse_args(argv)
     if len(a.seeds) < 2:
         sys.exit("--seeds: give at least two seeds (the table shows the spread between them)")
@@ -127,15 +127,15 @@ def main(argv=None):
             run_dir = out / f"{row}-s{seed}"
             cmd = [sys.executable, "-m", "augkit.train.cli", *common, "--seed", str(seed), "--out", str(run_dir),
                    *_args(row, a, seed, out)]
-            print("$ augkit train " + " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)
-            t0 = time.time()
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            minutes = (time.time() - t0) / 60
-            if r.returncode:
-                print(r.stdout[-2000:] + r.stderr[-3000:])
-                results.setdefault(row, []).append(None)
-                continue
+            if not (a.reuse and (run_dir / "summary.json").is_file()):
+                print("$ augkit train " + " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode:
+                    print(r.stdout[-2000:] + r.stderr[-3000:])
+                    results.setdefault(row, []).append(None)
+                    continue
             summary = json.loads((run_dir / "summary.json").read_text())
+            minutes = summary["elapsed_s"] / 60  # training and validation (a range test comes on top)
             m = _evaluate(str(run_dir / "best.pt"), images, truth)
             extra = ""
             if row == "lr-auto":
@@ -147,12 +147,12 @@ def main(argv=None):
                   f"{'  peak LR ' + extra if extra else ''}", flush=True)
 
     print()
-    print(f"ytf68: the first {n_train} train images (10% held out by person for validation), evaluated on the {len(images)} "
-          f"test images; {a.backbone}-size models at {a.size}px from scratch, {epochs} epochs per run, "
+    print(f"ytf68: the first {n_train} train images (10% held out by person for validation), evaluated on the "
+          f"{len(images)} test images; {a.backbone}-size models at {a.size}px from scratch, {epochs} epochs per run, "
           f"batch {a.batch_size}, on {os.cpu_count()} CPU cores, torch {torch.__version__}; "
           f"seeds {', '.join(map(str, a.seeds))}; mean ± half the spread between seeds")
     print()
-    print("| recipe | test NME | test MSE (px²) | NME per seed | minutes per run | note |")
+    print("| recipe | test NME | test MSE (px²) | NME per seed | training minutes per run | note |")
     print("|---|---:|---:|---|---:|---|")
     first = next((out / f"{row}-s{a.seeds[0]}" / "best.pt" for row in a.rows
                   if (out / f"{row}-s{a.seeds[0]}" / "best.pt").is_file()), None)
@@ -164,7 +164,7 @@ def main(argv=None):
         if len(done) < len(results.get(row, [])):
             print(f"| {_label(row, a)} | failed | | | | {len(results[row]) - len(done)} run(s) failed |")
             continue
-        note = {"lr-auto": "suggested peak LR " + ", ".join(x["extra"] for x in done),
+        note = {"lr-auto": "suggested peak LR " + ", ".join(x["extra"] for x in done) + " (+ the range test's time)",
                 "freeze": "+ the default run's training", "ema": "the average is validated and saved"}.get(row, "")
         print(f"| {_label(row, a)} | {_fmt([x['nme'] for x in done])} | {_fmt([x['mse'] for x in done], 1)} | "
               f"{per_seed(done)} | {np.mean([x['minutes'] for x in done]):.1f} | {note} |")

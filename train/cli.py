@@ -47,7 +47,8 @@ class _LR(click.ParamType):
 @click.option("--backbone", default=None, help="torchvision classification model name (resnet50 for --data, resnet18 "
               "for the demo; resnet18/34/101, resnext50_32x4d, densenet121, efficientnet_b0, ...), timm/NAME (a timm "
               "model, e.g. timm/resnet18, timm/convnext_nano; the [timm] extra) or 'tiny'.")
-@click.option("--pretrained", is_flag=True, help="Start from ImageNet weights (torchvision's or timm's; downloads them).")
+@click.option("--pretrained", is_flag=True,
+              help="Start from ImageNet weights (torchvision's or timm's; downloads them).")
 @click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Start from a local state dict (ImageNet or an augkit checkpoint).")
 @click.option("--size", default=None, type=click.IntRange(16, 2048),

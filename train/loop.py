@@ -242,8 +242,9 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     mean_norm = builders.mean_shape(data.train, pre_pipe, cfg.size)
     model = builders.make_model(cfg, data.n_points, mean_norm, device)
     amp_dtype = builders.amp_dtype_for(cfg, device, log)
-    net = model if not dist.on else torch.nn.parallel.DistributedDataParallel(  # frozen params: no gradient
-        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=cfg.freeze_epochs > 0)
+    net = model if not dist.on else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=cfg.freeze_epochs > 0)  # the frozen backbone gets no gradients
     engine = Engine(net, model, device, amp_dtype, cfg.channels_last and device.type == "cuda", data.n_points,
                     cfg.size, cfg.loss, cfg.trim, cfg.clip)
     train_ds = train_data.LandmarkDataset(data.train, train_pipe, cfg.seed, train=True, strict=cfg.strict)

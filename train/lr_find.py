@@ -42,8 +42,10 @@ class SweepResult:
     stopped: str = ""
 
     def to_dict(self) -> dict:
-        return {"suggested_lr": self.suggestion, "edge_lr": self.edge_lr, "rule": f"the first LR where the smoothed "
-                f"loss rises {RISE - 1:.0%} above its lowest so far (the edge), / {DIVISOR:g}", "steps": len(self.losses), "stopped": self.stopped, "lr": self.lrs,
+        return {"suggested_lr": self.suggestion, "edge_lr": self.edge_lr,
+                "rule": f"the largest LR with the smoothed loss within {RISE - 1:.0%} of its lowest (the edge), "
+                        f"/ {DIVISOR:g}",
+                "steps": len(self.losses), "stopped": self.stopped, "lr": self.lrs,
                 "loss": [None if not math.isfinite(v) else v for v in self.losses],
                 "smoothed_loss": [None if not math.isfinite(v) else v for v in self.smoothed]}
 
