@@ -25,7 +25,7 @@ __all__ = ["SweepResult", "sweep", "smooth", "suggest", "plot_sweep", "lr_find",
 
 START_LR, END_LR = 1e-7, 10.0
 DIVERGE = 4.0        # stop once the smoothed loss exceeds this multiple of its lowest value
-RISE = 1.05          # the edge: the smoothed loss this much above its lowest so far
+RISE = 1.05          # the edge: the largest LR whose smoothed loss is within this factor of the lowest
 DIVISOR = 10.0       # the suggestion: the edge's LR divided by this
 SMOOTH_ALPHA = 0.05  # weight of the newest loss in the exponential average (about 20 steps)
 
@@ -42,12 +42,13 @@ class SweepResult:
     stopped: str = ""
 
     def to_dict(self) -> dict:
-        return {"suggested_lr": self.suggestion, "edge_lr": self.edge_lr,
+        def num(v):  # JSON has no NaN
+            return v if math.isfinite(v) else None
+        return {"suggested_lr": num(self.suggestion), "edge_lr": num(self.edge_lr),
                 "rule": f"the largest LR with the smoothed loss within {RISE - 1:.0%} of its lowest (the edge), "
                         f"/ {DIVISOR:g}",
                 "steps": len(self.losses), "stopped": self.stopped, "lr": self.lrs,
-                "loss": [None if not math.isfinite(v) else v for v in self.losses],
-                "smoothed_loss": [None if not math.isfinite(v) else v for v in self.smoothed]}
+                "loss": [num(v) for v in self.losses], "smoothed_loss": [num(v) for v in self.smoothed]}
 
 
 def smooth(losses, alpha: float = SMOOTH_ALPHA) -> np.ndarray:
