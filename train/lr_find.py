@@ -64,8 +64,8 @@ def suggest(lrs, smoothed) -> tuple[float, float]:
     :data:`DIVISOR`. When the loss falls into a valley this is close to the usual "lowest loss /
     10" rule; when it stays flat (a head that starts at the mean shape learns little in a hundred
     steps) it is still the point where larger steps start to hurt, though a tenth of it is then
-    far too cautious (ytf68 in benchmarks/recipes.py: 2e-5 where 1e-3 trains well). NaN when the loss never turned up (or has no finite value after the settling
-    part): the sweep found no edge."""
+    far too cautious (ytf68 in benchmarks/recipes.py: 2e-5 where 1e-3 trains well). NaN when
+    the loss never turned up (or has no finite value after the settling part): no edge found."""
     lrs, sm = np.asarray(lrs, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
     skip = min(max(3, len(sm) // 10), max(0, len(sm) - 1))
     tail = np.where(np.isfinite(sm[skip:]), sm[skip:], np.inf)
