@@ -2,7 +2,8 @@
 
 ``pip install augkit`` brings numpy, OpenCV, PyYAML and click only; ``[train]`` adds torch,
 torchvision, pandas, scipy, tqdm and matplotlib (training, TTA, prediction, dataset readers);
-``[albu]`` adds albumentations (the interop); ``[all]`` both.
+``[albu]`` adds albumentations (the interop); ``[tb]`` tensorboard (``augkit train --tensorboard``);
+``[timm]`` timm (``--backbone timm/NAME``); ``[all]`` all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ __all__ = ["EXTRAS", "MissingExtra", "missing_modules", "require_extra", "comman
 EXTRAS = {
     "train": ("torch", "torchvision", "pandas", "scipy", "tqdm", "matplotlib"),
     "albu": ("albumentations",),
+    "tb": ("tensorboard",),
+    "timm": ("timm",),
 }
 
 
@@ -42,7 +45,7 @@ def require_extra(extra: str, what: str) -> None:
     """Raise :class:`MissingExtra` naming the extra to install when one of its modules is missing.
 
     Args:
-        extra: ``"train"`` or ``"albu"``.
+        extra: a key of :data:`EXTRAS` (``"train"``, ``"albu"``, ``"tb"``, ``"timm"``).
         what: what needs it, e.g. ``"augkit train"``.
     """
     missing = missing_modules(EXTRAS[extra])

@@ -3,7 +3,9 @@
     python benchmarks/gpu_check.py [--quick]
 
 On CUDA it prints: training img/s of ResNet-50 (random weights) at 128 and 224 px, float32 vs
-bf16 + channels_last; the share of each training step spent waiting for data with
+bf16 + channels_last, and at 128 px bf16 with the ``--ema`` weight average updated every step
+and as timm's resnet50 (``--backbone timm/resnet50``); the share of each training step spent
+waiting for data with
 workers = cores - 1 (JPEGs of synthetic faces in a temporary folder, the default augmentation);
 TTA img/s with all views stacked vs one forward per view for ``flip`` and ``full``; a 1-epoch
 ``augkit train`` demo run on CUDA (AMP, channels_last, pinned memory); and the largest difference
@@ -26,9 +28,11 @@ import traceback
 TOTAL_S = 7.5 * 60          # the whole run, start to table
 START = time.time()
 # what the measurements run on; --smoke-cpu swaps in the CPU and a tiny model to test this script's logic
-RUN = {"device": "cuda", "backbone": "resnet50", "demo_backbone": "resnet18", "sizes": ((128, 128), (224, 64)),
+RUN = {"device": "cuda", "backbone": "resnet50", "timm_backbone": "timm/resnet50", "demo_backbone": "resnet18",
+       "sizes": ((128, 128), (224, 64)),
        "tta_size": 128, "wait_size": 128, "wait_batch": 128, "wait_images": 768, "demo": (2048, 128, 64, 64)}
-SMOKE = {"device": "cpu", "backbone": "tiny", "demo_backbone": "tiny", "sizes": ((32, 8), (48, 8)), "tta_size": 32,
+SMOKE = {"device": "cpu", "backbone": "tiny", "timm_backbone": "timm/resnet18", "demo_backbone": "tiny",
+         "sizes": ((32, 8), (48, 8)), "tta_size": 32,
          "wait_size": 32, "wait_batch": 8, "wait_images": 48, "demo": (48, 16, 8, 32)}
 
 
@@ -104,12 +108,20 @@ def _engine(backbone: str, size: int, amp: bool, channels_last: bool):
     return engine, state
 
 
-def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float) -> float:
-    """Training img/s of ResNet-50 on batches already on the GPU (model speed alone)."""
+def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float, backbone: str | None = None,
+                ema: float | None = None) -> float:
+    """Training img/s of ResNet-50 (or ``backbone``) on batches already on the GPU (model speed
+    alone); with ``ema`` the weight average (``torch.optim.swa_utils.AveragedModel``, as
+    ``augkit train --ema``) is updated after every step."""
     import torch
     from augkit.train.loop import _optimiser_step
     dev = RUN["device"]
-    engine, state = _engine(RUN["backbone"], size, amp and dev == "cuda", amp and dev == "cuda")
+    backbone = backbone or RUN["backbone"]
+    engine, state = _engine(backbone, size, amp and dev == "cuda", amp and dev == "cuda")
+    averaged = None
+    if ema is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        averaged = AveragedModel(engine.model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
     g = torch.Generator(device=dev).manual_seed(0)
     batch_d = {"image": torch.randint(0, 255, (batch, size, size, 3), dtype=torch.uint8, device=dev, generator=g),
                "target": torch.rand(batch, 68, 2, device=dev, generator=g),
@@ -118,6 +130,8 @@ def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float) 
     def step():
         loss = engine.batch_loss(engine.forward(engine.net, batch_d["image"]), batch_d)
         _optimiser_step(engine, state, loss)
+        if averaged is not None:
+            averaged.update_parameters(engine.model)
 
     for _ in range(3):
         step()
@@ -132,8 +146,14 @@ def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float) 
     ips = n * batch / (time.perf_counter() - t0)
     mode = ("bf16 + channels_last" if amp else "float32 (cuDNN TF32 as torch defaults)") if dev == "cuda" else \
         ("float32" + (" (smoke: no AMP on CPU)" if amp else ""))
-    table.add(f"train {RUN['backbone']} {size}px {mode}", f"{ips:.0f} img/s", f"batch {batch}, {n} steps")
-    del engine, state
+    note = f"batch {batch}, {n} steps"
+    if averaged is not None:  # the average must be a real one: it moved, and it is not the last weights
+        w, a = engine.model.state_dict(), averaged.module.state_dict()
+        moved = max(float((a[k].float() - w[k].float()).abs().max()) for k in w if w[k].is_floating_point())
+        note += f"; EMA {ema} over {int(averaged.n_averaged)} steps, max |EMA - weights| {moved:.2g}"
+        mode += f" + EMA {ema}"
+    table.add(f"train {backbone} {size}px {mode}", f"{ips:.0f} img/s", note)
+    del engine, state, averaged
     if dev == "cuda":
         torch.cuda.empty_cache()
     return ips
@@ -315,6 +335,11 @@ def main() -> int:
                         (size, amp), train_speed(table, size, amp, batch, 12 * scale)), 45)
         if (size, False) in speed and (size, True) in speed:
             table.add(f"  ratio bf16+channels_last / fp32 at {size}px", f"x{speed[size, True] / speed[size, False]:.2f}")
+    size0, batch0 = RUN["sizes"][0]
+    measure(table, f"train {size0} bf16 + EMA", lambda s: train_speed(table, size0, True, batch0, 12 * scale,
+                                                                     ema=0.999), 45)
+    measure(table, f"train {RUN['timm_backbone']} {size0} bf16",
+            lambda s: train_speed(table, size0, True, batch0, 12 * scale, backbone=RUN["timm_backbone"]), 60)
     measure(table, "data wait share", lambda s: data_wait(table, 25 * scale), 90)
     for preset in ("flip", "full"):
         measure(table, f"TTA {preset}", lambda s, preset=preset: tta_speed(table, preset, 16 * scale), 60)

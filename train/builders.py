@@ -202,16 +202,18 @@ def make_model(cfg, n_points: int, mean_norm: np.ndarray, device: torch.device) 
     return model
 
 
-def make_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """AdamW, Adam or SGD (Nesterov); no weight decay on biases and norm parameters."""
+def make_optimizer(cfg, model: torch.nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW, Adam or SGD (Nesterov) at ``lr`` (default ``cfg.lr``); no weight decay on biases and
+    norm parameters."""
+    lr = cfg.lr if lr is None else lr
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(groups, lr=lr)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
 
 
 class ShardSampler(torch.utils.data.Sampler):

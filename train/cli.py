@@ -13,6 +13,25 @@ import click
 __all__ = ["train", "config_from_args", "config_from_params"]
 
 
+class _LR(click.ParamType):
+    """--lr: a positive number or ``auto``."""
+
+    name = "LR|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value == "auto":
+            return value
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        try:
+            v = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
+        if not v > 0 or v != v or v == float("inf"):
+            self.fail(f"{value!r}: the learning rate must be a positive number", param, ctx)
+        return v
+
+
 @click.command("train")
 @click.option("--data", default=None, help="Dataset: competition folder (landmarks.csv + images/, or its parent with "
               "train/), a CSV file, or a folder of images with .pts. Default: the built-in synthetic demo faces.")
@@ -26,8 +45,10 @@ __all__ = ["train", "config_from_args", "config_from_params"]
 @click.option("--resume", default=None, type=click.Path(exists=True),
               help="Continue the run in this folder (or this last.pt) where it stopped.")
 @click.option("--backbone", default=None, help="torchvision classification model name (resnet50 for --data, resnet18 "
-              "for the demo; resnet18/34/101, resnext50_32x4d, densenet121, efficientnet_b0, ...) or 'tiny'.")
-@click.option("--pretrained", is_flag=True, help="Start from torchvision's ImageNet weights (downloads them).")
+              "for the demo; resnet18/34/101, resnext50_32x4d, densenet121, efficientnet_b0, ...), timm/NAME (a timm "
+              "model, e.g. timm/resnet18, timm/convnext_nano; the [timm] extra) or 'tiny'.")
+@click.option("--pretrained", is_flag=True,
+              help="Start from ImageNet weights (torchvision's or timm's; downloads them).")
 @click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Start from a local state dict (ImageNet or an augkit checkpoint).")
 @click.option("--size", default=None, type=click.IntRange(16, 2048),
@@ -39,7 +60,20 @@ __all__ = ["train", "config_from_args", "config_from_params"]
 @click.option("--no-aug", is_flag=True, help="Train without augmentation.")
 @click.option("--epochs", default=None, type=click.IntRange(1), help="Epochs [30 for --data, 8 for the demo].")
 @click.option("--batch-size", default=None, type=click.IntRange(1), help="Batch size per process [32].")
-@click.option("--lr", default=None, type=float, help="Peak learning rate [1e-3 for --data, 2e-3 for the demo].")
+@click.option("--lr", default=None, type=_LR(), help="Peak learning rate [1e-3 for --data, 2e-3 for the demo], or "
+              "'auto': run the --lr-find range test first and train at its suggestion.")
+@click.option("--lr-find", is_flag=True, help="Only the LR range test (same data and options): an exponential LR "
+              "sweep; writes lr_find.png and lr_find.json with the suggested peak LR; no training, no checkpoint.")
+@click.option("--lr-find-steps", default=100, show_default=True, type=click.IntRange(10, 100000),
+              help="Steps of the LR range test (it stops earlier once the loss diverges).")
+@click.option("--ema", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY",
+              help="Keep an exponential moving average of the weights (e.g. 0.999; BatchNorm statistics too), "
+                   "validate it and save it as the model (best.pt / last.pt; predict and TTA use it).")
+@click.option("--freeze-epochs", default=0, show_default=True, type=click.IntRange(0),
+              help="Train only the regression head for the first N epochs (backbone frozen, in eval mode), then all; "
+                   "the LR schedule starts again, warm-up included, when the backbone joins.")
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files into the run folder (loss and LR "
+              "per step, validation vs mean shape, worst images per epoch, augmented samples); the [tb] extra.")
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), default="adamw", show_default=True)
 @click.option("--momentum", default=0.9, show_default=True, type=float, help="SGD momentum (Nesterov).")
@@ -79,13 +113,18 @@ __all__ = ["train", "config_from_args", "config_from_params"]
 def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, weights, size, preprocess, aug, no_aug,
           epochs, batch_size, lr, weight_decay, optimizer, momentum, scheduler, restart_epochs, warmup, clip, loss,
           trim, val_fraction, val_group, workers, seed, device, amp, channels_last, nproc, time_budget,
-          checkpoint_minutes, checkpoint_steps, limit, exclude, demo_train, demo_val, threads, quiet, launch_config):
+          checkpoint_minutes, checkpoint_steps, limit, exclude, demo_train, demo_val, threads, quiet, launch_config,
+          lr_find, lr_find_steps, ema, freeze_epochs, tensorboard):
     """Train a landmark regressor (a torchvision backbone + 2K-output head) with augkit's fused
     augmentation; validate in original pixels against the mean-shape baseline; write a run folder
     (config, log.csv/log.jsonl, curves.png, last.pt, best.pt, skipped.csv). With no --data: the
     built-in synthetic demo (resnet18 at 64 px, a few minutes on 2 CPU cores)."""
     from augkit.extras import command_requires
     command_requires("train", "augkit train")
+    if tensorboard:
+        command_requires("tb", "augkit train --tensorboard")
+    if backbone and backbone.startswith("timm/"):
+        command_requires("timm", f"augkit train --backbone {backbone}")
     from .loop import TrainConfig, run
 
     if launch_config:

@@ -6,6 +6,11 @@
 :class:`~augkit.train.run_folder.RunFolder`. Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
 DistributedDataParallel (gloo on CPU, NCCL on CUDA): sharded sampling, rank 0 verifies the images
 and writes every file, and the ranks exchange a stop flag every few steps.
+
+Around the loop: ``--lr-find`` / ``--lr auto`` (:mod:`augkit.train.lr_find`, a range test on the
+built run, undone before training), ``--ema`` (a ``torch.optim.swa_utils.AveragedModel`` updated
+after every step, validated and saved as the model), ``--freeze-epochs`` (:mod:`augkit.train.freeze`)
+and ``--tensorboard`` (:mod:`augkit.train.tb`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from . import builders
 from . import data as train_data
 from .checkpoint import normalise, read_checkpoint
 from .dist import SYNC_EVERY, Dist
+from .freeze import set_frozen, train_mode
 from .losses import landmark_loss
 from .model import IMAGENET_MEAN, IMAGENET_STD, decode
 from .run_folder import LOG_COLUMNS, RunFolder, default_run_dir, plot_curves
@@ -39,7 +45,7 @@ DEMO_DEFAULTS = dict(backbone="resnet18", size=64, epochs=8, batch_size=32, lr=2
 DATA_DEFAULTS = dict(backbone="resnet50", size=128, epochs=30, batch_size=32, lr=1e-3)
 # options a --resume may change: how long, how loud, how parallel
 RESUME_MAY_CHANGE = ("epochs", "quiet", "workers", "time_budget", "device", "checkpoint_minutes", "checkpoint_steps",
-                     "threads", "out")
+                     "threads", "out", "tensorboard")
 
 
 @dataclass
@@ -62,7 +68,7 @@ class TrainConfig:
     no_aug: bool = False
     epochs: int | None = None
     batch_size: int | None = None
-    lr: float | None = None
+    lr: float | str | None = None   # a number, or "auto": the --lr-find suggestion
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
     momentum: float = 0.9
@@ -88,6 +94,11 @@ class TrainConfig:
     checkpoint_steps: int = 0
     threads: int | None = None
     exclude: str | None = None        # CSV of images to leave out (augkit audit's audit.csv, or any list)
+    lr_find: bool = False           # only the LR range test: no training, no checkpoint
+    lr_find_steps: int = 100
+    ema: float | None = None        # decay of the weight average (None: off)
+    freeze_epochs: int = 0          # head-only epochs at the start
+    tensorboard: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,7 +126,29 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"--amp must be auto, bf16, fp16 or off, got {d.amp!r}")
     if d.epochs < 1 or d.batch_size < 1 or d.size < 16:
         raise ValueError("--epochs and --batch-size must be >= 1 and --size >= 16")
+    if isinstance(d.lr, str):
+        if d.lr.strip().lower() != "auto":
+            try:
+                d.lr = float(d.lr)
+            except ValueError:
+                raise ValueError(f"--lr must be a number or 'auto', got {d.lr!r}") from None
+        else:
+            d.lr = "auto"
+    if d.lr != "auto" and not (math.isfinite(d.lr) and d.lr > 0):
+        raise ValueError(f"--lr must be positive (or 'auto'), got {d.lr}")
+    if d.lr_find_steps < 10:
+        raise ValueError(f"--lr-find-steps must be at least 10, got {d.lr_find_steps}")
+    if d.ema is not None and not 0.0 < d.ema < 1.0:
+        raise ValueError(f"--ema must be a decay between 0 and 1 (e.g. 0.999), got {d.ema}")
+    if not 0 <= d.freeze_epochs < d.epochs:
+        raise ValueError(f"--freeze-epochs must be at least 0 and below --epochs ({d.epochs}): the backbone has to "
+                         f"train for at least one epoch, got {d.freeze_epochs}")
     return d
+
+
+def _peak_lr(cfg: TrainConfig) -> float:
+    """The peak LR to build the optimiser and schedule with (a stand-in before --lr auto's sweep)."""
+    return 1e-3 if cfg.lr == "auto" else float(cfg.lr)
 
 
 @dataclass
@@ -138,6 +171,8 @@ class _Run:
     base_pred: np.ndarray
     skips: dict
     elapsed_before: float = 0.0  # seconds of the earlier invocations of this run
+    tb: object = None            # TBLogger (--tensorboard, rank 0)
+    train_ds: object = None
 
 
 def run(cfg: TrainConfig, resume: str | None = None) -> dict:
@@ -145,28 +180,48 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
     dist = Dist()
     ck = None
     if resume:
+        if cfg.lr_find:
+            raise ValueError("--lr-find: the range test starts a new run's sweep; it cannot --resume a run")
         ck, cfg = _resume_config(cfg, resume)
     cfg = resolve_config(cfg)
+    if cfg.tensorboard:
+        from augkit.extras import require_extra
+        require_extra("tb", "augkit train --tensorboard")
     device = builders.pick_device(cfg, dist)
     dist.init(device.type)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
     r = _build(cfg, dist, device, ck)
+    if cfg.lr_find or cfg.lr == "auto":
+        found = _range_test(r)
+        if cfg.lr_find:
+            dist.barrier()
+            dist.close()
+            return found
+    _start_folder(r, ck)
     stop = StopRule(dist, cfg.time_budget, cfg.checkpoint_steps)
     stopped = None
-    for epoch in range(r.state.epoch, cfg.epochs):
-        t0 = time.time()
-        if r.state.step_in_epoch == 0:
-            r.state.running_loss = [0.0, 0]
-        r.train_sampler.set_epoch(epoch, r.state.step_in_epoch * cfg.batch_size)
-        seen, over = train_one_epoch(r.state, r.engine, r.train_loader, epoch, r.steps_per_epoch, stop,
-                                     _mid_epoch_saver(r), r.skips, show=dist.main and not cfg.quiet)
-        _end_epoch(r, epoch, seen, t0, stop)
-        if over:
-            stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step " \
-                      f"{r.state.step_in_epoch or r.steps_per_epoch}"
-            r.log(stopped)
-            break
+    try:
+        for epoch in range(r.state.epoch, cfg.epochs):
+            t0 = time.time()
+            if r.state.step_in_epoch == 0:
+                r.state.running_loss = [0.0, 0]
+            frozen = epoch < cfg.freeze_epochs
+            if cfg.freeze_epochs:
+                set_frozen(r.state.model, frozen)
+            r.train_sampler.set_epoch(epoch, r.state.step_in_epoch * cfg.batch_size)
+            seen, over = train_one_epoch(r.state, r.engine, r.train_loader, epoch, r.steps_per_epoch, stop,
+                                         _mid_epoch_saver(r), r.skips, show=dist.main and not cfg.quiet,
+                                         frozen=frozen, on_step=r.tb.step if r.tb else None)
+            _end_epoch(r, epoch, seen, t0, stop)
+            if over:
+                stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step " \
+                          f"{r.state.step_in_epoch or r.steps_per_epoch}"
+                r.log(stopped)
+                break
+    finally:
+        if r.tb is not None:
+            r.tb.close()
     summary = _finish(r, stopped, stop)
     dist.barrier()
     dist.close()
@@ -189,16 +244,20 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     model = builders.make_model(cfg, data.n_points, mean_norm, device)
     amp_dtype = builders.amp_dtype_for(cfg, device, log)
     net = model if not dist.on else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=cfg.freeze_epochs > 0)  # the frozen backbone gets no gradients
     engine = Engine(net, model, device, amp_dtype, cfg.channels_last and device.type == "cuda", data.n_points,
                     cfg.size, cfg.loss, cfg.trim, cfg.clip)
     train_ds = train_data.LandmarkDataset(data.train, train_pipe, cfg.seed, train=True, strict=cfg.strict)
     val_ds = train_data.LandmarkDataset(data.val, pre_pipe, cfg.seed, train=False, strict=cfg.strict)
     train_sampler = train_data.EpochSampler(len(train_ds), dist.world, dist.rank, shuffle=True, seed=cfg.seed)
     steps_per_epoch = math.ceil(len(train_sampler) / cfg.batch_size)
-    schedule = LRSchedule(cfg.scheduler, cfg.lr, steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs)
-    state = TrainState(model, builders.make_optimizer(cfg, model), schedule,
+    state = TrainState(model, builders.make_optimizer(cfg, model, _peak_lr(cfg)), _schedule(cfg, steps_per_epoch),
                        torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16))
+    if cfg.ema is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        state.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        state.ema_decay = cfg.ema
     fixed = {"preprocessing": pre_pipe.to_dict(), "train_pipeline": train_pipe.to_dict(), "scheme": scheme.to_dict(),
              "config": cfg.to_dict(), "mean_shape": mean_norm.tolist(),
              "model_info": {"backbone": cfg.backbone, "n_points": data.n_points, "input_size": [cfg.size, cfg.size]}}
@@ -208,9 +267,36 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
                                             builders.ShardSampler(len(val_ds), dist.world, dist.rank), engine.pin)
     r = _Run(cfg, dist, log, folder, data, scheme, fixed, state, engine,
              train_data.make_loader(train_ds, cfg.batch_size, cfg.workers, train_sampler, engine.pin), train_sampler,
-             val_loader, steps_per_epoch, builders.baseline(data.val, pre_pipe, mean_norm, cfg.size), {})
-    _start_folder(r, ck)
+             val_loader, steps_per_epoch, builders.baseline(data.val, pre_pipe, mean_norm, cfg.size), {},
+             train_ds=train_ds)
     return r
+
+
+def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> LRSchedule:
+    return LRSchedule(cfg.scheduler, _peak_lr(cfg), steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs,
+                      frozen_epochs=cfg.freeze_epochs)
+
+
+def _range_test(r: _Run) -> dict:
+    """--lr-find / --lr auto: the sweep on the built run (undone), its one-line result; with --lr
+    auto the run's peak LR becomes the suggestion."""
+    from .lr_find import lr_find
+    res = lr_find(r, r.cfg.lr_find_steps)
+    where = f"{r.folder.file('lr_find.png')} and lr_find.json"
+    if r.cfg.lr_find:
+        line = (f"lr-find: suggested peak LR {res.suggestion:.3g} (the loss turns up at {res.edge_lr:.3g}; "
+                f"{len(res.losses)} steps); wrote {where}") if math.isfinite(res.suggestion) else \
+            f"lr-find: the loss never turned up in {len(res.losses)} steps: no suggestion; wrote {where}"
+        r.log.always(line)
+        return {"run_dir": r.folder.path, "lr_find": res.to_dict()}
+    if not math.isfinite(res.suggestion):
+        raise ValueError(f"--lr auto: the loss never turned up during the {len(res.losses)}-step range test "
+                         f"(see {where}); pass --lr")
+    r.cfg.lr = res.suggestion
+    r.state.scheduler = _schedule(r.cfg, r.steps_per_epoch)
+    r.fixed["config"] = r.cfg.to_dict()
+    r.log.always(f"--lr auto: peak LR {res.suggestion:.3g} from a {len(res.losses)}-step range test; wrote {where}")
+    return {"lr": res.suggestion}
 
 
 def _start_folder(r: _Run, ck: dict | None) -> None:
@@ -226,6 +312,12 @@ def _start_folder(r: _Run, ck: dict | None) -> None:
               f"{r.steps_per_epoch}")
     if not r.dist.main:
         return
+    if r.cfg.tensorboard:
+        from .tb import TBLogger
+        r.tb = TBLogger(r.folder.path, r.state.global_step if ck is not None else None)
+        if ck is None:
+            r.train_sampler.set_epoch(0, 0)
+            r.tb.samples(r.train_ds, [i for _, i in r.train_sampler], r.scheme)
     r.folder.write_json("config.json", r.cfg.to_dict())
     r.folder.write_json("split.json", r.data.split)
     if r.cfg.data is not None:
@@ -261,8 +353,12 @@ def _mid_epoch_saver(r: _Run):
 
 
 def _val_metrics(r: _Run) -> dict:
-    """Validation loss and MSE / NME / FR (model and mean-shape baseline) on the decodable images."""
-    val = validate(r.engine, r.val_loader, r.dist, len(r.data.val), r.skips, show=r.dist.main and not r.cfg.quiet)
+    """Validation loss and MSE / NME / FR (model, or its --ema average, and mean-shape baseline) on
+    the decodable images; with --tensorboard the worst images too."""
+    val = validate(r.engine, r.val_loader, r.dist, len(r.data.val), r.skips, show=r.dist.main and not r.cfg.quiet,
+                   model=r.state.eval_model())
+    if r.tb is not None:
+        r.tb.worst(r.data.val, val["pred"], r.scheme, r.state.global_step, len(r.state.history) + 1)
     ok = np.isfinite(val["pred"]).all(axis=(1, 2))
     if not ok.any():
         return {"val_loss": val["loss"]}
@@ -288,6 +384,8 @@ def _end_epoch(r: _Run, epoch: int, seen: int, t0: float, stop: StopRule) -> Non
     row["epoch_s"] = time.time() - t0
     row["elapsed_s"] = r.elapsed_before + time.time() - stop.session_start
     improved = st.record_epoch(row)
+    if r.tb is not None:
+        r.tb.epoch(row, st.global_step)
     if st.step_in_epoch >= r.steps_per_epoch:  # a whole epoch: the next starts at its step 0
         st.epoch, st.step_in_epoch = epoch + 1, 0
     _record_skips(r)
@@ -478,23 +576,34 @@ def _optimiser_step(engine: Engine, state: TrainState, loss: torch.Tensor) -> No
 
 
 def train_one_epoch(state: TrainState, engine: Engine, loader, epoch: int, steps_per_epoch: int,
-                    stop: StopRule, save_mid_epoch, skips: dict, show: bool = False) -> tuple[int, bool]:
+                    stop: StopRule, save_mid_epoch, skips: dict, show: bool = False, frozen: bool = False,
+                    on_step=None) -> tuple[int, bool]:
     """Train from ``state.step_in_epoch`` to the end of epoch ``epoch`` (0-based) or the stop rule.
 
     ``save_mid_epoch()`` is called at sync steps (it decides whether a checkpoint is due).
+    ``frozen``: the head alone trains (backbone in eval mode; its gradients are off by
+    :func:`~augkit.train.freeze.set_frozen`). ``on_step(global_step, loss, lr)`` after each step.
+    With ``state.ema`` the average is updated after every optimiser step.
     Returns (images seen by this process, stopped early by the time budget).
     """
     from tqdm.auto import tqdm
     engine.net.train()
+    if frozen:
+        train_mode(engine.model, True)
     bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}", disable=not show,
                leave=False, dynamic_ncols=True, unit="batch")
     seen, over = 0, False
     for batch in loader:
+        lr = state.scheduler.lr(state.global_step)
         for g in state.optimizer.param_groups:
-            g["lr"] = state.scheduler.lr(state.global_step)
+            g["lr"] = lr
         loss = engine.batch_loss(engine.forward(engine.net, batch["image"]), batch, engine.trim)
         _optimiser_step(engine, state, loss)
+        if state.ema is not None:
+            state.ema.update_parameters(engine.model)
         loss_value = float(loss.detach())
+        if on_step is not None:
+            on_step(state.global_step, loss_value, lr)
         _note_skips(batch, skips)
         if not math.isfinite(loss_value) and stop.bad_loss is None:
             stop.bad_loss = (epoch + 1, state.step_in_epoch, loss_value)
@@ -522,19 +631,22 @@ def _note_skips(batch: dict, skips: dict) -> None:
             skips.setdefault(file, reason)
 
 
-def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, show: bool = False) -> dict:
+def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, show: bool = False,
+             model: torch.nn.Module | None = None) -> dict:
     """Predictions of every validation image in original pixels, ``(n_images, K, 2)`` (NaN rows for
     images that could not be decoded), and the mean validation loss. Each rank predicts its own
-    shard (no padding: each image counts once) with the bare model; rank results are gathered."""
+    shard (no padding: each image counts once) with the bare model (or ``model``, e.g. the EMA
+    average); rank results are gathered."""
     from tqdm.auto import tqdm
-    engine.model.eval()
+    model = engine.model if model is None else model
+    model.eval()
     if dist.on:  # rank 0's BatchNorm statistics everywhere: every shard sees the model rank 0 saves
-        for buf in engine.model.buffers():
+        for buf in model.buffers():
             torch.distributed.broadcast(buf, src=0)
     index, preds, loss_sum, count = [], [], 0.0, 0
     with torch.no_grad():
         for batch in tqdm(loader, desc="validation", disable=not show, leave=False, dynamic_ncols=True, unit="batch"):
-            out = engine.forward(engine.model, batch["image"])
+            out = engine.forward(model, batch["image"])
             ok = ~_skipped_mask(batch)
             if ok.any():
                 loss_sum += float(engine.batch_loss(out[ok], _rows(batch, ok))) * int(ok.sum())

@@ -5,7 +5,9 @@ The output of a model is ``(N, 2K)`` coordinates normalised to the input crop, i
 pixels in the OpenCV convention (so the crop's edges are 0 and 1). :func:`decode` and
 :func:`encode` convert.
 
-``backbone="tiny"`` is a small plain CNN (not torchvision) for tests and quick experiments.
+``backbone="tiny"`` is a small plain CNN (not torchvision) for tests and quick experiments;
+``backbone="timm/NAME"`` is any classification model of timm (the ``[timm]`` extra), built through
+``timm.create_model`` with its own head sized to ``2K``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,42 @@ class TinyNet(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+TIMM_PREFIX = "timm/"
+
+
+def _timm_model(name: str, out: int, pretrained: bool) -> nn.Module:
+    """``timm.create_model(name, num_classes=out)``; ImageNet weights through timm's own hub API
+    when ``pretrained`` (:class:`PretrainedUnavailable` when they cannot be fetched)."""
+    from augkit.extras import require_extra
+    require_extra("timm", f"--backbone {TIMM_PREFIX}{name}")
+    import timm
+    if not name or not timm.is_model(name):
+        close = timm.list_models(f"*{name[:5]}*")[:8] if name else []
+        raise ValueError(f"--backbone {TIMM_PREFIX}{name}: timm has no model {name!r} (e.g. "
+                         f"{', '.join(close or ['resnet18', 'resnet50', 'efficientnet_b0', 'convnext_nano'])})")
+    if pretrained:
+        if not timm.models.is_model_pretrained(name):
+            raise ValueError(f"--pretrained: timm has no pretrained weights for {name!r}")
+        try:
+            return timm.create_model(name, pretrained=True, num_classes=out)
+        except Exception as e:  # huggingface_hub / URL / socket errors when offline
+            raise PretrainedUnavailable(
+                f"--pretrained: timm could not fetch the ImageNet weights of {name} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200] if str(e) else ''}). Are you offline? Download them elsewhere and "
+                f"pass --weights FILE.") from None
+    return timm.create_model(name, pretrained=False, num_classes=out)
+
+
+def _timm_head(model: nn.Module):
+    """(parent, attribute, Linear) of a timm model's classifier (``get_classifier``)."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    for name, mod in model.named_modules():
+        if mod is head and isinstance(mod, nn.Linear):
+            parent_name, _, attr = name.rpartition(".")
+            return (model.get_submodule(parent_name) if parent_name else model), attr, mod
+    return None
 
 
 def list_backbones() -> list:
@@ -84,7 +122,8 @@ def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=
 
     Args:
         backbone: a torchvision classification model name (``resnet50``, ``resnet18``,
-            ``resnext50_32x4d``, ``densenet121``, ``efficientnet_b0``, ...) or ``"tiny"``.
+            ``resnext50_32x4d``, ``densenet121``, ``efficientnet_b0``, ...), ``"timm/NAME"`` (a
+            timm model, random or ``pretrained`` through timm's API) or ``"tiny"``.
         n_points: landmarks per face (K).
         pretrained: start from torchvision's ImageNet weights (downloaded through its weights API;
             :class:`PretrainedUnavailable` when that fails, e.g. offline).
@@ -99,7 +138,14 @@ def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=
         if pretrained:
             raise ValueError("--pretrained: the 'tiny' test backbone has no ImageNet weights")
         model = TinyNet(out)
+        locate = _last_linear
+    elif backbone.startswith(TIMM_PREFIX):
+        model = _timm_model(backbone[len(TIMM_PREFIX):], out, pretrained)
+        locate = _timm_head
+        if locate(model) is None:
+            raise ValueError(f"--backbone {backbone}: its classifier is not one linear layer; pick another timm model")
     else:
+        locate = _last_linear
         import torchvision
         names = torchvision.models.list_models(module=torchvision.models)
         if backbone not in names:
@@ -132,7 +178,7 @@ def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=
         setattr(parent, attr, nn.Linear(old.in_features, out))
     if weights is not None:
         load_backbone_weights(model, weights)
-    parent, attr, old = _last_linear(model)
+    parent, attr, old = locate(model)
     head = FP32Linear(old.in_features, old.out_features)
     head.load_state_dict(old.state_dict())
     setattr(parent, attr, head)

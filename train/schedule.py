@@ -1,5 +1,7 @@
 """The learning-rate schedule of ``augkit train``: warm-up, cosine (with restarts), one-cycle,
-reduce-on-plateau or constant, as a plain resumable object."""
+reduce-on-plateau or constant, as a plain resumable object. With a frozen warm-up
+(``--freeze-epochs``) the head-only epochs run at the peak LR after the linear warm-up, and the
+whole schedule (its warm-up included) starts again when the backbone joins, over the epochs left."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ class LRSchedule:
 
     def __init__(self, kind: str, base_lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
                  restart_epochs: float | None = None, factor: float = 0.5, patience: int = 2,
-                 min_ratio: float = 1e-3):
+                 min_ratio: float = 1e-3, frozen_epochs: int = 0):
         self.kind, self.base_lr = kind, float(base_lr)
-        self.steps_per_epoch, self.epochs = max(1, int(steps_per_epoch)), int(epochs)
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.frozen = max(0, int(frozen_epochs)) * self.steps_per_epoch   # steps of the head-only phase
+        self.epochs = max(1, int(epochs) - max(0, int(frozen_epochs)))   # epochs of the main schedule
         self.warmup = max(0, int(round(warmup_epochs * self.steps_per_epoch)))
         # cosine period in steps: the restart period, or the whole run after warm-up
         self.period = max(1, int(round(restart_epochs * self.steps_per_epoch)) if restart_epochs
@@ -28,6 +32,9 @@ class LRSchedule:
         self.restarts = bool(restart_epochs)
 
     def lr(self, step: int) -> float:
+        if step < self.frozen:  # head only: warm up, then the peak LR
+            return self.base_lr * (min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0)
+        step -= self.frozen
         total = self.steps_per_epoch * self.epochs
         if self.kind == "onecycle":
             pct = max(self.warmup / total, 0.05) if self.warmup else 0.3

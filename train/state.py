@@ -1,6 +1,11 @@
 """The training state: everything a run needs to continue exactly where it stopped. The
 checkpoint file (``last.pt`` / ``best.pt``) is this object saved, plus the run's fixed facts
-(pipelines, scheme, config, model info, mean shape) that :func:`load_model` needs for inference."""
+(pipelines, scheme, config, model info, mean shape) that :func:`load_model` needs for inference.
+
+With ``--ema`` the state also holds the weight average (a ``torch.optim.swa_utils.AveragedModel``):
+the checkpoint's ``model`` is then the AVERAGED weights (what validation scored, and what
+:func:`load_model`, TTA and ``--weights`` read with no new option), ``train_model`` the weights
+being trained and ``ema`` the decay and the number of averaged steps: ``--resume`` continues both."""
 
 from __future__ import annotations
 
@@ -56,11 +61,21 @@ class TrainState:
     running_loss: list = field(default_factory=lambda: [0.0, 0])
     history: list = field(default_factory=list)
     best: dict | None = None
+    ema: torch.nn.Module | None = None    # AveragedModel of ``model`` (--ema), updated after every step
+    ema_decay: float | None = None
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved as ``model``: the average with --ema."""
+        return self.ema.module if self.ema is not None else self.model
 
     def to_checkpoint(self, world: int, fixed: dict) -> dict:
         """The checkpoint dict: this state plus the run's ``fixed`` facts."""
+        averaged = {}
+        if self.ema is not None:
+            averaged = {"train_model": self.model.state_dict(),
+                        "ema": {"decay": self.ema_decay, "n_averaged": self.ema.n_averaged.detach().clone()}}
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.eval_model().state_dict(), **averaged, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "running_loss": list(self.running_loss), "rng": rng_state(), "world": world,
@@ -69,7 +84,16 @@ class TrainState:
 
     def restore(self, ck: dict, world: int) -> str | None:
         """Load a checkpoint into this state. Returns a note when the interrupted epoch restarts."""
-        self.model.load_state_dict(ck["model"])
+        if self.ema is not None:
+            if "ema" not in ck:
+                raise ValueError("--resume: the run was started without --ema; its checkpoint holds no average")
+            self.model.load_state_dict(ck["train_model"])
+            self.ema.module.load_state_dict(ck["model"])
+            self.ema.n_averaged.copy_(ck["ema"]["n_averaged"])
+        elif "ema" in ck:
+            raise ValueError("--resume: the run was started with --ema; it needs its average")
+        else:
+            self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         if ck.get("scaler"):

@@ -39,7 +39,7 @@ def audit(ctx, data, out, folds, tta, run_dir, resume, threshold, write_fixed, p
     args = list(ctx.args)
     if run_dir:
         args = _run_args(run_dir) + args
-    for bad in ("--out", "--resume", "--exclude", "--nproc"):
+    for bad in ("--out", "--resume", "--exclude", "--nproc", "--lr-find"):
         if bad in args:
             raise click.UsageError(f"{bad} is set by augkit audit itself (each fold is a run folder in --out)")
     cfg, _ = config_from_args(["--data", data] + [a for a in args if a != "--data"], "augkit audit")

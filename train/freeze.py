@@ -1,0 +1,35 @@
+"""Frozen warm-up (``augkit train --freeze-epochs N``): for the first N epochs only the regression
+head trains; the backbone's parameters get no gradients (``requires_grad`` False, so the optimiser
+skips them: no update, no weight decay) and its modules stay in eval mode (BatchNorm statistics
+and dropout as they are). The head is the model's :class:`~augkit.train.model.FP32Linear`."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .model import FP32Linear
+
+__all__ = ["head_modules", "set_frozen", "train_mode"]
+
+
+def head_modules(model: nn.Module) -> list:
+    """The regression head(s) of a model built by :func:`~augkit.train.model.build_model`."""
+    heads = [m for m in model.modules() if isinstance(m, FP32Linear)]
+    if not heads:
+        raise ValueError("--freeze-epochs: the model has no augkit regression head to train alone")
+    return heads
+
+
+def set_frozen(model: nn.Module, frozen: bool) -> None:
+    """Backbone parameters without (``frozen``) or with gradients; the head's always train."""
+    head = {id(p) for m in head_modules(model) for p in m.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(not frozen or id(p) in head)
+
+
+def train_mode(model: nn.Module, frozen: bool) -> None:
+    """Training mode for the whole model, or (``frozen``) for the head alone, the backbone in eval mode."""
+    model.train(not frozen)
+    if frozen:
+        for m in head_modules(model):
+            m.train()
