@@ -103,7 +103,6 @@ def scheme():
 def scheme_check(data, sch):
     """Report how well the scheme's flip pairs mirror the dataset's mean shape, part by part: each
     part's pairs against their nearest alternatives (a chain shifted by one sample, reversed)."""
-    require_extra("train", "augkit scheme check")
     from .confidence import margin_lines, pairing_confidence, unsure
     from .symmetry import mirror_error
     shape, count = _mean_shape(data, sch.n_points, sch.name)
