@@ -3,7 +3,7 @@ inferred, true and no flip pairs at a fixed CPU budget (two seeds each, spread s
 
     python benchmarks/dense.py                          # both parts; about 30 minutes on 2 cores
     python benchmarks/dense.py --skip-training          # the inference table only (seconds)
-    python benchmarks/dense.py --budget-min 2 --seeds 0 1 2
+    python benchmarks/dense.py --seeds 0 1 2 --reuse          # a third seed, the first two from the last run
 
 The dense sets come from ``benchmarks/dense971.py`` (ytf68 resampled to the competition's 971-point
 layout; true pairs known by construction); they are written under ``--work`` (outside the repo).
@@ -102,13 +102,17 @@ def training_table(a, source: Path) -> None:
     for name, extra in recipes.items():
         for seed in a.seeds:
             out = work / "runs" / f"{name.replace(' ', '_')}_{seed}"
+            js = work / f"{out.name}.eval.json"
+            if a.reuse and js.is_file() and (out / "best.pt").is_file():
+                results.setdefault(name, []).append(json.loads(js.read_text())["results"][0])
+                print(f"  {name}, seed {seed}: reused {out}", flush=True)
+                continue
             shutil.rmtree(out, ignore_errors=True)
             cmd = aug + ["train", "--data", str(root / "train"), "--val-group", "person", "--backbone", a.backbone,
                          "--size", str(a.size), "--epochs", str(a.epochs), "--time-budget", str(a.budget_min),
                          "--batch-size", "32", "--workers", "1", "--seed", str(seed), "--out", str(out), "--quiet",
                          *extra]
             dt = _run(cmd, work / f"{out.name}.train.log")
-            js = work / f"{out.name}.eval.json"
             _run(aug + ["evaluate", "--run", str(out), "--data", str(root / "test"), "--tta", "none",
                         "--png", "", "--json", str(js)], work / f"{out.name}.eval.log")
             res = json.loads(js.read_text())["results"][0]
@@ -122,6 +126,9 @@ def training_table(a, source: Path) -> None:
     print(f"\ntrain -> evaluate on the dense smooth set ({a.backbone} at {a.size} px, {a.epochs} epochs capped at "
           f"{a.budget_min} min, seeds {a.seeds}; mean ± std over seeds; test = ytf68/test dense, 846 images)")
     _table(["flip pairs", "MSE", "NME", *[f"MSE {p}" for p in parts]], rows)
+    print("\nNME per part (same runs):")
+    _table(["flip pairs", *[f"NME {p}" for p in parts]],
+           [[name, *[_cell(runs, "nme", p, "{:.4f}") for p in parts]] for name, runs in results.items()])
     # the rest of the hand-off at K = 971: tta fit (per-landmark weights) and a 30-point submission
     run = work / "runs" / f"inferred_pairs_{a.seeds[0]}"
     t_fit = _run(aug + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"],
@@ -145,6 +152,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--budget-min", type=float, default=15.0, help="a cap only: the rows compare at equal epochs")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--reuse", action="store_true", help="keep runs whose evaluation is already in --work")
     a = ap.parse_args(argv)
     inference_table(Path(a.source))
     if not a.skip_training:
