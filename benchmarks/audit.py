@@ -2,6 +2,7 @@
 
     python benchmarks/audit.py                 # about 30 minutes on 2 cores
     python benchmarks/audit.py --epochs 2 --size 48 --backbone tiny    # a quick look
+    python benchmarks/audit.py --reuse         # the audit of the last run, then the three trainings
 
 About 5% of the rows get one of four errors (in equal numbers): ``swap`` (left/right indices swapped
 by the ibug68 flip pairs), ``shift`` (the whole label moved by 10-20% of the face's size), ``mismatch``
@@ -101,6 +102,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-training", action="store_true", help="the audit only, no clean/corrupted/excluded runs")
+    ap.add_argument("--reuse", action="store_true", help="keep an audit.csv already in --work (same seed)")
     a = ap.parse_args(argv)
     work = Path(a.work)
     truth = plant(Path(a.data) / "train", work / "corrupted", a.fraction, a.seed)
@@ -108,10 +110,14 @@ def main(argv=None):
     train_opts = ["--backbone", a.backbone, "--size", str(a.size), "--epochs", str(a.epochs), "--val-group", "person",
                   "--batch-size", "32", "--workers", "1", "--seed", str(a.seed), "--quiet"]
     out = work / "audit"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    dt = _run(cli + ["audit", "--data", str(work / "corrupted"), "--out", str(out), "--folds", str(a.folds),
-                     *train_opts], work / "audit.log")
-    print((work / "audit.log").read_text().strip().splitlines()[-2])
+    if a.reuse and (out / "audit.csv").is_file():
+        dt = float("nan")
+        print(f"reusing {out / 'audit.csv'} (the same planted errors: seed {a.seed})")
+    else:
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        dt = _run(cli + ["audit", "--data", str(work / "corrupted"), "--out", str(out), "--folds", str(a.folds),
+                         *train_opts], work / "audit.log")
+        print((work / "audit.log").read_text().strip().splitlines()[-2])
     with open(out / "audit.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     names = [r["file_name"] for r in rows]
