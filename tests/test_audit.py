@@ -163,3 +163,19 @@ def test_exclusion_list_errors_name_the_line(tmp_path):
         read_exclusions(str(p))
     p.write_text("file_name,suspect\na.jpg,true\nb.jpg,false\n")
     assert read_exclusions(str(p)) == {"a.jpg"}
+
+
+def test_run_options_become_train_arguments(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from augkit.train.cli import config_from_args
+    from augkit.tta.audit_cli import _run_args
+    (tmp_path / "config.json").write_text(json.dumps({
+        "data": "elsewhere", "exclude": "x.csv", "quiet": True, "backbone": "tiny", "size": 48, "epochs": 3,
+        "channels_last": False, "strict": True, "val_group": "person", "lr": 0.002, "no_aug": False}))
+    args = _run_args(str(tmp_path))
+    assert "--data" not in args and "--exclude" not in args and "--no-aug" not in args
+    cfg, _ = config_from_args(["--data", "d"] + args)
+    assert (cfg.backbone, cfg.size, cfg.epochs, cfg.channels_last, cfg.strict, cfg.val_group, cfg.lr) == \
+        ("tiny", 48, 3, False, True, "person", 0.002)

@@ -72,7 +72,8 @@ def _run_args(run_dir) -> list:
     args = []
     for p in train.params:
         key = "format" if p.name == "fmt" else p.name
-        if key in ("data", "out", "exclude", "quiet") or key not in cfg or cfg[key] in (None, p.default, False):
+        if key in ("data", "out", "exclude", "quiet", "lr_find") or key not in cfg or cfg[key] is None \
+                or cfg[key] == p.default or (p.is_flag and not p.secondary_opts and not cfg[key]):
             continue
         flag = max(p.opts, key=len)
         if p.is_flag:
