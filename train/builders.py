@@ -11,6 +11,7 @@ import torch
 
 import augkit
 from augkit.compose import Compose
+from augkit.data.run_folder import input_fingerprint
 from augkit.presets import face_augment_steps, preprocess_steps
 from augkit.schemes import Scheme, get_scheme
 
@@ -54,6 +55,7 @@ class TrainData:
     skipped: list
     description: str
     split: dict
+    fingerprint: dict | None = None   # the inputs (label file, image names): --resume checks them
 
 
 def _demo_data(cfg) -> TrainData:
@@ -65,7 +67,7 @@ def _demo_data(cfg) -> TrainData:
     split = {"data": None, "how": f"synthetic demo faces (seed {cfg.seed}): the first {n_train} train, the next "
              f"{n_val} validate", "train": train.files, "val": val.files}
     return TrainData(train, val, 68, [], f"synthetic demo faces: {n_train} train, {n_val} validation "
-                     "(generated on the fly)", split)
+                     "(generated on the fly)", split, input_fingerprint(None, train.files + val.files))
 
 
 def _verified_rows(table, cfg, progress: bool):
@@ -118,8 +120,9 @@ def load_data(cfg, dist) -> TrainData:
              "train": [names[i] for i in train_idx], "val": [names[i] for i in val_idx]}
     desc = (f"{table.format} dataset {table.source}: {len(table)} images, {table.n_points} points "
             f"({len(table.skipped)} rows skipped); split {how}: {len(train_idx)} train, {len(val_idx)} validation")
+    fingerprint = dist.from_main(lambda: input_fingerprint(table.source, names, table.points))
     return TrainData(train_data.FileSource(table.subset(train_idx)), train_data.FileSource(table.subset(val_idx)),
-                     table.n_points, table.skipped, desc, split)
+                     table.n_points, table.skipped, desc, split, fingerprint)
 
 
 def choose_scheme(cfg, n_points: int, aug_steps) -> Scheme:

@@ -20,6 +20,7 @@ import torch
 
 from augkit.compose import Compose
 from augkit.config import atomic_write_bytes
+from augkit.data.run_folder import RunFolder
 from augkit.schemes import get_scheme
 
 from .model import IMAGENET_MEAN, IMAGENET_STD, build_model, decode
@@ -38,11 +39,8 @@ def save_checkpoint(path, state: dict) -> None:
 
 def read_checkpoint(path, map_location="cpu") -> dict:
     path = os.fspath(path)
-    if os.path.isdir(path):
-        for name in ("best.pt", "last.pt"):
-            if os.path.isfile(os.path.join(path, name)):
-                path = os.path.join(path, name)
-                break
+    if os.path.isdir(path):  # a run folder: the checkpoint its consumers use (best, else last)
+        path = RunFolder(path).checkpoint() or path
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:  # tensors and plain data only: a checkpoint never needs to run pickled code

@@ -29,6 +29,8 @@ from augkit.compose import Compose
 
 from . import builders
 from . import data as train_data
+from augkit.data.run_folder import InputsChanged, RunFolderError
+
 from .checkpoint import normalise, read_checkpoint
 from .dist import SYNC_EVERY, Dist
 from .freeze import set_frozen, train_mode
@@ -191,6 +193,16 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
     dist.init(device.type)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
+    folder = _claim_folder(cfg, dist, resumed=ck is not None)
+    try:
+        return _train(cfg, dist, device, ck)
+    finally:
+        if dist.main:
+            folder.release_lock()
+
+
+def _train(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) -> dict:
+    """The body of :func:`run`, inside the run folder's lock."""
     r = _build(cfg, dist, device, ck)
     if cfg.lr_find or cfg.lr == "auto":
         found = _range_test(r)
@@ -299,15 +311,45 @@ def _range_test(r: _Run) -> dict:
     return {"lr": res.suggestion}
 
 
+def _claim_folder(cfg: TrainConfig, dist: Dist, resumed: bool) -> RunFolder:
+    """The run folder (``--out``, else a new ``runs/...``), refused when a new training would write
+    over a run, and locked by rank 0 for this process; every rank gets rank 0's verdict."""
+    cfg.out = os.path.abspath(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
+    folder = RunFolder(cfg.out)
+
+    def claim() -> None:
+        if not resumed and not cfg.lr_find:
+            folder.refuse_existing()
+        folder.acquire_lock(note=_Log(cfg.quiet, True).always)
+    dist.from_main(claim)
+    return folder
+
+
+def _check_inputs(r: _Run) -> None:
+    """On resume: refuse when the labels or the image list changed since the run started."""
+    changes = r.folder.input_changes(r.data.fingerprint)
+    if changes is None:
+        r.log(f"note: {r.folder.path} recorded no input fingerprint (an older run): the inputs are not checked; "
+              f"recording the current ones in {r.folder.FINGERPRINT_NAME}")
+    elif changes:
+        data = f" --data {r.cfg.data}" if r.cfg.data else ""
+        raise InputsChanged(f"--resume {r.folder.path}: {'; '.join(changes)} since the run started; --resume "
+                            "continues a run on the data it started with. To train on the new data from its "
+                            f"weights, start a new run: augkit train --weights {r.folder.last_pt}{data} "
+                            "--out NEW_FOLDER")
+
+
 def _start_folder(r: _Run, ck: dict | None) -> None:
-    """Restore the state on resume, write config/split/skipped, and say what the run is."""
+    """Restore the state on resume (after checking its inputs), write config/split/skipped and the
+    input fingerprint, and say what the run is."""
     if ck is not None:
+        _check_inputs(r)
         note = r.state.restore(ck, r.dist.world)
         if note:
             r.log(note)
         r.elapsed_before = r.state.history[-1]["elapsed_s"] if r.state.history else 0.0
         if r.dist.main and r.folder.repair_best(ck):
-            r.log(f"wrote the missing {r.folder.file('best.pt')} from last.pt (its best epoch)")
+            r.log(f"wrote the missing {r.folder.best_pt} from {r.folder.LAST_NAME} (its best epoch)")
         r.log(f"resumed {r.folder.path} at epoch {r.state.epoch + 1}, step {r.state.step_in_epoch} of "
               f"{r.steps_per_epoch}")
     if not r.dist.main:
@@ -318,13 +360,15 @@ def _start_folder(r: _Run, ck: dict | None) -> None:
         if ck is None:
             r.train_sampler.set_epoch(0, 0)
             r.tb.samples(r.train_ds, [i for _, i in r.train_sampler], r.scheme)
-    r.folder.write_json("config.json", r.cfg.to_dict())
-    r.folder.write_json("split.json", r.data.split)
+    r.folder.write_json(r.folder.CONFIG_NAME, r.cfg.to_dict())
+    r.folder.write_json(r.folder.SPLIT_NAME, r.data.split)
+    if r.data.fingerprint is not None and (ck is None or r.folder.read_fingerprint() is None):
+        r.folder.write_fingerprint(r.data.fingerprint)
     if r.cfg.data is not None:
         r.folder.write_skipped(r.data.skipped, r.data.n_points)
         if r.data.skipped:
             first = r.data.skipped[0]
-            r.log(f"skipped {len(r.data.skipped)} rows: see {r.folder.file('skipped.csv')} "
+            r.log(f"skipped {len(r.data.skipped)} rows: see {r.folder.skipped_csv} "
                   f"(first: {first['file']} {first['row'] or ''}: {first['reason']})")
     if not r.cfg.quiet:
         model, e = r.state.model, r.engine
@@ -407,7 +451,7 @@ def _record_skips(r: _Run) -> None:
     if new:
         r.data.skipped.extend(new)
         r.log(f"{len(new)} image(s) could not be decoded and were skipped (first: {new[0]['file']}: "
-              f"{new[0]['reason']}); see skipped.csv")
+              f"{new[0]['reason']}); see {r.folder.SKIPPED_NAME}")
         if r.dist.main:
             r.folder.write_skipped(r.data.skipped, r.data.n_points)
 
@@ -430,7 +474,7 @@ def _finish(r: _Run, stopped: str | None, stop: StopRule) -> dict:
                "train_images": len(r.data.train), "val_images": len(r.data.val)}
     if not r.dist.main:
         return summary
-    r.folder.write_json("summary.json", summary)
+    r.folder.write_json(r.folder.SUMMARY_NAME, summary)
     scored = [h for h in history if "nme" in h]
     if scored:
         bm = min(scored, key=lambda h: h["nme"])
@@ -439,21 +483,26 @@ def _finish(r: _Run, stopped: str | None, stop: StopRule) -> dict:
                      f"{bm['base_nme']:.4f}; {len(r.data.skipped)} rows skipped; {r.folder.path}")
     else:
         r.log.always(f"done: {len(history)} epochs in {elapsed:.0f}s; {r.folder.path}")
+    if scored and scored[-1]["mse"] > scored[-1]["base_mse"]:
+        last = scored[-1]
+        r.log.always(f"WARNING: the model is worse than the mean-shape baseline at the end of training: val MSE "
+                     f"{last['mse']:.2f} vs mean shape {last['base_mse']:.2f} (epoch {last['epoch']}); train longer, "
+                     "lower --lr, or check the labels and --scheme")
     return summary
 
-class ResumeConflict(ValueError):
-    """``--resume`` was given an option that contradicts the run it continues."""
+
+# ``--resume`` given an option that contradicts the run it continues, and every other refusal of a run
+# folder (a run already there, a live lock, changed inputs): the CLI shows them as one line
+ResumeConflict = RunFolderError
 
 
 def _resume_config(cfg: TrainConfig, resume: str) -> tuple[dict, TrainConfig]:
     """(checkpoint, the run's own config updated with what a resume may change). Options that
     contradict the run raise :class:`ResumeConflict`."""
-    ck_path = resume if os.path.isfile(resume) else os.path.join(resume, "last.pt")
-    if not os.path.isfile(ck_path) and os.path.isdir(resume):
-        # a crash between best.pt and the first last.pt: best.pt holds the same state
-        ck_path = os.path.join(resume, "best.pt")
-    if not os.path.isfile(ck_path):
-        raise FileNotFoundError(f"--resume {resume}: no last.pt (nor best.pt) there")
+    folder = RunFolder(resume if os.path.isdir(resume) else os.path.dirname(os.path.abspath(resume)))
+    ck_path = resume if os.path.isfile(resume) else folder.resume_checkpoint()
+    if ck_path is None:
+        raise FileNotFoundError(f"--resume {resume}: no {folder.LAST_NAME} (nor {folder.BEST_NAME}) there")
     ck = read_checkpoint(ck_path)
     saved = TrainConfig.from_dict(ck["config"])
     defaults = TrainConfig()
@@ -470,7 +519,7 @@ def _resume_config(cfg: TrainConfig, resume: str) -> tuple[dict, TrainConfig]:
         raise ResumeConflict(
             f"--resume {run_dir}: {'; '.join(clashes)}: --resume continues a run exactly as it was started. "
             f"To change the data, size, learning rate or optimiser, start a new run from its weights: "
-            f"augkit train --weights {os.path.join(run_dir, 'last.pt')} ... --out NEW_FOLDER")
+            f"augkit train --weights {RunFolder(run_dir).last_pt} ... --out NEW_FOLDER")
     for k in RESUME_MAY_CHANGE:
         v = getattr(cfg, k)
         if v is not None and v != getattr(defaults, k):

@@ -1,98 +1,68 @@
-"""The run folder: everything a training run leaves behind, and what TTA and prediction read back.
+"""The torch side of the run folder: checkpoints written and read with the paths and the best/last
+rule of :class:`augkit.data.run_folder.RunFolder` (which knows every file of a run, writes the
+JSON/text ones atomically, and locks and guards the folder), ``skipped.csv`` and ``curves.png``.
 
-Files: ``config.json`` (the options), ``split.json`` (which images trained and which validated, and
-how they were chosen), ``skipped.csv``, ``log.csv`` / ``log.jsonl`` (one row per epoch),
-``curves.png``, ``best.pt`` and ``last.pt`` (the training state, :mod:`augkit.train.state`),
-``summary.json``. Every file is written atomically; the folder itself is made only when the first
-file is written, after the inputs were checked.
+``best.pt`` and ``last.pt`` hold the training state (:mod:`augkit.train.state`). The folder is made
+when training takes its lock, after the options were checked; a run that fails before its first
+file leaves no folder behind.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 
-from augkit.config import atomic_open, atomic_write_bytes, atomic_write_text
+from augkit.config import atomic_open, atomic_write_bytes
+from augkit.data.run_folder import LOG_COLUMNS, default_run_dir
+from augkit.data.run_folder import RunFolder as _Folder
 
 from .checkpoint import read_checkpoint, save_checkpoint
 
 __all__ = ["RunFolder", "default_run_dir", "LOG_COLUMNS", "plot_curves"]
 
-LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "mse", "nme", "fr", "base_mse", "base_nme", "base_fr", "lr",
-               "train_img_s", "epoch_s", "elapsed_s"]
 
-
-def default_run_dir(data: str | None) -> str:
-    """``runs/<time>-<data folder name>`` (``demo`` for the synthetic faces), not yet existing."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = "demo" if data is None else os.path.basename(os.path.normpath(data)) or "data"
-    base = os.path.join("runs", f"{stamp}-{name}")
-    path, i = base, 1
-    while os.path.exists(path):
-        i += 1
-        path = f"{base}-{i}"
-    return path
-
-
-class RunFolder:
-    """Paths and writers of one run folder (rank 0 writes; other ranks never call the writers)."""
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)
-
-    def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
-
-    def _write_text(self, name: str, text: str) -> None:
-        atomic_write_text(self.file(name), text)   # creates the folder on the first write
-
-    def write_json(self, name: str, obj) -> None:
-        self._write_text(name, json.dumps(obj, indent=1) + "\n")
+class RunFolder(_Folder):
+    """:class:`augkit.data.run_folder.RunFolder` plus the torch side: the checkpoints' bytes, the
+    curves and ``skipped.csv`` (rank 0 writes; other ranks never call the writers)."""
 
     def write_skipped(self, skipped: list, n_points: int) -> None:
         import numpy as np
         from .readers import LandmarkTable
-        LandmarkTable([], np.zeros((0, n_points, 2)), skipped).write_skipped(self.file("skipped.csv"))
-
-    def write_logs(self, history: list) -> None:
-        lines = [",".join(LOG_COLUMNS)]
-        for h in history:
-            lines.append(",".join("" if h.get(c) is None else (f"{h[c]:.6g}" if isinstance(h[c], float) else str(h[c]))
-                                  for c in LOG_COLUMNS))
-        self._write_text("log.csv", "\n".join(lines) + "\n")
-        self._write_text("log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        LandmarkTable([], np.zeros((0, n_points, 2)), skipped).write_skipped(self.skipped_csv)
 
     def save_state(self, checkpoint: dict, improved: bool) -> None:
         """``best.pt`` (when ``improved``) BEFORE ``last.pt``: a crash between the two leaves a
         ``last.pt`` of the epoch before, which ``--resume`` redoes, writing both again."""
         if improved:
-            save_checkpoint(self.file("best.pt"), checkpoint)
-        save_checkpoint(self.file("last.pt"), checkpoint)
+            save_checkpoint(self.best_pt, checkpoint)
+        save_checkpoint(self.last_pt, checkpoint)
 
     def save_last(self, checkpoint: dict) -> None:
-        save_checkpoint(self.file("last.pt"), checkpoint)
+        save_checkpoint(self.last_pt, checkpoint)
 
     def repair_best(self, checkpoint: dict) -> bool:
         """Write a missing ``best.pt`` when ``last.pt`` (``checkpoint``) is itself the best epoch's
         state (an older run's crash between the two writes). True when it wrote one."""
         best = checkpoint.get("best")
-        if os.path.isfile(self.file("best.pt")) or not best:
+        if self.has(self.BEST_NAME) or not best:
             return False
         if checkpoint.get("step_in_epoch", 0) or best.get("epoch") != checkpoint.get("epoch"):
             return False
-        with open(self.file("last.pt"), "rb") as f:
-            atomic_write_bytes(self.file("best.pt"), f.read())
+        with open(self.last_pt, "rb") as f:
+            atomic_write_bytes(self.best_pt, f.read())
         return True
 
     def plot(self, history: list, log) -> None:
         try:
             plot_curves(self.path, history)
         except Exception as e:  # a plot must never kill a run
-            log(f"could not draw curves.png: {e}")
+            log(f"could not draw {self.CURVES_NAME}: {e}")
 
-    def checkpoint(self, name: str = "best.pt") -> dict:
-        return read_checkpoint(self.file(name))
+    def read_checkpoint(self, resume: bool = False) -> dict:
+        """The checkpoint of :meth:`checkpoint` (best, else last), or of :meth:`resume_checkpoint`."""
+        path = self.resume_checkpoint() if resume else self.checkpoint()
+        if path is None:
+            raise FileNotFoundError(f"{self.path}: no {self.BEST_NAME} nor {self.LAST_NAME} there")
+        return read_checkpoint(path)
 
 
 def plot_curves(run_dir: str, history: list) -> str | None:
@@ -117,7 +87,7 @@ def plot_curves(run_dir: str, history: list) -> str | None:
         ax[1].set_ylabel("NME")
         ax[1].legend()
     fig.tight_layout()
-    path = os.path.join(run_dir, "curves.png")
+    path = os.path.join(run_dir, RunFolder.CURVES_NAME)
     try:
         with atomic_open(path, "wb") as f:
             fig.savefig(f, format="png", dpi=80)

@@ -1,22 +1,23 @@
 """``--run DIR`` for ``augkit predict``, ``augkit evaluate`` and ``augkit tta fit``: a training run
-folder is the hand-off. It gives the checkpoint (``best.pt``, else ``last.pt``), the fitted TTA
-spec (``tta.yaml``, written by ``tta fit --run``) and, from ``split.json``, the run's own
-validation images (the images the model did not train on), written once as ``val.csv``."""
+folder (:class:`augkit.data.run_folder.RunFolder`) is the hand-off. It gives the checkpoint (its
+one rule: ``best.pt``, else ``last.pt``), the fitted TTA spec (``tta.yaml``, written by
+``tta fit --run``) and, from ``split.json``, the run's own validation images (the images the model
+did not train on), written once as ``val.csv``."""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 
 import click
 
+from augkit.data.run_folder import RunFolder, RunFolderError
 from augkit.extras import command_requires
 
 __all__ = ["require_train_extra", "run_checkpoint", "run_spec", "validation_labels", "resolve_models",
            "resolve_fit"]
 
-SPEC_NAME = "tta.yaml"
+SPEC_NAME = RunFolder.TTA_NAME
 
 
 def require_train_extra(command: str) -> None:
@@ -24,33 +25,35 @@ def require_train_extra(command: str) -> None:
     command_requires("train", command)
 
 
-def _run_dir(run: str) -> str:
-    run = os.path.abspath(os.fspath(run))
-    if not os.path.isdir(run):
-        raise click.ClickException(f"--run {run}: no such folder (a run folder written by `augkit train`)")
-    return run
+def _folder(run: str) -> RunFolder:
+    folder = RunFolder(run)
+    if not os.path.isdir(folder.path):
+        raise click.ClickException(f"--run {folder.path}: no such folder (a run folder written by `augkit train`)")
+    return folder
 
 
 def run_checkpoint(run: str) -> str:
-    """``DIR/best.pt``, else ``DIR/last.pt``."""
-    run = _run_dir(run)
-    for name in ("best.pt", "last.pt"):
-        if os.path.isfile(os.path.join(run, name)):
-            return os.path.join(run, name)
-    raise click.ClickException(f"--run {run}: no best.pt nor last.pt there (did `augkit train` finish an epoch?)")
+    """The run's checkpoint for inference (:meth:`RunFolder.checkpoint`: ``best.pt``, else ``last.pt``)."""
+    folder = _folder(run)
+    path = folder.checkpoint()
+    if path is None:
+        raise click.ClickException(f"--run {folder.path}: no {folder.BEST_NAME} nor {folder.LAST_NAME} there "
+                                   "(did `augkit train` finish an epoch?)")
+    return path
 
 
 def run_spec(run: str) -> str | None:
     """``DIR/tta.yaml`` when the run has a fitted TTA spec."""
-    path = os.path.join(_run_dir(run), SPEC_NAME)
-    return path if os.path.isfile(path) else None
+    folder = _folder(run)
+    return folder.tta_yaml if folder.has(folder.TTA_NAME) else None
 
 
 def validation_labels(run: str) -> str:
     """The run's validation images with their landmarks as a CSV (``DIR/val.csv``: absolute image
     paths, then x0, y0, x1, y1, ...), written row by row from ``split.json`` and the run's dataset."""
-    run = _run_dir(run)
-    split = _read_split(run)
+    folder = _folder(run)
+    run = folder.path
+    split = _read_split(folder)
     from augkit.config import atomic_open
     from augkit.train.readers import DatasetError, read_dataset
     try:
@@ -60,9 +63,9 @@ def validation_labels(run: str) -> str:
     wanted = set(split["val"])
     rows = [i for i, f in enumerate(table.files) if os.path.relpath(f, split["root"]) in wanted]
     if not rows:
-        raise click.ClickException(f"--run {run}: none of the {len(wanted)} validation images of split.json are in "
-                                   f"{split['data']} any more")
-    path = os.path.join(run, "val.csv")
+        raise click.ClickException(f"--run {run}: none of the {len(wanted)} validation images of "
+                                   f"{folder.SPLIT_NAME} are in {split['data']} any more")
+    path = folder.val_csv
     try:
         with atomic_open(path, "w", newline="") as f:
             w = csv.writer(f)
@@ -74,22 +77,23 @@ def validation_labels(run: str) -> str:
     return path
 
 
-def _read_split(run: str) -> dict:
-    split_path = os.path.join(run, "split.json")
-    if not os.path.isfile(split_path):
-        raise click.ClickException(f"--run {run}: no split.json (written by `augkit train` from this version on)")
+def _read_split(folder: RunFolder) -> dict:
+    run = folder.path
+    if not folder.has(folder.SPLIT_NAME):
+        raise click.ClickException(f"--run {run}: no {folder.SPLIT_NAME} (written by `augkit train` from this "
+                                   "version on)")
     try:
-        with open(split_path, encoding="utf-8") as f:
-            split = json.load(f)
-        if not isinstance(split, dict) or "root" not in split:
-            raise ValueError("expected a mapping with 'data', 'root', 'train' and 'val'")
-    except (OSError, ValueError) as e:
-        raise click.ClickException(f"{split_path}: not a split file of `augkit train` ({e})") from None
+        split = folder.read_split()
+    except (OSError, RunFolderError) as e:
+        raise click.ClickException(str(e)) from None
     if split.get("data") is None:
         raise click.ClickException(f"--run {run}: the run trained on the synthetic demo faces; pass --data with "
                                    "labelled validation images instead")
     if not split.get("val"):
         raise click.ClickException(f"--run {run}: the run held out no validation images (--val-fraction 0)")
+    if "root" not in split:
+        raise click.ClickException(f"{folder.split_json}: not a split file of `augkit train` (no 'root': the "
+                                   "folder the image names are relative to)")
     return split
 
 
@@ -137,4 +141,4 @@ def resolve_fit(run, checkpoints, data, out):
             raise click.ClickException("augkit tta fit: give --run DIR, or --checkpoint, --data and --out")
         return checkpoints, data, out
     checkpoints = tuple(checkpoints or ()) or (run_checkpoint(run),)
-    return checkpoints, data or validation_labels(run), out or os.path.join(_run_dir(run), SPEC_NAME)
+    return checkpoints, data or validation_labels(run), out or _folder(run).tta_yaml

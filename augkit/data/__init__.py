@@ -1,0 +1,1 @@
+"""augkit.data: the torch-free data layer (label formats, test points, the run folder)."""
