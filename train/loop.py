@@ -26,17 +26,19 @@ import torch
 
 from augkit import metrics
 from augkit.compose import Compose
+from augkit.data.run_folder import RunFolderError
 
 from . import builders
 from . import data as train_data
-from augkit.data.run_folder import InputsChanged, RunFolderError
-
 from .checkpoint import normalise, read_checkpoint
 from .dist import SYNC_EVERY, Dist
 from .freeze import set_frozen, train_mode
 from .losses import landmark_loss
 from .model import IMAGENET_MEAN, IMAGENET_STD, decode
-from .run_folder import LOG_COLUMNS, RunFolder, default_run_dir, plot_curves
+from .run_folder import LOG_COLUMNS, RunFolder, claim_folder, default_run_dir, plot_curves
+from .run_folder import finish as _finish
+from .run_folder import record_skips as _record_skips
+from .run_folder import start_folder as _start_folder
 from .schedule import LRSchedule
 from .state import TrainState
 
@@ -193,7 +195,7 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
     dist.init(device.type)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
-    folder = _claim_folder(cfg, dist, resumed=ck is not None)
+    folder = claim_folder(cfg, dist, ck is not None, note=_Log(cfg.quiet, True).always)
     try:
         return _train(cfg, dist, device, ck)
     finally:
@@ -311,76 +313,6 @@ def _range_test(r: _Run) -> dict:
     return {"lr": res.suggestion}
 
 
-def _claim_folder(cfg: TrainConfig, dist: Dist, resumed: bool) -> RunFolder:
-    """The run folder (``--out``, else a new ``runs/...``), refused when a new training would write
-    over a run, and locked by rank 0 for this process; every rank gets rank 0's verdict."""
-    cfg.out = os.path.abspath(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
-    folder = RunFolder(cfg.out)
-
-    def claim() -> None:
-        if not resumed and not cfg.lr_find:
-            folder.refuse_existing()
-        folder.acquire_lock(note=_Log(cfg.quiet, True).always)
-    dist.from_main(claim)
-    return folder
-
-
-def _check_inputs(r: _Run) -> None:
-    """On resume: refuse when the labels or the image list changed since the run started."""
-    changes = r.folder.input_changes(r.data.fingerprint)
-    if changes is None:
-        r.log(f"note: {r.folder.path} recorded no input fingerprint (an older run): the inputs are not checked; "
-              f"recording the current ones in {r.folder.FINGERPRINT_NAME}")
-    elif changes:
-        data = f" --data {r.cfg.data}" if r.cfg.data else ""
-        raise InputsChanged(f"--resume {r.folder.path}: {'; '.join(changes)} since the run started; --resume "
-                            "continues a run on the data it started with. To train on the new data from its "
-                            f"weights, start a new run: augkit train --weights {r.folder.last_pt}{data} "
-                            "--out NEW_FOLDER")
-
-
-def _start_folder(r: _Run, ck: dict | None) -> None:
-    """Restore the state on resume (after checking its inputs), write config/split/skipped and the
-    input fingerprint, and say what the run is."""
-    if ck is not None:
-        _check_inputs(r)
-        note = r.state.restore(ck, r.dist.world)
-        if note:
-            r.log(note)
-        r.elapsed_before = r.state.history[-1]["elapsed_s"] if r.state.history else 0.0
-        if r.dist.main and r.folder.repair_best(ck):
-            r.log(f"wrote the missing {r.folder.best_pt} from {r.folder.LAST_NAME} (its best epoch)")
-        r.log(f"resumed {r.folder.path} at epoch {r.state.epoch + 1}, step {r.state.step_in_epoch} of "
-              f"{r.steps_per_epoch}")
-    if not r.dist.main:
-        return
-    if r.cfg.tensorboard:
-        from .tb import TBLogger
-        r.tb = TBLogger(r.folder.path, r.state.global_step if ck is not None else None)
-        if ck is None:
-            r.train_sampler.set_epoch(0, 0)
-            r.tb.samples(r.train_ds, [i for _, i in r.train_sampler], r.scheme)
-    r.folder.write_json(r.folder.CONFIG_NAME, r.cfg.to_dict())
-    r.folder.write_json(r.folder.SPLIT_NAME, r.data.split)
-    if r.data.fingerprint is not None and (ck is None or r.folder.read_fingerprint() is None):
-        r.folder.write_fingerprint(r.data.fingerprint)
-    if r.cfg.data is not None:
-        r.folder.write_skipped(r.data.skipped, r.data.n_points)
-        if r.data.skipped:
-            first = r.data.skipped[0]
-            r.log(f"skipped {len(r.data.skipped)} rows: see {r.folder.skipped_csv} "
-                  f"(first: {first['file']} {first['row'] or ''}: {first['reason']})")
-    if not r.cfg.quiet:
-        model, e = r.state.model, r.engine
-        r.log(f"model {r.cfg.backbone} at {r.cfg.size}x{r.cfg.size} ({r.cfg.preprocess}), "
-              f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, on {e.device}"
-              f"{' x' + str(r.dist.world) + ' processes' if r.dist.on else ''}"
-              f"{', AMP ' + str(e.amp_dtype).split('.')[-1] if e.amp_dtype else ''}; run folder {r.folder.path}")
-        if len(r.data.val):
-            b = metrics.summary(r.base_pred, r.data.val.points, r.scheme)
-            r.log(f"mean-shape baseline on validation: MSE {b['mse']:.2f}  NME {b['nme']:.4f}  FR@0.08 {b['fr']:.1%}")
-
-
 def _mid_epoch_saver(r: _Run):
     """A callable that writes ``last.pt`` (rank 0) when --checkpoint-steps or --checkpoint-minutes is due."""
     last = {"t": time.time()}
@@ -441,54 +373,12 @@ def _end_epoch(r: _Run, epoch: int, seen: int, t0: float, stop: StopRule) -> Non
     r.dist.barrier()
 
 
-def _record_skips(r: _Run) -> None:
-    """Images that failed to decode while training: counted, appended to skipped.csv (rank 0)."""
-    found = {}
-    for part in r.dist.gather(r.skips):
-        found.update(part)
-    known = {s["file"] for s in r.data.skipped}
-    new = [{"file": f, "row": None, "reason": why} for f, why in sorted(found.items()) if f not in known]
-    if new:
-        r.data.skipped.extend(new)
-        r.log(f"{len(new)} image(s) could not be decoded and were skipped (first: {new[0]['file']}: "
-              f"{new[0]['reason']}); see {r.folder.SKIPPED_NAME}")
-        if r.dist.main:
-            r.folder.write_skipped(r.data.skipped, r.data.n_points)
-
-
 def _epoch_line(cfg: TrainConfig, row: dict) -> str:
     msg = f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4g}"
     if "mse" in row:
         msg += (f"  val loss {row['val_loss']:.4g}  MSE {row['mse']:.2f} (mean shape {row['base_mse']:.2f})"
                 f"  NME {row['nme']:.4f} ({row['base_nme']:.4f})  FR {row['fr']:.1%} ({row['base_fr']:.1%})")
     return msg + f"  lr {row['lr']:.2g}  {row['train_img_s']:.0f} img/s  {row['epoch_s']:.0f}s"
-
-
-def _finish(r: _Run, stopped: str | None, stop: StopRule) -> dict:
-    """``summary.json`` and the closing line."""
-    history = r.state.history
-    elapsed = r.elapsed_before + time.time() - stop.session_start
-    summary = {"run_dir": r.folder.path, "epochs": len(history), "best": r.state.best,
-               "last": history[-1] if history else None, "stopped": stopped, "skipped": len(r.data.skipped),
-               "elapsed_s": elapsed, "session_s": time.time() - stop.session_start,
-               "train_images": len(r.data.train), "val_images": len(r.data.val)}
-    if not r.dist.main:
-        return summary
-    r.folder.write_json(r.folder.SUMMARY_NAME, summary)
-    scored = [h for h in history if "nme" in h]
-    if scored:
-        bm = min(scored, key=lambda h: h["nme"])
-        r.log.always(f"done: {len(history)} epochs in {elapsed:.0f}s; best epoch {bm['epoch']}: val MSE "
-                     f"{bm['mse']:.2f} vs mean shape {bm['base_mse']:.2f}, NME {bm['nme']:.4f} vs "
-                     f"{bm['base_nme']:.4f}; {len(r.data.skipped)} rows skipped; {r.folder.path}")
-    else:
-        r.log.always(f"done: {len(history)} epochs in {elapsed:.0f}s; {r.folder.path}")
-    if scored and scored[-1]["mse"] > scored[-1]["base_mse"]:
-        last = scored[-1]
-        r.log.always(f"WARNING: the model is worse than the mean-shape baseline at the end of training: val MSE "
-                     f"{last['mse']:.2f} vs mean shape {last['base_mse']:.2f} (epoch {last['epoch']}); train longer, "
-                     "lower --lr, or check the labels and --scheme")
-    return summary
 
 
 # ``--resume`` given an option that contradicts the run it continues, and every other refusal of a run
