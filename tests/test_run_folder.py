@@ -15,8 +15,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from augkit.data.run_folder import (InputsChanged, RunExists, RunFolder, RunFolderError, RunLocked,
-                                    fingerprint_changes, input_fingerprint)
+from augkit.data.run_folder import (
+    InputsChanged,
+    RunExists,
+    RunFolder,
+    RunFolderError,
+    RunLocked,
+    fingerprint_changes,
+    input_fingerprint,
+)
 
 FAST = ["--backbone", "tiny", "--size", "32", "--batch-size", "8", "--workers", "0", "--quiet", "--threads", "1"]
 DEMO = ["--demo-train", "16", "--demo-val", "8", "--epochs", "1"]

@@ -18,8 +18,19 @@ from augkit.schemes import Scheme, get_scheme
 from . import data as train_data
 from .model import build_model
 
-__all__ = ["pick_device", "amp_dtype_for", "TrainData", "load_data", "choose_scheme", "pipelines", "mean_shape",
-           "baseline", "make_model", "make_optimizer", "ShardSampler"]
+__all__ = [
+    "ShardSampler",
+    "TrainData",
+    "amp_dtype_for",
+    "baseline",
+    "choose_scheme",
+    "load_data",
+    "make_model",
+    "make_optimizer",
+    "mean_shape",
+    "pick_device",
+    "pipelines",
+]
 
 
 def pick_device(cfg, dist) -> torch.device:
@@ -148,7 +159,7 @@ def pipelines(cfg) -> tuple[list, list, dict]:
         return pre, [], {}
     if cfg.aug:
         loaded = augkit.load(cfg.aug)
-        opts = dict(border_mode=loaded.border_mode, fill=loaded.fill, interpolation=loaded.interpolation)
+        opts = {"border_mode": loaded.border_mode, "fill": loaded.fill, "interpolation": loaded.interpolation}
         return pre, list(loaded.steps), opts
     return pre, face_augment_steps(), {}
 
@@ -185,8 +196,8 @@ def check_weights_points(path: str, n_points: int) -> None:
     (its head would silently stay untrained)."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return  # not readable here: build_model reports it
+    except Exception:  # noqa: BLE001 - not readable here: build_model reports it
+        return
     info = ck.get("model_info") if isinstance(ck, dict) else None
     if isinstance(info, dict) and info.get("n_points") not in (None, n_points):
         raise ValueError(f"--weights {path}: the checkpoint predicts {info['n_points']} points per face, the data "

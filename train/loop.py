@@ -35,7 +35,13 @@ from .dist import SYNC_EVERY, Dist
 from .freeze import set_frozen, train_mode
 from .losses import landmark_loss
 from .model import IMAGENET_MEAN, IMAGENET_STD, decode
-from .run_folder import LOG_COLUMNS, RunFolder, claim_folder, default_run_dir, plot_curves
+from .run_folder import (
+    LOG_COLUMNS,
+    RunFolder,
+    claim_folder,
+    default_run_dir,
+    plot_curves,
+)
 from .run_folder import finish as _finish
 from .run_folder import record_skips as _record_skips
 from .run_folder import start_folder as _start_folder

@@ -29,6 +29,7 @@ class RunFolder(_Folder):
 
     def write_skipped(self, skipped: list, n_points: int) -> None:
         import numpy as np
+
         from .readers import LandmarkTable
         LandmarkTable([], np.zeros((0, n_points, 2)), skipped).write_skipped(self.skipped_csv)
 
@@ -57,7 +58,7 @@ class RunFolder(_Folder):
     def plot(self, history: list, log) -> None:
         try:
             plot_curves(self.path, history)
-        except Exception as e:  # a plot must never kill a run
+        except Exception as e:  # noqa: BLE001 - a plot must never kill a run
             log(f"could not draw {self.CURVES_NAME}: {e}")
 
     def read_checkpoint(self, resume: bool = False) -> dict:

@@ -14,8 +14,14 @@ import click
 from augkit.data.run_folder import RunFolder, RunFolderError
 from augkit.extras import command_requires
 
-__all__ = ["require_train_extra", "run_checkpoint", "run_spec", "validation_labels", "resolve_models",
-           "resolve_fit"]
+__all__ = [
+    "require_train_extra",
+    "resolve_fit",
+    "resolve_models",
+    "run_checkpoint",
+    "run_spec",
+    "validation_labels",
+]
 
 SPEC_NAME = RunFolder.TTA_NAME
 
@@ -54,8 +60,9 @@ def validation_labels(run: str) -> str:
     folder = _folder(run)
     run = folder.path
     split = _read_split(folder)
-    from augkit.config import atomic_open
     from augkit.train.readers import DatasetError, read_dataset
+
+    from augkit.config import atomic_open
     try:
         table = read_dataset(split["data"], format=split.get("format"))
     except (DatasetError, OSError, ValueError) as e:

@@ -25,8 +25,17 @@ import time
 
 from augkit.config import atomic_write_text
 
-__all__ = ["RunFolder", "RunFolderError", "RunExists", "RunLocked", "InputsChanged", "LOG_COLUMNS",
-           "default_run_dir", "input_fingerprint", "fingerprint_changes"]
+__all__ = [
+    "LOG_COLUMNS",
+    "InputsChanged",
+    "RunExists",
+    "RunFolder",
+    "RunFolderError",
+    "RunLocked",
+    "default_run_dir",
+    "fingerprint_changes",
+    "input_fingerprint",
+]
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "mse", "nme", "fr", "base_mse", "base_nme", "base_fr", "lr",
                "train_img_s", "epoch_s", "elapsed_s"]
@@ -252,9 +261,9 @@ class RunFolder:
             return None, ""
         try:
             held = json.loads(text)
-            if not isinstance(held, dict):
-                raise ValueError
         except ValueError:
+            held = None
+        if not isinstance(held, dict):
             held = {"pid": 0, "host": socket.gethostname(), "started": "?"}
         return held, text
 
