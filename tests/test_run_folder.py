@@ -301,3 +301,10 @@ def test_a_model_worse_than_the_mean_shape_ends_with_one_warning(tmp_path):
     assert (tmp_path / "summary.json").is_file()
     better = dict(row, mse=100.0)
     assert not [ln for ln in _finished([row, better], tmp_path) if ln.startswith("WARNING")]
+
+
+def test_tta_fit_run_on_the_demo_run_says_it_trained_on_the_demo(finished_run):
+    from augkit.cli import main
+    r = CliRunner().invoke(main, ["tta", "fit", "--run", str(finished_run), "--tta", "flip"])
+    assert r.exit_code == 1 and "synthetic demo faces" in r.output and "--data" in r.output, r.output
+    assert "not a split file" not in r.output

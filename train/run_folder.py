@@ -14,7 +14,12 @@ import time
 
 from augkit import metrics
 from augkit.config import atomic_open, atomic_write_bytes
-from augkit.data.run_folder import LOG_COLUMNS, InputsChanged, default_run_dir
+from augkit.data.run_folder import (
+    LOG_COLUMNS,
+    InputsChanged,
+    RunExists,
+    default_run_dir,
+)
 from augkit.data.run_folder import RunFolder as _Folder
 
 from .checkpoint import read_checkpoint, save_checkpoint
@@ -79,9 +84,13 @@ def claim_folder(cfg, dist, resumed: bool, note) -> RunFolder:
     folder = RunFolder(cfg.out)
 
     def claim() -> None:
+        folder.acquire_lock(note=note)   # first: no other writer can finish a run in between
         if not resumed and not cfg.lr_find:
-            folder.refuse_existing()
-        folder.acquire_lock(note=note)
+            try:
+                folder.refuse_existing()
+            except RunExists:
+                folder.release_lock()
+                raise
     dist.from_main(claim)
     return folder
 
