@@ -123,6 +123,9 @@ class Step:
     def fixed_flips(self) -> int:
         """How many flips a call of this fixed step makes, read from the structure (no image run).
 
+        The default counts the step's own flip and each child's once; a container that runs a
+        child more than once (or picks among several) says so by overriding it.
+
         Raises:
             ValueError: the step draws random values, so the count is not fixed.
         """
