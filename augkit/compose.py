@@ -1,7 +1,9 @@
-"""Compose / OneOf / Sometimes: sampling, fusion into one warp, the record, replay and invert.
+"""Compose: the pipeline. Sampling, fusion into one warp, the record, replay and invert.
 
-A call walks the tree of steps once. Geometric steps multiply into one 3x3 matrix (and count
-flips); photometric steps are queued with their values. Then the image is warped ONCE into the
+A call walks the tree of steps once, asking each step to ``walk`` itself into a ``Plan``
+(:mod:`augkit.steps`): geometric steps multiply into one 3x3 matrix (and count flips),
+photometric steps are queued with their values, containers (``OneOf`` / ``Sometimes`` in
+:mod:`augkit.containers`, a nested ``Compose``) walk their children. Then the image is warped ONCE into the
 final frame and the queued photometric steps run on the result, in order. Points move by the same
 matrix and, after an odd number of flips, by the scheme's left/right permutation.
 
