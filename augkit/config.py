@@ -10,28 +10,13 @@ import json
 import os
 import tempfile  # noqa: F401 - kept importable as augkit.config.tempfile (tests patch its mkstemp)
 
+from . import files
 from .compose import Compose
-from .files import (
-    OutputError,
-    atomic_open,
-    atomic_write_bytes,
-    atomic_write_text,
-    check_writable,
-    dump_yaml,
-    read_yaml,
-)
+from .files import *  # the file helpers' old home: they stay importable from here
+from .files import atomic_write_text, dump_yaml, read_yaml
 
-__all__ = [
-    "OutputError",
-    "atomic_open",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "check_writable",
-    "dump_yaml",
-    "load",
-    "read_yaml",
-    "save",
-]
+__all__ = ["load", "save"]
+__all__ += files.__all__
 
 
 def load(path) -> Compose:
