@@ -15,7 +15,7 @@ import numpy as np
 
 from .views import PRESET_HELP
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm")
+from augkit.io import IMAGE_EXTENSIONS
 
 _checkpoint = click.option("--checkpoint", "checkpoints", multiple=True, required=False,
                            type=click.Path(exists=True, dir_okay=False),
