@@ -141,8 +141,8 @@ def scheme_infer(data, base, parts, name, norm, out):
     each chain of consecutive points mapped consistently onto its mirror chain."""
     from .config import check_writable
     require_extra("train", "augkit scheme infer")  # scipy's assignment solver
-    from .schemes import parse_parts
     from .confidence import infer_scheme, margin_lines, unsure
+    from .schemes import parse_parts
     check_writable(out)
     shape, count = _mean_shape(data, base.n_points if base else None, base.name if base else None)
     _check_norm(norm, shape.shape[0])
@@ -163,8 +163,8 @@ def scheme_infer(data, base, parts, name, norm, out):
 
 def _mean_shape(data, n_points, scheme_name):
     """The dataset's mean shape and face count; its point count must match the scheme's."""
-    from .show import mean_shape
     from .data.samples import dataset_points
+    from .show import mean_shape
     shape, count = mean_shape(dataset_points(data))
     if n_points is not None and shape.shape[0] != n_points:
         raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "

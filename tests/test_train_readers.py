@@ -8,8 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from augkit.train.readers import (DatasetError, detect_format, read_dataset, read_test_points, verify_images)
+from augkit.train.readers import (
+    DatasetError,
+    detect_format,
+    read_dataset,
+    read_test_points,
+    verify_images,
+)
 
 YTF68 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
 

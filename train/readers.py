@@ -3,10 +3,27 @@
     from augkit.data import read_dataset, read_test_points   # the new home
 """
 
-from augkit.data import (FORMAT_NAMES, FORMATS, IMAGE_EXTENSIONS, OUTSIDE_MARGIN, DatasetError, LabelFormat,
-                         LandmarkTable, detect_format, format_names, read_competition, read_csv, read_dataset,
-                         read_pts, read_test_points, register, verify_images)
+from augkit.data import (
+    FORMAT_NAMES,
+    FORMATS,
+    IMAGE_EXTENSIONS,
+    OUTSIDE_MARGIN,
+    DatasetError,
+    LabelFormat,
+    LandmarkTable,
+    detect_format,
+    format_names,
+    read_competition,
+    read_csv,
+    read_dataset,
+    read_pts,
+    read_test_points,
+    register,
+    verify_images,
+)
 
-__all__ = ["LandmarkTable", "DatasetError", "read_dataset", "read_competition", "read_csv", "read_pts",
-           "read_test_points", "detect_format", "verify_images", "FORMATS", "FORMAT_NAMES", "format_names",
-           "LabelFormat", "register", "IMAGE_EXTENSIONS", "OUTSIDE_MARGIN"]
+__all__ = [
+    "FORMATS", "FORMAT_NAMES", "IMAGE_EXTENSIONS", "OUTSIDE_MARGIN", "DatasetError", "LabelFormat", "LandmarkTable",
+    "detect_format", "format_names", "read_competition", "read_csv", "read_dataset", "read_pts", "read_test_points",
+    "register", "verify_images",
+]

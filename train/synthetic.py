@@ -1,5 +1,11 @@
 """Moved to :mod:`augkit.data.synthetic` (torch-free demo faces); this name keeps working."""
 
-from augkit.data.synthetic import SyntheticFaces, face_geometry, make_face, render_face, template
+from augkit.data.synthetic import (
+    SyntheticFaces,
+    face_geometry,
+    make_face,
+    render_face,
+    template,
+)
 
-__all__ = ["SyntheticFaces", "template", "render_face", "face_geometry", "make_face"]
+__all__ = ["SyntheticFaces", "face_geometry", "make_face", "render_face", "template"]

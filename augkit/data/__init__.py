@@ -27,7 +27,15 @@ Modules, bottom up:
 from augkit.io import IMAGE_EXTENSIONS
 
 from .delimited import read_competition, read_csv
-from .formats import FORMAT_NAMES, FORMATS, LabelFormat, detect_format, format_names, read_dataset, register
+from .formats import (
+    FORMAT_NAMES,
+    FORMATS,
+    LabelFormat,
+    detect_format,
+    format_names,
+    read_dataset,
+    register,
+)
 from .pts import read_pts
 from .samples import dataset_points, grid_samples
 from .table import PERSON_REGEX, DatasetError, LandmarkTable
@@ -35,8 +43,23 @@ from .test_points import read_test_points
 from .verify import OUTSIDE_MARGIN, verify_images
 
 __all__ = [
-    "LandmarkTable", "DatasetError", "read_dataset", "read_competition", "read_csv", "read_pts",
-    "read_test_points", "detect_format", "verify_images", "LabelFormat", "register", "format_names",
-    "FORMAT_NAMES", "FORMATS", "IMAGE_EXTENSIONS", "OUTSIDE_MARGIN", "PERSON_REGEX", "dataset_points",
+    "FORMATS",
+    "FORMAT_NAMES",
+    "IMAGE_EXTENSIONS",
+    "OUTSIDE_MARGIN",
+    "PERSON_REGEX",
+    "DatasetError",
+    "LabelFormat",
+    "LandmarkTable",
+    "dataset_points",
+    "detect_format",
+    "format_names",
     "grid_samples",
+    "read_competition",
+    "read_csv",
+    "read_dataset",
+    "read_pts",
+    "read_test_points",
+    "register",
+    "verify_images",
 ]

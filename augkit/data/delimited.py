@@ -14,8 +14,15 @@ import numpy as np
 from .parser import Parsed, parse_table
 from .table import DatasetError, LandmarkTable
 
-__all__ = ["read_competition", "read_csv", "label_file", "is_competition", "is_csv", "count_csv_files",
-           "LABEL_EXTENSIONS"]
+__all__ = [
+    "LABEL_EXTENSIONS",
+    "count_csv_files",
+    "is_competition",
+    "is_csv",
+    "label_file",
+    "read_competition",
+    "read_csv",
+]
 
 #: the label files a folder of the ``csv`` format may hold (exactly one of them)
 LABEL_EXTENSIONS = (".csv", ".tsv", ".txt")
@@ -35,7 +42,7 @@ def is_competition(path: str) -> bool:
         return False
     with open(path, "rb") as f:
         head = f.readline().decode("utf-8", "replace")
-    return re.search(r"Point_M?[01]_X", head, re.I) is not None
+    return re.search(r"Point_M?[01]_X", head, re.IGNORECASE) is not None
 
 
 def is_csv(path: str) -> bool:

@@ -2,21 +2,28 @@
 
 Adding a format is one :func:`register` call (or one entry below): ``read_dataset``, format
 detection and the ``--format`` choices of ``augkit train`` (:data:`FORMAT_NAMES`) all come from
-the registry. Detection tries the formats in the order they were registered; the first whose
-``detect`` says yes reads the data.
+the registry. Detection tries the formats in the order they were registered, those marked
+``fallback`` (the plain CSV: any file) last; the first whose ``detect`` says yes reads the data.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .delimited import count_csv_files, is_competition, is_csv, label_file, read_competition, read_csv
+from .delimited import (
+    count_csv_files,
+    is_competition,
+    is_csv,
+    label_file,
+    read_competition,
+    read_csv,
+)
 from .pts import is_pts, read_pts
 from .table import DatasetError, LandmarkTable
 
-__all__ = ["LabelFormat", "register", "FORMATS", "FORMAT_NAMES", "format_names", "detect_format", "read_dataset"]
+__all__ = ["FORMATS", "FORMAT_NAMES", "LabelFormat", "detect_format", "format_names", "read_dataset", "register"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,14 @@ class LabelFormat:
         read: ``read(path, strict, images) -> LandmarkTable`` (``path``: the file or folder the user
             gave; ``images``: the image folder when not the default one, or None).
         description: one line for help texts.
+        fallback: a catch-all (``detect`` says yes to most inputs): tried after every other format.
     """
 
     name: str
     detect: Callable[[str], bool]
-    read: Callable[[str, bool, "str | None"], LandmarkTable]
+    read: Callable[[str, bool, str | None], LandmarkTable]
     description: str = ""
+    fallback: bool = False
 
 
 _REGISTRY: dict[str, LabelFormat] = {}
@@ -61,7 +70,7 @@ register(LabelFormat(
 register(LabelFormat(
     "csv", is_csv,
     lambda path, strict, images: read_csv(label_file(path, "csv"), strict=strict, images=images),
-    "a CSV or TSV: file name, then x0, y0, x1, y1, ... (header or not)"))
+    "a CSV or TSV: file name, then x0, y0, x1, y1, ... (header or not)", fallback=True))
 
 #: the built-in format names (alphabetical): the ``--format`` choices
 FORMAT_NAMES = format_names()
@@ -74,7 +83,7 @@ def detect_format(path) -> str:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DatasetError(f"{path}: no such file or folder")
-    for fmt in _REGISTRY.values():
+    for fmt in sorted(_REGISTRY.values(), key=lambda f: f.fallback):   # stable: registration order
         if fmt.detect(path):
             return fmt.name
     raise DatasetError(f"{path}: cannot tell the dataset format (no landmarks.csv, no .pts files, "

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 
 import numpy as np
 
 from .table import DatasetError, Skips
 
-__all__ = ["parse_table", "Parsed", "decode_line", "is_number"]
+__all__ = ["Parsed", "decode_line", "is_number", "parse_table"]
 
 # The label file is read in blocks of whole lines (``_BLOCK_BYTES``) and parsed straight into one
 # preallocated float32 (rows, 2K) buffer: the only per-row Python objects are the file names. A
@@ -245,11 +246,9 @@ def parse_table(label: str, header: bool | None, strict: bool) -> Parsed:
     (or forced with ``header``); without one, the expected field count is the most common one in the
     first block of lines."""
     skips = Skips(strict)
-    try:
-        f = open(label, "rb")
-    except FileNotFoundError:
-        raise DatasetError(f"{label}: label file not found") from None
-    with f:
+    if not os.path.isfile(label):
+        raise DatasetError(f"{label}: label file not found")
+    with open(label, "rb") as f:
         first, first_no, rest = _first_line(f, label)
         sep = "\t" if first.count("\t") >= max(1, first.count(",")) else ","
         cells = [c.strip() for c in first.split(sep)]

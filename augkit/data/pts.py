@@ -14,7 +14,7 @@ from augkit.io import IMAGE_EXTENSIONS
 from .parser import is_number
 from .table import DatasetError, LandmarkTable, Skips
 
-__all__ = ["read_pts", "is_pts"]
+__all__ = ["is_pts", "read_pts"]
 
 
 def is_pts(path: str) -> bool:
@@ -28,7 +28,7 @@ def is_pts(path: str) -> bool:
     return any(n.lower().endswith(".pts") for _, _, files in os.walk(path) for n in files)
 
 
-_PTS_WRAPPED = re.compile(r"^\s*version\s*:.*?n_points\s*:\s*(\d+)\s*\{(.*)\}\s*$", re.S)
+_PTS_WRAPPED = re.compile(r"^\s*version\s*:.*?n_points\s*:\s*(\d+)\s*\{(.*)\}\s*$", re.DOTALL)
 
 
 def _parse_pts(path: str):

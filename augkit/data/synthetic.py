@@ -18,7 +18,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["SyntheticFaces", "template", "render_face", "face_geometry", "make_face"]
+__all__ = ["SyntheticFaces", "face_geometry", "make_face", "render_face", "template"]
 
 _SHIFT = 4  # cv2 sub-pixel drawing: coordinates x 16
 _ONE = 1 << _SHIFT
@@ -71,7 +71,6 @@ def face_geometry(rng: np.random.Generator, size_range=(120, 200)) -> dict:
     # identity
     p[:, 0] *= rng.uniform(0.85, 1.1)
     extra[:, 0] *= 1.0
-    eyes = np.r_[36:48]
     spread = rng.uniform(-0.05, 0.06)
     p[36:42, 0] -= spread
     p[42:48, 0] += spread

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LandmarkTable", "DatasetError", "PERSON_REGEX"]
+__all__ = ["PERSON_REGEX", "DatasetError", "LandmarkTable"]
 
 #: ``--val-group person``: ytf68 / YouTube Faces names ``<Person_Name>_<frame>_<letter>.jpg``; the
 #: first group is the person (``Person_Name``), so a split by person keeps a person on one side.
@@ -62,7 +62,7 @@ class LandmarkTable:
     def n_points(self) -> int:
         return int(self.points.shape[1])
 
-    def subset(self, index) -> "LandmarkTable":
+    def subset(self, index) -> LandmarkTable:
         """The rows ``index`` (an int array or a boolean mask); ``skipped`` is shared."""
         index = np.asarray(index)
         if index.dtype == bool:

@@ -16,7 +16,7 @@ import os
 from .parser import decode_line
 from .table import DatasetError
 
-__all__ = ["read_test_points", "TEST_POINTS_COLUMNS"]
+__all__ = ["TEST_POINTS_COLUMNS", "read_test_points"]
 
 TEST_POINTS_COLUMNS = ("file_name", "point_index_list")
 _EXPECTED = "a header line 'file_name<TAB>point_index_list', then one line per test image"

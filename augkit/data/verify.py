@@ -11,7 +11,7 @@ import numpy as np
 
 from .table import DatasetError, LandmarkTable, Skips
 
-__all__ = ["verify_images", "OUTSIDE_MARGIN"]
+__all__ = ["OUTSIDE_MARGIN", "verify_images"]
 
 #: labels further than this fraction of the image's width (x) or height (y) outside the image are
 #: skipped by :func:`verify_images` (a 200 px wide image accepts x in [-100, 300]).
@@ -30,7 +30,7 @@ def _probe(path):
 
 def _without_path(message: str, path) -> str:
     prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message.removeprefix(prefix)
 
 
 def _header_size(path):
