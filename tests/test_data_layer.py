@@ -227,3 +227,28 @@ def test_test_points_quoted_name_finds_its_image(tmp_path):
     _tp(tmp_path, HEADER + f"{name}\t[0]\n")
     (got, _), = read_test_points(tmp_path)
     assert (tmp_path / "images" / got).is_file()
+
+
+@pytest.mark.parametrize("listed, want", [
+    ("[]", []), ("[ ]", []), ("[3,]", [3]), ("[ 4 , 5 ]", [4, 5]), ("(1, 2)", [1, 2]), ('"[7, 8]"', [7, 8]),
+    ("[1,,2]", None), ("[1 2]", None), ("[,]", None), ("[-1]", None), ("[1.0]", None), ("[True]", None),
+    ("[x]", None), ("", None),
+])
+def test_test_points_lists_read_as_python_reads_them(tmp_path, listed, want):
+    p = _tp(tmp_path, HEADER + f"a.jpg\t{listed}\n")
+    if want is None:
+        _one_line_error(p, "line 2: file 'a.jpg': field point_index_list", "not a list of non-negative integers")
+    else:
+        assert read_test_points(p) == [("a.jpg", want)]
+
+
+def test_large_test_points_file_reads_in_seconds(tmp_path):
+    import time
+    rng = np.random.default_rng(1)
+    rows = [(f"img{i}.jpg", sorted(rng.choice(971, 300, replace=False).tolist())) for i in range(5000)]
+    p = _tp(tmp_path, HEADER + "".join(f"{n}\t{idx}\n" for n, idx in rows))
+    t0 = time.perf_counter()
+    got = read_test_points(p)
+    took = time.perf_counter() - t0
+    assert got == rows
+    assert took < 10, f"5000 rows took {took:.1f}s"

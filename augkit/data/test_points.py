@@ -19,6 +19,7 @@ from .table import DatasetError
 __all__ = ["TEST_POINTS_COLUMNS", "read_test_points"]
 
 TEST_POINTS_COLUMNS = ("file_name", "point_index_list")
+_LIST_CHARS = str.maketrans("", "", "0123456789, \t")   # what a plain "[1, 2, 3]" holds inside
 _EXPECTED = "a header line 'file_name<TAB>point_index_list', then one line per test image"
 
 
@@ -77,6 +78,9 @@ def _indices(path: str, no: int, name: str, listed: str) -> list:
     text = listed.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1].strip()
+    plain = _plain_list(text)
+    if plain is not None:
+        return plain
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -85,3 +89,17 @@ def _indices(path: str, no: int, name: str, listed: str) -> list:
         raise DatasetError(f"{path}: line {no}: file {name!r}: field point_index_list {listed!r} is not a list of "
                            "non-negative integers (e.g. [0, 5, 17])")
     return list(value)
+
+
+def _plain_list(text: str):
+    """The fast path: ``[1, 2, 3]`` (digits, commas and blanks only) as ints; None for anything
+    else (then ``ast.literal_eval`` decides)."""
+    if not (text.startswith("[") and text.endswith("]")) or text[1:-1].translate(_LIST_CHARS):
+        return None
+    parts = text[1:-1].split(",")
+    if not parts[-1].strip():
+        parts.pop()                        # "[]", "[ ]" and a trailing comma
+    try:
+        return [int(p) for p in parts]
+    except ValueError:                     # an empty field ("[1,,2]") or "1 2"
+        return None
