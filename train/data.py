@@ -16,14 +16,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
+from augkit.data import PERSON_REGEX
 from augkit.workers import opencv_one_thread, usable_cores, worker_context
 
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
            "worker_init", "PREFETCH_FACTOR", "split_indices",
            "person_key", "PERSON_REGEX", "preprocess_matrix", "sample_rng"]
-
-# ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
-PERSON_REGEX = r"^(.+?)_\d+_[^_.]+(\.\w+)?$"
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
