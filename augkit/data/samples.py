@@ -1,20 +1,17 @@
 """Images and landmarks for ``augkit show`` and ``augkit scheme``: the core's picture and
 mean-shape functions take arrays and pairs, and this module reads them from a dataset (any
-registered label format) or draws the synthetic demo faces. numpy and OpenCV only; reading a
-dataset still asks for the [train] extra, as the light commands always have on a core install."""
+registered label format) or draws the synthetic demo faces. numpy and OpenCV only, so
+``augkit show --data`` and ``augkit scheme check --data`` run on a core install."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from augkit.extras import require_extra
 
 __all__ = ["dataset_points", "grid_samples"]
 
 
 def dataset_points(data: str) -> np.ndarray:
     """All landmark rows of a dataset. Shape: (N, K, 2), float64."""
-    require_extra("train", f"reading the dataset {data}")
     from .formats import read_dataset
     return np.asarray(read_dataset(data).points, np.float64)
 
@@ -27,7 +24,6 @@ def grid_samples(data: str | None, n: int, rng: np.random.Generator):
         for i in range(n):
             yield make_face(np.random.default_rng([int(rng.integers(2**31)), i]))
         return
-    require_extra("train", f"reading the dataset {data}")
     from .formats import read_dataset
     table = read_dataset(data)
     for i in rng.choice(len(table), size=min(n, len(table)), replace=False):
