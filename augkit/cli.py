@@ -164,8 +164,8 @@ def scheme_infer(data, base, parts, name, norm, out):
 def _mean_shape(data, n_points, scheme_name):
     """The dataset's mean shape and face count; its point count must match the scheme's."""
     from .data.samples import dataset_points
-    from .show import mean_shape
-    shape, count = mean_shape(dataset_points(data))
+    from .show import normalised_mean_shape
+    shape, count = normalised_mean_shape(dataset_points(data))
     if n_points is not None and shape.shape[0] != n_points:
         raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "
                                    f"the scheme {scheme_name!r} has {n_points}")

@@ -12,7 +12,7 @@ from .config import atomic_write_bytes, check_writable, load
 from .presets import face_augment_steps, preprocess_steps
 from .schemes import get_scheme
 
-__all__ = ["show_grid", "draw_points", "mean_shape", "SIDE_COLOURS", "PART_COLOURS"]
+__all__ = ["show_grid", "draw_points", "normalised_mean_shape", "SIDE_COLOURS", "PART_COLOURS"]
 
 # first index of each flip pair, second index, midline (RGB)
 SIDE_COLOURS = ((255, 60, 60), (60, 140, 255), (255, 230, 40))
@@ -21,7 +21,7 @@ PART_COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (24
                 (70, 240, 240), (240, 50, 230))
 
 
-def mean_shape(points) -> tuple[np.ndarray, int]:
+def normalised_mean_shape(points) -> tuple[np.ndarray, int]:
     """Mean of the shapes after removing each face's position and size.
 
     Args:

@@ -32,7 +32,7 @@ from harness import mean_spread, print_table, run_logged  # noqa: E402
 
 def inferenceprint_table(source: Path) -> None:
     from augkit.schemes import get_scheme
-    from augkit.show import mean_shape
+    from augkit.show import normalised_mean_shape
     from augkit.confidence import infer_scheme
     from augkit.symmetry import infer_pairs, perm_from_pairs
     _, p68 = dense971._read68(source / "train" / "landmarks.csv")
@@ -41,7 +41,7 @@ def inferenceprint_table(source: Path) -> None:
     rows = []
     for variant in dense971.VARIANTS:
         dense = dense971.dense_points(p68, variant)
-        shape, _ = mean_shape(dense)
+        shape, _ = normalised_mean_shape(dense)
         truth = perm_from_pairs(dense971.true_pairs(variant), 971)
         mean_px = dense.mean(axis=0)
         for label in ("no --parts", "--scheme made971"):
@@ -68,12 +68,12 @@ def _cell(runs, key, part=None, digits=2):
 def trainingprint_table(a, source: Path) -> None:
     import augkit as ak
     from augkit.presets import face_augment_steps
-    from augkit.show import mean_shape
+    from augkit.show import normalised_mean_shape
     from augkit.confidence import infer_scheme
     work = Path(a.work)
     root = dense971.build(work, "smooth", source)
     _, p68 = dense971._read68(source / "train" / "landmarks.csv")
-    shape, _ = mean_shape(dense971.dense_points(p68, "smooth"))
+    shape, _ = normalised_mean_shape(dense971.dense_points(p68, "smooth"))
     made = ak.get_scheme("made971")
     inferred, _, _ = infer_scheme(shape, "made971_inferred", made.parts, norm=made.norm)
     inferred.save(str(work / "inferred.yaml"))
