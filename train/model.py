@@ -15,11 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .model_input import IMAGENET_MEAN, IMAGENET_STD  # the one definition; kept importable here
+
 __all__ = ["build_model", "decode", "encode", "TinyNet", "PretrainedUnavailable", "IMAGENET_MEAN", "IMAGENET_STD",
            "list_backbones"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PretrainedUnavailable(RuntimeError):
