@@ -78,7 +78,12 @@ class LandmarkModel:
 
     @property
     def amp_dtype(self):
+        """Autocast dtype of the model call (None: float32); settable, e.g. to compare with float32."""
         return self.input.amp_dtype
+
+    @amp_dtype.setter
+    def amp_dtype(self, dtype) -> None:
+        self.input.amp_dtype = dtype
 
     @property
     def channels_last(self) -> bool:
