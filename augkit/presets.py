@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 from .compose import Compose, OneOf
-from .transforms import (Affine, BlackBars, Blur, BrightnessContrast, CenterCrop, Erase, Gamma, Grayscale,
-                         HFlip, JpegQuality, LetterBox, MotionBlur, Noise, ScaleMinSide)
+from .transforms import (
+    Affine,
+    BlackBars,
+    Blur,
+    BrightnessContrast,
+    CenterCrop,
+    Erase,
+    Gamma,
+    Grayscale,
+    HFlip,
+    JpegQuality,
+    LetterBox,
+    MotionBlur,
+    Noise,
+    ScaleMinSide,
+)
 
-__all__ = ["preprocess_steps", "preprocess_pipeline", "WARP_OPTIONS", "warp_options", "face_augment_steps",
-           "face_train_pipeline"]
+__all__ = [
+    "WARP_OPTIONS",
+    "face_augment_steps",
+    "face_train_pipeline",
+    "preprocess_pipeline",
+    "preprocess_steps",
+    "warp_options",
+]
 
 #: the options of a ``Compose`` that decide how its one warp fills and samples pixels
 WARP_OPTIONS = ("border_mode", "fill", "interpolation")

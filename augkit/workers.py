@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["usable_cores", "default_workers", "opencv_one_thread", "worker_context"]
+__all__ = ["default_workers", "opencv_one_thread", "usable_cores", "worker_context"]
 
 
 def usable_cores() -> int:

@@ -9,16 +9,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-import augkit as ak
-from augkit.io import image_size
-from augkit.presets import WARP_OPTIONS, preprocess_pipeline, preprocess_steps, warp_options
 from augkit.train import builders
 from augkit.train.checkpoint import LandmarkModel, load_model, read_checkpoint
 from augkit.train.loop import Engine, TrainConfig, run
 from augkit.train.model import IMAGENET_MEAN, IMAGENET_STD, TinyNet, decode
 from augkit.train.model_input import ModelInput, autocast_dtype, normalise, pick_device
 from augkit.tta import TorchCallable, TTAPredictor
+
+import augkit as ak
+from augkit.io import image_size
+from augkit.presets import (
+    WARP_OPTIONS,
+    preprocess_pipeline,
+    preprocess_steps,
+    warp_options,
+)
 
 K = 5
 SIZE = 32
@@ -224,9 +229,10 @@ def test_a_trained_checkpoint_carries_the_aug_files_border_and_fill(tmp_path):
 # ------------------------------------------------------------- one definition of each helper
 
 def test_one_default_worker_count(monkeypatch):
-    import augkit.workers as W
     from augkit.train import data as D
     from augkit.tta import predictor as P
+
+    import augkit.workers as W
     assert D.default_workers is W.default_workers and P.default_workers.func is W.default_workers
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)

@@ -11,7 +11,12 @@ import torch
 
 import augkit
 from augkit.compose import Compose
-from augkit.presets import face_augment_steps, preprocess_pipeline, preprocess_steps, warp_options
+from augkit.presets import (
+    face_augment_steps,
+    preprocess_pipeline,
+    preprocess_steps,
+    warp_options,
+)
 from augkit.schemes import Scheme, get_scheme
 
 from . import data as train_data

@@ -25,7 +25,7 @@ from augkit.schemes import get_scheme
 from .model import build_model, decode
 from .model_input import ModelInput, normalise, pick_device
 
-__all__ = ["save_checkpoint", "read_checkpoint", "load_model", "LandmarkModel", "FORMAT", "normalise"]
+__all__ = ["FORMAT", "LandmarkModel", "load_model", "normalise", "read_checkpoint", "save_checkpoint"]
 
 FORMAT = "augkit-train-checkpoint"
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model_input import IMAGENET_MEAN, IMAGENET_STD  # the one definition; kept importable here
+from .model_input import (  # the one definition; kept importable here
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
 
 __all__ = ["build_model", "decode", "encode", "TinyNet", "PretrainedUnavailable", "IMAGENET_MEAN", "IMAGENET_STD",
            "list_backbones"]

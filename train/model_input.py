@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInput", "normalise", "pick_device", "autocast_dtype"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInput", "autocast_dtype", "normalise", "pick_device"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,7 +85,7 @@ class ModelInput:
         self.std_px = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1) * 255
 
     @classmethod
-    def for_inference(cls, device="auto", amp: str = "auto", input_size=None, **kwargs) -> "ModelInput":
+    def for_inference(cls, device="auto", amp: str = "auto", input_size=None, **kwargs) -> ModelInput:
         """The inference defaults: :func:`pick_device`, :func:`autocast_dtype`, channels_last on CUDA."""
         dev = pick_device(device)
         kwargs.setdefault("channels_last", dev.type == "cuda")
