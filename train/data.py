@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
 from augkit.data import PERSON_REGEX
-from augkit.workers import opencv_one_thread, usable_cores, worker_context
+from augkit.workers import default_workers, opencv_one_thread, worker_context
 
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
            "worker_init", "PREFETCH_FACTOR", "split_indices",
@@ -156,14 +156,6 @@ class EpochSampler(Sampler):
 
     def __len__(self):
         return max(0, len(self.inner) - self.start)
-
-
-def default_workers() -> int:
-    """DataLoader workers per training process: the CPU cores this process may use (its affinity
-    mask), shared among the processes of this node (``LOCAL_WORLD_SIZE`` under torchrun), minus
-    one for the process itself. No upper cap: a 32-core box gets 31 workers."""
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(0, usable_cores() // local - 1)
 
 
 #: every DataLoader worker starts with OpenCV on one thread (see :mod:`augkit.workers`)
