@@ -1,7 +1,7 @@
 """``augkit predict``, ``augkit evaluate`` and ``augkit tta fit``: parse, call, print.
 
 The work is done by library functions a Python user calls with the same result:
-:func:`augkit.tta.predict_to_file`, :func:`augkit.tta.evaluate` and :func:`augkit.tta.fit`.
+:func:`augkit.tta.predict_to_file`, :func:`augkit.tta.evaluate_tta` and :func:`augkit.tta.fit_tta`.
 Conventions: bad input is one line on stderr and exit 1 (a bad option: exit 2, as click does);
 progress is a bar on a terminal and a plain line every 5% (or 30 s) with an ETA otherwise.
 
@@ -183,12 +183,11 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
     """MSE (original pixels), NME and failure rate for no TTA and each TTA setting side by side,
     next to the mean-shape baseline, the Spearman correlation of the TTA spread with the real
     error, and a PNG of the worst cases."""
-    from .evaluate_run import evaluate as run_evaluate
-    from .evaluate_run import report_lines
+    from .evaluate_run import evaluate_tta, report_lines
     checkpoints, ttas = _models_and_tta(runs, checkpoints, ttas, "ttas", "augkit evaluate",
                                         "comparing no TTA with --tta " + " ".join(ttas))
     with _errors():
-        report = run_evaluate(list(checkpoints), data, tta=ttas, threshold=threshold, n_worst=n_worst, limit=limit,
+        report = evaluate_tta(list(checkpoints), data, tta=ttas, threshold=threshold, n_worst=n_worst, limit=limit,
                               png=png, json_out=json_out, scheme=scheme, max_batch=max_batch,
                               workers=_workers_or_default(workers), progress=True,
                               checkpoints=list(checkpoints), loader=_loader(device), warn=_warn)
@@ -239,7 +238,7 @@ def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, d
             raise click.ClickException(reason)
     checkpoints, data, out = resolve_fit(run, checkpoints, data, out)
     with _errors():
-        report = runners.fit(list(checkpoints), data, tta=tta_spec, level=level, folds=folds, limit=limit, out=out,
+        report = runners.fit_tta(list(checkpoints), data, tta=tta_spec, level=level, folds=folds, limit=limit, out=out,
                              scheme=scheme, max_batch=max_batch, workers=_workers_or_default(workers),
                              progress=True, loader=_loader(device), warn=_warn)
     _report_errors(report.errors)

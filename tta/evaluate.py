@@ -19,8 +19,16 @@ from augkit import metrics
 from .predictor import TTAPredictor, merge_members
 from .views import TTASpec, get_spec
 
-__all__ = ["union_views", "union_predict", "evaluate_settings", "spearman_spread_error", "worst_png", "SettingResult",
-           "EvalAccumulator", "add_settings_chunk"]
+__all__ = [
+    "EvalAccumulator",
+    "SettingResult",
+    "add_settings_chunk",
+    "evaluate_settings",
+    "spearman_spread_error",
+    "union_predict",
+    "union_views",
+    "worst_png",
+]
 
 
 @dataclass
@@ -253,7 +261,7 @@ class EvalAccumulator:
 def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, start: int, ok=None) -> list:
     """Merge one chunk of union members per setting and add it to that setting's accumulator.
 
-    The one step shared by the streaming :func:`augkit.tta.evaluate` and the in-memory
+    The one step shared by the streaming :func:`augkit.tta.evaluate_tta` and the in-memory
     :func:`evaluate_settings`. ``members`` (B, M_union, K, 2), ``truth`` (B, K, 2), ``start`` the
     chunk's first image position, ``ok`` (B,) readable (None: all). Returns ``[(points, spread)]``
     per setting, unreadable rows NaN.
@@ -274,7 +282,7 @@ def evaluate_settings(models, settings, images, truth, *, preprocess=None, schem
                       n_models=None, progress=None):
     """Metrics of several TTA settings on labelled images, in memory (the predictions are kept).
 
-    The in-memory face of :func:`augkit.tta.evaluate` (which streams from files and keeps only
+    The in-memory face of :func:`augkit.tta.evaluate_tta` (which streams from files and keeps only
     the metrics): the same union pass and the same :func:`add_settings_chunk`.
 
     Args:

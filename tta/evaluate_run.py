@@ -1,4 +1,4 @@
-"""The streaming evaluation behind ``augkit evaluate``: :func:`evaluate` and its report.
+"""The streaming evaluation behind ``augkit evaluate``: :func:`evaluate_tta` and its report.
 
 One pass over the labelled images predicts the union of the settings' views (a view shared by
 settings is predicted once); each chunk is merged per setting and added to that setting's
@@ -10,6 +10,7 @@ each image), else the mean of the labels. :func:`report_lines` gives the printed
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from . import inputs as ins
 from .evaluate import EvalAccumulator, add_settings_chunk, union_views
 from .inputs import RunError
 
-__all__ = ["evaluate", "EvalReport", "MeanShapeBaseline", "report_lines", "format_table", "part_table"]
+__all__ = ["EvalReport", "MeanShapeBaseline", "evaluate_tta", "format_table", "part_table", "report_lines"]
 
 
 class MeanShapeBaseline:
@@ -79,7 +80,7 @@ def _mean_shape(model, k: int):
 
 @dataclass
 class EvalReport:
-    """What :func:`evaluate` measured: ``results`` per setting (``labels``; the metrics of
+    """What :func:`evaluate_tta` measured: ``results`` per setting (``labels``; the metrics of
     :class:`EvalAccumulator` plus ``members``), ``baseline`` (the mean-shape row's metrics, its
     ``baseline_source`` ``training`` or ``labels``), readable ``n_images``, ``errors`` and the
     files written."""
@@ -110,7 +111,7 @@ def _settings(tta) -> list:
                                                ins.as_spec(t)) for t in ttas if t != "none"]
 
 
-def evaluate(models, data, *, tta=("flip",), threshold: float = 0.08, n_worst: int = 8, limit=None, png=None,
+def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_worst: int = 8, limit=None, png=None,
              json_out=None, scheme=None, max_batch: int = 64, workers: int = 0, progress=None, checkpoints=None,
              loader=None, warn=None, seed: int = 0) -> EvalReport:
     """MSE (original pixels), NME and failure rate of no TTA and each setting in ``tta``, a
@@ -191,11 +192,16 @@ def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress):
     return results, base_acc, base.source, n_ok, errors
 
 
+def _json_value(v):
+    """NaN -> None (JSON has no NaN); anything else as it is."""
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def _write_json(report: EvalReport, path, checkpoints) -> None:
     from augkit.config import atomic_write_text
-    rows = [{"setting": label, **{key: (None if v != v else v) for key, v in m.items() if key != "worst"}}
+    rows = [{"setting": label, **{key: _json_value(v) for key, v in m.items() if key != "worst"}}
             for label, m in zip(report.labels, report.results)]
-    base = {key: (None if v != v else v) for key, v in report.baseline.items()}
+    base = {key: _json_value(v) for key, v in report.baseline.items()}
     atomic_write_text(path, json.dumps({"data": report.data, "checkpoints": list(checkpoints), "results": rows,
                                         "mean_shape": {"source": report.baseline_source, **base}}, indent=1) + "\n")
     report.json_path = os.fspath(path)
@@ -237,7 +243,7 @@ def part_table(labels: list, results: list) -> list:
 
 
 def _f(x) -> str:
-    return "n/a" if x is None or x != x else f"{x:.3f}"
+    return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
 def report_lines(report: EvalReport, n_checkpoints: int | None = None) -> list:

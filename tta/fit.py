@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["fit_weights", "FitAccumulator", "FitResult", "simplex_qp", "simplex_qp_batch", "fold_of", "LAMBDAS",
-           "fit_report_lines"]
+__all__ = [
+    "LAMBDAS",
+    "FitAccumulator",
+    "FitResult",
+    "fit_report_lines",
+    "fit_weights",
+    "fold_of",
+    "simplex_qp",
+    "simplex_qp_batch",
+]
 
 LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, float("inf"))
 
@@ -338,11 +346,11 @@ def _pct(a, b) -> str:
 
 
 def fit_report_lines(report) -> list:
-    """The printed report of :func:`augkit.tta.fit` (a ``FitReport``): each member's MSE alone,
+    """The printed report of :func:`augkit.tta.fit_tta` (a ``FitReport``): each member's MSE alone,
     its gain and weight, then the cross-validated MSE of no TTA, the plain average and the fits."""
     res, names = report.result, report.member_names
-    lines = [f"{report.data}: {report.n_images} validation images, {len(names)} members "
-             f"({report.n_models} model(s) x {report.n_views} views); MSE in original pixels",
+    lines = [(f"{report.data}: {report.n_images} validation images, {len(names)} members "
+              f"({report.n_models} model(s) x {report.n_views} views); MSE in original pixels"),
              f"{'member':<34}{'alone':>10}{'gain':>10}{'weight':>9}"]
     for i, n in enumerate(names):
         lines.append(f"{n[:33]:<34}{res.solo[i]:>10.3f}{res.drop_one[i]:>+10.3f}{res.per_view[i]:>9.3f}")

@@ -12,9 +12,24 @@ import os
 
 import numpy as np
 
-__all__ = ["RunError", "IMAGE_EXTENSIONS", "resolve_inputs", "read_labelled", "output_format", "as_spec",
-           "n_points_of", "check_scheme_points", "check_merge_weights", "check_fitted_for", "check_labels_match",
-           "check_writable_out", "check_some_readable", "demo_run_reason", "last_line", "test_points_path"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "RunError",
+    "as_spec",
+    "check_fitted_for",
+    "check_labels_match",
+    "check_merge_weights",
+    "check_scheme_points",
+    "check_some_readable",
+    "check_writable_out",
+    "demo_run_reason",
+    "last_line",
+    "n_points_of",
+    "output_format",
+    "read_labelled",
+    "resolve_inputs",
+    "test_points_path",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm")
 
@@ -162,10 +177,10 @@ def check_fitted_for(spec, checkpoints, note=None) -> None:
     if n != len(checkpoints):
         raise RunError(f"{spec.source}: weights: fitted for {n} checkpoint(s) {spec.models or ''}, "
                        f"but {len(checkpoints)} were given")
-    if spec.models and [os.path.basename(m) for m in spec.models] != [os.path.basename(c) for c in checkpoints]:
-        if note is not None:
-            note(f"note: {spec.source}: weights were fitted for {spec.models}, used with "
-                 f"{list(checkpoints)} (same order assumed)")
+    same = not spec.models or [os.path.basename(m) for m in spec.models] == [os.path.basename(c) for c in checkpoints]
+    if not same and note is not None:
+        note(f"note: {spec.source}: weights were fitted for {spec.models}, used with {list(checkpoints)} "
+             "(same order assumed)")
 
 
 def check_labels_match(k, truth, data) -> None:

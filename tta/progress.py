@@ -15,17 +15,19 @@ Torch-free and independent of the rest of ``augkit.tta``: training code can use 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from typing import Self
 
 __all__ = ["Progress", "format_seconds"]
 
 
 def format_seconds(s: float) -> str:
     """``H:MM:SS`` (or ``M:SS`` under an hour) for a duration in seconds; ``?`` when unknown."""
-    if s is None or s != s or s < 0 or s == float("inf"):
+    if s is None or not math.isfinite(s) or s < 0:
         return "?"
-    s = int(round(s))
+    s = round(s)
     h, rest = divmod(s, 3600)
     m, sec = divmod(rest, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
@@ -112,7 +114,7 @@ class Progress:
         elif self.total > 0 and self.done > self._last_done:
             self._line(self._clock())
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

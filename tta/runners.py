@@ -1,7 +1,7 @@
 """Streaming runners: predict to a file and fit the merge weights, as a Python user calls them.
 
 ``augkit predict`` and ``augkit tta fit`` are thin command lines over :func:`predict_to_file` and
-:func:`fit`; ``augkit evaluate`` over :func:`augkit.tta.evaluate` (``evaluate_run.py``). Models
+:func:`fit_tta`; ``augkit evaluate`` over :func:`augkit.tta.evaluate_tta` (``evaluate_run.py``). Models
 are callables (``augkit.train`` checkpoints loaded by :func:`load_models`, or any callable the
 predictor takes) or checkpoint paths, loaded after the cheap checks. Bad input raises
 :class:`~augkit.tta.inputs.RunError` with one line; ``warn(line)`` receives notes and warnings.
@@ -19,8 +19,15 @@ import numpy as np
 from . import inputs as ins
 from .inputs import RunError
 
-__all__ = ["load_models", "predict_to_file", "PredictSummary", "fit", "FitReport", "RunError",
-           "progress_callback"]
+__all__ = [
+    "FitReport",
+    "PredictSummary",
+    "RunError",
+    "fit_tta",
+    "load_models",
+    "predict_to_file",
+    "progress_callback",
+]
 
 
 @contextmanager
@@ -50,7 +57,7 @@ def load_models(paths, device: str = "cpu") -> list:
     for p, name in zip(paths, short if len(set(short)) == len(short) else paths):
         try:
             m = load_model(p, device=device)
-        except Exception as e:  # a bad checkpoint: say which
+        except Exception as e:  # noqa: BLE001  (any failure of a bad checkpoint: one line naming it)
             raise RunError(f"{p}: cannot load the checkpoint: {e}") from None
         for attr, value in (("name", name), ("mean_shape", _checkpoint_mean_shape(p, m))):
             try:
@@ -70,7 +77,7 @@ def _checkpoint_mean_shape(path, model):
         ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         ms = ck.get("mean_shape") if isinstance(ck, dict) else None
         return None if ms is None else np.asarray(ms, dtype=np.float64)
-    except Exception:   # an older or foreign checkpoint: the evaluation falls back on the labels' mean
+    except Exception:  # noqa: BLE001  (an older or foreign checkpoint: the baseline uses the labels' mean)
         return None
 
 
@@ -219,7 +226,7 @@ def _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, prog
 
 @dataclass
 class FitReport:
-    """What :func:`fit` found: ``result`` (:class:`~augkit.tta.fit.FitResult`: solo, drop-one,
+    """What :func:`fit_tta` found: ``result`` (:class:`~augkit.tta.fit.FitResult`: solo, drop-one,
     cross-validated MSEs and both weightings), the level used, the fitted ``spec`` (written to
     ``out`` when given), member names, and the counts the report prints."""
 
@@ -238,7 +245,7 @@ class FitReport:
     errors: list = field(default_factory=list)
 
 
-def fit(models, data, *, tta="full", level: str = "auto", folds: int = 5, limit=None, out=None, scheme=None,
+def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, limit=None, out=None, scheme=None,
         max_batch: int = 64, workers: int = 0, progress=None, loader=None, warn=None, seed: int = 0) -> FitReport:
     """Fit non-negative merge weights summing to one on labelled VALIDATION data, streaming.
 
