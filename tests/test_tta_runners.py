@@ -61,6 +61,14 @@ def test_predict_to_file_writes_what_the_command_writes(blobs, fake_models, tmp_
     s = predict_to_file([_model()], folder / "images", js, tta="none", uncertainty=True)
     d = json.loads(js.read_text())
     assert s.fmt == "json" and [im["file_name"] for im in d["images"]] == sorted(names)
+    # a list of image paths and arrays: the same points as from the folder
+    from augkit.io import read_image
+    first = sorted((folder / "images").iterdir())[:2]
+    listed = tmp_path / "listed.json"
+    predict_to_file([_model()], [first[0], read_image(str(first[1]))], listed, tta="none", uncertainty=True)
+    got = json.loads(listed.read_text())["images"]
+    assert [im["file_name"] for im in got] == [first[0].name, "#1"]
+    assert [im["points"] for im in got] == [im["points"] for im in d["images"][:2]]
 
 
 def test_runner_errors_are_one_line(blobs, tmp_path):
@@ -234,3 +242,19 @@ def test_checkpoint_mean_shape_is_read_and_a_model_worse_than_it_is_flagged(blob
     report = evaluate_tta([const], folder, tta=(), n_worst=0)
     lines = report_lines(report)
     assert any(line.startswith("WARNING: every setting has a higher MSE than the mean shape") for line in lines)
+
+
+def test_evaluate_of_a_trained_run_uses_its_training_mean_shape(tmp_path, ytf68):
+    run = tmp_path / "run"
+    _cli(["train", "--data", ytf68 / "train", "--limit", "40", "--backbone", "tiny", "--size", "32", "--batch-size",
+          "8", "--workers", "0", "--quiet", "--threads", "1", "--epochs", "1", "--val-group", "person",
+          "--val-fraction", "0.3", "--out", run])
+    from augkit.tta.run_folder import validation_labels
+    val = validation_labels(str(run))
+    report = evaluate_tta([str(run / "best.pt")], val, tta=(), n_worst=0)
+    log = (run / "log.csv").read_text().splitlines()
+    row = dict(zip(log[0].split(","), log[1].split(",")))
+    # the same baseline as training's validation: the checkpoint's mean shape placed on every image
+    assert report.baseline_source == "training"
+    assert report.baseline["mse"] == pytest.approx(float(row["base_mse"]), rel=1e-4)
+    assert report.results[0]["mse"] == pytest.approx(float(row["mse"]), rel=1e-4)

@@ -136,7 +136,7 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
     Args:
         models: model callables, or checkpoint paths (loaded by ``loader``, default :func:`load_models`).
         data: a folder with ``test_points.csv`` (competition test, in its order), a folder of
-            images (or with ``images/``), or one image.
+            images (or with ``images/``), one image, or a list of image paths / uint8 RGB arrays.
         out: the file; written through a temporary renamed onto it at the end (a failure leaves
             an earlier ``out`` as it was).
         tta: preset name, spec file or ``TTASpec``.
@@ -151,7 +151,7 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
     Returns:
         :class:`PredictSummary`. Raises :class:`RunError` (one line) on bad input.
     """
-    paths, names, tp = ins.resolve_inputs(data)
+    paths, names, tp = _inputs(data)
     fmt = ins.output_format(out, fmt, tp is not None)
     if fmt == "submission" and uncertainty:
         raise RunError("--uncertainty goes with --format csv or json (the submission has no room for it)")
@@ -160,8 +160,8 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
     if checkpoints is not None or paths_given:
         ins.check_fitted_for(spec, checkpoints or _as_list(models), warn)
     ins.check_writable_out(out)
-    if not any(os.path.exists(p) for p in paths):
-        raise RunError(f"{data}: none of the {len(paths)} listed image(s) exists (first: {paths[0]}); "
+    if not any(not isinstance(p, str) or os.path.exists(p) for p in paths):
+        raise RunError(f"{_where(data)}: none of the {len(paths)} listed image(s) exists (first: {paths[0]}); "
                        f"{out} left unchanged")
     pred, k, _ = _prepare(models, spec, scheme, loader, max_batch)
     if tp is not None and k is not None:
@@ -179,6 +179,22 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
         raise RunError(ins.last_line(e)) from None
     return PredictSummary(os.fspath(out), fmt, counts["rows"], counts["ok"], len(paths), counts["errors"],
                           counts["missing"], pred.spec.name, len(pred.member_names))
+
+
+def _inputs(data):
+    """``(images, names, test_points or None)``: a path as :func:`~augkit.tta.inputs.resolve_inputs`
+    reads it, or a list of image paths / uint8 RGB arrays (named by file name, arrays ``#i``)."""
+    if not isinstance(data, (list, tuple)):
+        return ins.resolve_inputs(data)
+    if not data:
+        raise RunError("no images given")
+    items = [os.path.abspath(os.fspath(d)) if isinstance(d, (str, os.PathLike)) else d for d in data]
+    names = [os.path.basename(d) if isinstance(d, str) else f"#{i}" for i, d in enumerate(items)]
+    return items, names, None
+
+
+def _where(data) -> str:
+    return f"the {len(data)} images given" if isinstance(data, (list, tuple)) else os.fspath(data)
 
 
 def _as_list(models) -> list:
@@ -213,7 +229,7 @@ def _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, prog
                         writer.write(name, chunk.points[j], chunk.spread[j] if uncertainty else None)
             if n_ok == 0:
                 first = errors[0][1] if errors else "no images"
-                raise RunError(f"{data}: none of the {len(paths)} image(s) could be read (first: {first}); "
+                raise RunError(f"{_where(data)}: none of the {len(paths)} image(s) could be read (first: {first}); "
                                f"{out} left unchanged")
             if not submission:
                 writer.close(getattr(pred.models[0], "n_points", 0) or 0)
