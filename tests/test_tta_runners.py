@@ -16,7 +16,7 @@ from augkit import geometry, metrics
 from augkit.cli import main
 from augkit.presets import preprocess_steps
 from augkit.tta import (EvalReport, FitReport, PredictSummary, Progress, RunError, evaluate_tta, fit_tta,
-                        get_spec, load_spec, predict_to_file, save_spec)
+                        get_spec, load_spec, predict_to_file, save_spec, with_weights)
 from augkit.tta.evaluate import evaluate_settings
 from augkit.tta.evaluate_run import MeanShapeBaseline, report_lines
 
@@ -182,6 +182,10 @@ def test_predict_run_says_which_tta_it_uses_and_why(blobs, fake_models, tmp_path
     assert f"TTA from {run / 'tta.yaml'}" in out and "2 member(s)" in out
     out = _cli(["predict", "--run", run, "--data", folder, "--tta", "none", "--out", tmp_path / "c.csv"])
     assert "tta.yaml" not in out and "1 member(s)" in out
+    save_spec(with_weights(get_spec("flip"), np.array([0.75, 0.25]), models=["best.pt"], name="flip-fitted"),
+              run / "tta.yaml")
+    out = _cli(["predict", "--run", run, "--run", run, "--data", folder, "--out", tmp_path / "d.csv"])
+    assert f"TTA from {run / 'tta.yaml'} (the run's views, with plain weights" in out and "4 member(s)" in out
 
 
 def test_tta_fit_on_a_demo_run_says_it_has_no_image_files(tmp_path, fake_models):

@@ -89,7 +89,9 @@ def _models_and_tta(runs, checkpoints, tta, tta_name: str, command: str, default
             _warn(f"note: --run {runs[0]} has no tta.yaml (write one with `augkit tta fit --run {runs[0]}`): "
                   f"{default_what}")
         else:
-            _warn(f"note: TTA from {spec} (the run's fitted views and weights; --tta overrides it)")
+            used = tta if isinstance(tta, str) or hasattr(tta, "views") else tta[0]
+            what = "fitted views and weights" if isinstance(used, str) else "views, with plain weights"
+            _warn(f"note: TTA from {spec} (the run's {what}; --tta overrides it)")
     return checkpoints, tta
 
 
