@@ -12,7 +12,7 @@ import tempfile  # noqa: F401 - kept importable as augkit.config.tempfile (tests
 
 from . import files
 from .compose import Compose
-from .files import *  # the file helpers' old home: they stay importable from here
+from .files import *  # noqa: F403 - the file helpers' old home: they stay importable from here
 from .files import atomic_write_text, dump_yaml, read_yaml
 
 __all__ = ["load", "save"]

@@ -2,7 +2,6 @@
 an extra say which one to install."""
 
 import ast
-import os
 import socket
 import subprocess
 import sys
