@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 from .compose import Compose, OneOf
-from .transforms import (Affine, BlackBars, Blur, BrightnessContrast, CenterCrop, Erase, Gamma, Grayscale,
-                         HFlip, JpegQuality, LetterBox, MotionBlur, Noise, ScaleMinSide)
+from .transforms import (
+    Affine,
+    BlackBars,
+    Blur,
+    BrightnessContrast,
+    CenterCrop,
+    Erase,
+    Gamma,
+    Grayscale,
+    HFlip,
+    JpegQuality,
+    LetterBox,
+    MotionBlur,
+    Noise,
+    ScaleMinSide,
+)
 
-__all__ = ["preprocess_steps", "face_augment_steps", "face_train_pipeline"]
+__all__ = [
+    "WARP_OPTIONS",
+    "face_augment_steps",
+    "face_train_pipeline",
+    "preprocess_pipeline",
+    "preprocess_steps",
+    "warp_options",
+]
+
+#: the options of a ``Compose`` that decide how its one warp fills and samples pixels
+WARP_OPTIONS = ("border_mode", "fill", "interpolation")
 
 
 def preprocess_steps(size: int, mode: str = "crop") -> list:
@@ -20,6 +44,23 @@ def preprocess_steps(size: int, mode: str = "crop") -> list:
     if mode == "letterbox":
         return [LetterBox(size, size)]
     raise ValueError(f"preprocessing mode must be 'crop' or 'letterbox', got {mode!r}")
+
+
+def warp_options(pipeline: Compose | None) -> dict:
+    """``border_mode``, ``fill`` and ``interpolation`` of ``pipeline`` (e.g. an ``--aug`` file's
+    Compose); ``{}`` (the defaults) for None."""
+    return {} if pipeline is None else {k: getattr(pipeline, k) for k in WARP_OPTIONS}
+
+
+def preprocess_pipeline(size: int, mode: str = "crop", scheme=None, **warp) -> Compose:
+    """The deterministic model-input pipeline (:func:`preprocess_steps`) with the warp options
+    ``warp`` (:data:`WARP_OPTIONS`). Give it the training augmentation's options
+    (:func:`warp_options`) so that validation and prediction pad (letterbox) and sample exactly as
+    training did."""
+    unknown = sorted(set(warp) - set(WARP_OPTIONS))
+    if unknown:
+        raise TypeError(f"preprocess_pipeline: unknown warp options {unknown}; expected {list(WARP_OPTIONS)}")
+    return Compose(preprocess_steps(size, mode), scheme=scheme, **warp)
 
 
 def face_augment_steps() -> list:

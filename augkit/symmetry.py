@@ -223,12 +223,12 @@ def _merge_runs(idx, found, chains):
     # the points between mappings (in no run, or matched to themselves) may join the nearest one
     # (split half way): a second extent offered to the polish, kept only where it mirrors better
     maps.sort()
-    out = [(idx[f:l + 1], j, s, c + s * f) for f, l, j, s, c in kept]
-    for i, (f, l, j, s, c) in enumerate(maps):
+    out = [(idx[f:last + 1], j, s, c + s * f) for f, last, j, s, c in kept]
+    for i, (f, last, j, s, c) in enumerate(maps):
         lo = 0 if i == 0 else (maps[i - 1][1] + f) // 2 + 1
-        hi = len(idx) - 1 if i == len(maps) - 1 else (l + maps[i + 1][0]) // 2
-        seg = (idx[f:l + 1], j, s, c + s * f)
-        out.append(seg + ((idx[lo:hi + 1], c + s * lo),) if lo < f or hi > l else seg)
+        hi = len(idx) - 1 if i == len(maps) - 1 else (last + maps[i + 1][0]) // 2
+        seg = (idx[f:last + 1], j, s, c + s * f)
+        out.append(seg + ((idx[lo:hi + 1], c + s * lo),) if lo < f or hi > last else seg)
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["usable_cores", "opencv_one_thread", "worker_context"]
+__all__ = ["default_workers", "opencv_one_thread", "usable_cores", "worker_context"]
 
 
 def usable_cores() -> int:
@@ -20,6 +20,16 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def default_workers(cap: int | None = None) -> int:
+    """Worker processes per process by default: the CPU cores this process may use (its affinity
+    mask), shared among the processes of this node (``LOCAL_WORLD_SIZE`` under torchrun), minus one
+    for the process itself (it runs the model), at most ``cap`` (None: no cap; a 32-core box gets 31);
+    0 on one core."""
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    n = max(0, usable_cores() // local - 1)
+    return n if cap is None else min(int(cap), n)
 
 
 def opencv_one_thread(worker_id: int = 0) -> None:

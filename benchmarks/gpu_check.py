@@ -153,7 +153,7 @@ def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float, 
         note += f"; EMA {ema} over {int(averaged.n_averaged)} steps, max |EMA - weights| {moved:.2g}"
         mode += f" + EMA {ema}"
     table.add(f"train {backbone} {size}px {mode}", f"{ips:.0f} img/s", note)
-    del engine, state, averaged
+    engine = state = averaged = None  # free the GPU memory before the next row
     if dev == "cuda":
         torch.cuda.empty_cache()
     return ips

@@ -3,7 +3,6 @@ keywords, earlier outputs byte-identical, no half-made run folder), a counted sk
 handling (the run completes)."""
 
 import errno
-import json
 from pathlib import Path
 
 import cv2

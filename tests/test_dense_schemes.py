@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import augkit as ak
 from augkit.cli import main
 from augkit.schemes import parse_parts
-from augkit.show import mean_shape
+from augkit.show import normalised_mean_shape
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dense971  # noqa: E402
@@ -33,7 +33,7 @@ def faces68(labels68):
 def test_infer_finds_the_true_pairs_on_every_dense_variant(faces68, variant):
     from augkit.symmetry import infer_pairs, perm_from_pairs
     dense = dense971.dense_points(faces68, variant)
-    shape, _ = mean_shape(dense)
+    shape, _ = normalised_mean_shape(dense)
     pairs, _ = infer_pairs(shape)          # no parts: a user may not know them
     got = perm_from_pairs(pairs, 971)
     truth = perm_from_pairs(dense971.true_pairs(variant), 971)
@@ -48,7 +48,7 @@ def test_infer_finds_the_true_pairs_on_every_dense_variant(faces68, variant):
 
 def test_ytf68_still_gives_the_ibug_pairs(faces68):
     from augkit.symmetry import infer_pairs
-    pairs, _ = infer_pairs(mean_shape(faces68)[0])
+    pairs, _ = infer_pairs(normalised_mean_shape(faces68)[0])
     assert set(pairs) == set(ak.IBUG68.flip_pairs)
 
 

@@ -48,7 +48,7 @@ def test_import_does_not_load_torch_and_commands_are_listed():
     code = ("import sys, augkit.tta, augkit.tta.cli as c; assert 'torch' not in sys.modules, 'torch imported'; "
             "import click; assert isinstance(c.predict, click.Command) and isinstance(c.evaluate, click.Command); "
             "assert isinstance(c.tta, click.Group) and 'fit' in c.tta.commands; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
     for cmd in ("predict", "evaluate"):
         assert "--checkpoint" in _run([cmd, "--help"]).output
@@ -92,7 +92,7 @@ def test_predict_skips_unreadable_images_by_name(tmp_path, fake_models):
 
 
 def test_predict_all_points_with_uncertainty(blobs, fake_models, tmp_path):
-    folder, names, pts, ck = blobs
+    folder, _, pts, ck = blobs
     out = tmp_path / "all.csv"
     res = _run(["predict", "--checkpoint", ck, "--data", str(folder / "images"), "--tta", "flip-rot",
                 "--out", str(out), "--uncertainty"])
@@ -111,7 +111,7 @@ def test_predict_all_points_with_uncertainty(blobs, fake_models, tmp_path):
 
 
 def test_bad_spec_is_a_clean_error(blobs, fake_models, tmp_path):
-    folder, names, pts, ck = blobs
+    folder, *_, ck = blobs
     spec = tmp_path / "bad.yaml"
     spec.write_text("views:\n  - steps: [{type: Hflip}]\n")
     res = CliRunner().invoke(main, ["predict", "--checkpoint", ck, "--data", str(folder), "--tta", str(spec),
@@ -124,7 +124,7 @@ def test_bad_spec_is_a_clean_error(blobs, fake_models, tmp_path):
 
 
 def test_evaluate_table_json_and_png(blobs, fake_models, tmp_path):
-    folder, names, pts, ck = blobs
+    folder, *_, ck = blobs
     png, js = tmp_path / "worst.png", tmp_path / "m.json"
     res = _run(["evaluate", "--checkpoint", ck, "--data", str(folder), "--tta", "flip", "--tta", "full",
                 "--png", str(png), "--json", str(js), "--n-worst", "4"])
@@ -143,7 +143,7 @@ def test_evaluate_table_json_and_png(blobs, fake_models, tmp_path):
 
 
 def test_tta_fit_writes_weights_and_predict_uses_them(blobs, fake_models, tmp_path):
-    folder, names, pts, ck = blobs
+    folder, *_, ck = blobs
     spec = tmp_path / "fitted.yaml"
     res = _run(["tta", "fit", "--checkpoint", ck, "--data", str(folder), "--tta", "flip-rot", "--out", str(spec),
                 "--folds", "3"])
@@ -163,7 +163,7 @@ def test_tta_fit_writes_weights_and_predict_uses_them(blobs, fake_models, tmp_pa
 
 
 def test_ensemble_fit_has_models_times_views_members(blobs, fake_models, tmp_path):
-    folder, names, pts, ck = blobs
+    folder, *_, ck = blobs
     spec = tmp_path / "ens.json"
     res = _run(["tta", "fit", "--checkpoint", ck, "--checkpoint", ck, "--data", str(folder), "--tta", "flip",
                 "--out", str(spec), "--level", "view", "--folds", "2"])

@@ -12,7 +12,12 @@ import torch
 import augkit
 from augkit.compose import Compose
 from augkit.data.run_folder import input_fingerprint
-from augkit.presets import face_augment_steps, preprocess_steps
+from augkit.presets import (
+    face_augment_steps,
+    preprocess_pipeline,
+    preprocess_steps,
+    warp_options,
+)
 from augkit.schemes import Scheme, get_scheme
 
 from . import data as train_data
@@ -24,6 +29,7 @@ __all__ = [
     "amp_dtype_for",
     "baseline",
     "choose_scheme",
+    "eval_pipeline",
     "load_data",
     "make_model",
     "make_optimizer",
@@ -159,9 +165,15 @@ def pipelines(cfg) -> tuple[list, list, dict]:
         return pre, [], {}
     if cfg.aug:
         loaded = augkit.load(cfg.aug)
-        opts = {"border_mode": loaded.border_mode, "fill": loaded.fill, "interpolation": loaded.interpolation}
-        return pre, list(loaded.steps), opts
+        return pre, list(loaded.steps), warp_options(loaded)
     return pre, face_augment_steps(), {}
+
+
+def eval_pipeline(cfg, scheme, opts: dict) -> Compose:
+    """The deterministic preprocessing of validation, of the checkpoint and so of ``augkit predict``:
+    ``--size``/``--preprocess`` with the training warp's ``opts`` (from :func:`pipelines`: an ``--aug``
+    file's border mode, fill and interpolation), so letterbox padding looks the same as in training."""
+    return preprocess_pipeline(cfg.size, cfg.preprocess, scheme, **opts)
 
 
 def mean_shape(source, pre_pipe, size: int) -> np.ndarray:

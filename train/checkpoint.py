@@ -23,9 +23,10 @@ from augkit.config import atomic_write_bytes
 from augkit.data.run_folder import RunFolder
 from augkit.schemes import get_scheme
 
-from .model import IMAGENET_MEAN, IMAGENET_STD, build_model, decode
+from .model import build_model, decode
+from .model_input import ModelInput, normalise, pick_device
 
-__all__ = ["save_checkpoint", "read_checkpoint", "load_model", "LandmarkModel", "FORMAT"]
+__all__ = ["FORMAT", "LandmarkModel", "load_model", "normalise", "read_checkpoint", "save_checkpoint"]
 
 FORMAT = "augkit-train-checkpoint"
 
@@ -52,12 +53,6 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return ck
 
 
-def _pick_device(device):
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class LandmarkModel:
     """A trained regressor ready for inference.
 
@@ -69,43 +64,37 @@ class LandmarkModel:
         device: torch.device.
         n_points: K.
         info: the checkpoint's ``model_info``; ``config``: its run config.
+        input: the :class:`~augkit.train.model_input.ModelInput` (normalisation, autocast on CUDA,
+            channels_last on CUDA).
     """
 
     def __init__(self, model, preprocess, scheme, input_size, device, n_points, info=None, config=None):
         self.model, self.preprocess, self.scheme = model, preprocess, scheme
         self.input_size, self.device, self.n_points = tuple(input_size), device, int(n_points)
         self.info, self.config = info or {}, config or {}
-        self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
-        self.channels_last = device.type == "cuda"
-        self.amp_dtype = None
-        if device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.input = ModelInput.for_inference(device, input_size=self.input_size)
+
+    @property
+    def amp_dtype(self):
+        """Autocast dtype of the model call (None: float32); settable, e.g. to compare with float32."""
+        return self.input.amp_dtype
+
+    @amp_dtype.setter
+    def amp_dtype(self, dtype) -> None:
+        self.input.amp_dtype = dtype
+
+    @property
+    def channels_last(self) -> bool:
+        return self.input.channels_last
 
     def to_tensor(self, images) -> torch.Tensor:
         """uint8 NHWC (numpy or tensor) -> float NCHW, ImageNet-normalised, on ``device``."""
-        t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
-        if t.ndim == 3:
-            t = t[None]
-        if t.ndim != 4 or t.shape[-1] != 3:
-            raise ValueError(f"images must be uint8 (N, H, W, 3), got shape {tuple(t.shape)}")
-        if tuple(t.shape[1:3]) != self.input_size:
-            raise ValueError(f"images are {tuple(t.shape[1:3])} (h, w); the model takes {self.input_size}: "
-                             "run them through .preprocess first")
-        if self.device.type == "cuda":
-            t = t.pin_memory() if not t.is_cuda else t
-            t = t.to(self.device, non_blocking=True)
-        return normalise(t, self._mean, self._std, self.channels_last)
+        return self.input.prepare(images)
 
     def forward_tensor(self, t: torch.Tensor) -> torch.Tensor:
         """One model call on a normalised batch -> input-frame pixels. Shape: (N, 3, H, W) -> (N, K, 2)."""
         with torch.no_grad():
-            if self.amp_dtype is not None:
-                with torch.autocast("cuda", dtype=self.amp_dtype):
-                    out = self.model(t)
-            else:
-                out = self.model(t)
-        return decode(out.float(), self.input_size)
+            return decode(self.input.run(self.model, t), self.input_size)
 
     def __call__(self, images) -> np.ndarray:
         """uint8 (N, H, W, 3) model-input images -> (N, K, 2) float64 input-frame pixels."""
@@ -121,17 +110,10 @@ class LandmarkModel:
         return np.stack(out) if out else np.zeros((0, self.n_points, 2))
 
 
-def normalise(t: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """uint8 NHWC tensor -> normalised float NCHW (a permuted view: channels_last memory for free)."""
-    x = t.permute(0, 3, 1, 2).float()
-    x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
-
-
 def load_model(path, device="cpu") -> LandmarkModel:
     """A :class:`LandmarkModel` from ``best.pt`` / ``last.pt`` (or a run folder: best, else last)."""
     ck = read_checkpoint(path)
-    dev = _pick_device(device)
+    dev = pick_device(device)
     info = ck["model_info"]
     model = build_model(info["backbone"], info["n_points"])
     model.load_state_dict(ck["model"])

@@ -16,14 +16,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
-from augkit.workers import opencv_one_thread, usable_cores, worker_context
+from augkit.data import PERSON_REGEX
+from augkit.workers import default_workers, opencv_one_thread, worker_context
 
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
            "worker_init", "PREFETCH_FACTOR", "split_indices",
            "person_key", "PERSON_REGEX", "preprocess_matrix", "sample_rng"]
-
-# ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
-PERSON_REGEX = r"^(.+?)_\d+_[^_.]+(\.\w+)?$"
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -158,14 +156,6 @@ class EpochSampler(Sampler):
 
     def __len__(self):
         return max(0, len(self.inner) - self.start)
-
-
-def default_workers() -> int:
-    """DataLoader workers per training process: the CPU cores this process may use (its affinity
-    mask), shared among the processes of this node (``LOCAL_WORLD_SIZE`` under torchrun), minus
-    one for the process itself. No upper cap: a 32-core box gets 31 workers."""
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(0, usable_cores() // local - 1)
 
 
 #: every DataLoader worker starts with OpenCV on one thread (see :mod:`augkit.workers`)

@@ -30,11 +30,12 @@ from augkit.data.run_folder import RunFolderError
 
 from . import builders
 from . import data as train_data
-from .checkpoint import normalise, read_checkpoint
+from .checkpoint import read_checkpoint
 from .dist import SYNC_EVERY, Dist
 from .freeze import set_frozen, train_mode
 from .losses import landmark_loss
-from .model import IMAGENET_MEAN, IMAGENET_STD, decode
+from .model import decode
+from .model_input import ModelInput
 from .run_folder import (
     LOG_COLUMNS,
     RunFolder,
@@ -259,7 +260,7 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     pre, aug, opts = builders.pipelines(cfg)
     scheme = builders.choose_scheme(cfg, data.n_points, aug)
     train_pipe = Compose(pre + aug, scheme=scheme, **opts)
-    pre_pipe = Compose(builders.preprocess_steps(cfg.size, cfg.preprocess), scheme=scheme)
+    pre_pipe = builders.eval_pipeline(cfg, scheme, opts)
     mean_norm = builders.mean_shape(data.train, pre_pipe, cfg.size)
     model = builders.make_model(cfg, data.n_points, mean_norm, device)
     amp_dtype = builders.amp_dtype_for(cfg, device, log)
@@ -444,7 +445,8 @@ class _Log:
 
 @dataclass
 class Engine:
-    """How a batch goes through the model: device, precision, memory format, normalisation, loss."""
+    """How a batch goes through the model: the model input (device, precision, memory format,
+    normalisation: :class:`~augkit.train.model_input.ModelInput`) and the loss."""
 
     net: torch.nn.Module          # the model, DDP-wrapped under DDP
     model: torch.nn.Module        # the bare model
@@ -458,16 +460,12 @@ class Engine:
     clip: float = 0.0
 
     def __post_init__(self):
-        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
-        self.pin = self.device.type == "cuda"
+        self.input = ModelInput(self.device, self.amp_dtype, self.channels_last)
+        self.pin = self.input.pin
 
     def forward(self, net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC batch -> raw float32 outputs (N, 2K)."""
-        x = normalise(images.to(self.device, non_blocking=self.pin), self.mean, self.std, self.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            out = net(x)
-        return out.float()
+        return self.input(net, images)
 
     def batch_loss(self, out: torch.Tensor, batch: dict, trim: float = 0.0) -> torch.Tensor:
         target = batch["target"].to(self.device, non_blocking=self.pin)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .model_input import (  # the one definition; kept importable here
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
+
 __all__ = ["build_model", "decode", "encode", "TinyNet", "PretrainedUnavailable", "IMAGENET_MEAN", "IMAGENET_STD",
            "list_backbones"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PretrainedUnavailable(RuntimeError):

@@ -13,7 +13,7 @@ import os
 import time
 
 from augkit import metrics
-from augkit.config import atomic_open, atomic_write_bytes
+from augkit.files import atomic_open, atomic_write_bytes
 from augkit.data.run_folder import (
     LOG_COLUMNS,
     InputsChanged,
@@ -32,11 +32,9 @@ class RunFolder(_Folder):
     """:class:`augkit.data.run_folder.RunFolder` plus the torch side: the checkpoints' bytes, the
     curves and ``skipped.csv`` (rank 0 writes; other ranks never call the writers)."""
 
-    def write_skipped(self, skipped: list, n_points: int) -> None:
-        import numpy as np
-
-        from .readers import LandmarkTable
-        LandmarkTable([], np.zeros((0, n_points, 2)), skipped).write_skipped(self.skipped_csv)
+    def write_skipped(self, skipped: list, n_points: int | None = None) -> None:
+        """``skipped.csv`` (``n_points`` is no longer needed; kept for the callers that pass it)."""
+        super().write_skipped(skipped)
 
     def save_state(self, checkpoint: dict, improved: bool) -> None:
         """``best.pt`` (when ``improved``) BEFORE ``last.pt``: a crash between the two leaves a

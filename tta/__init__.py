@@ -12,20 +12,91 @@ returning (N, K, 2) points in that frame (``augkit.train`` checkpoints are such 
     res = TTAPredictor(model, "flip", preprocess=pre, scheme="ibug68").predict(images)
     res.points, res.spread          # (N, K, 2), (N, K) in original pixels
 
-Importing this package does not import torch.
+Whole folders, streamed (what ``augkit predict``, ``augkit evaluate`` and ``augkit tta fit`` call)::
+
+    from augkit.tta import predict_to_file, evaluate_tta, fit_tta
+    summary = predict_to_file(["run/best.pt"], "test/", "sub.csv", tta="flip", progress=True)
+    report = evaluate_tta(["run/best.pt"], "val/", tta=["flip", "full"])   # report.results, .baseline
+    fitted = fit_tta(["run/best.pt"], "val/", tta="full", out="tta.yaml")   # fitted.spec, .result
+
+Importing this package does not import torch (the runners are loaded on first use).
 """
 
 from .fit import FitAccumulator, FitResult, fit_weights, simplex_qp
 from .merge import merge, spread, weighted_mean
 from .outputs import round_half_up, submission_text, write_points, write_submission
-from .predictor import MemberPredictions, TorchCallable, TTAPredictor, TTAResult, as_points, predict
-from .views import (PRESETS, SpecError, TTASpec, View, get_spec, load_spec, preset_views, save_spec,
-                    spec_from_dict, spec_to_dict, with_weights)
+from .predictor import (
+    MemberPredictions,
+    TorchCallable,
+    TTAPredictor,
+    TTAResult,
+    as_points,
+    predict,
+)
+from .views import (
+    PRESETS,
+    SpecError,
+    TTASpec,
+    View,
+    get_spec,
+    load_spec,
+    preset_views,
+    save_spec,
+    spec_from_dict,
+    spec_to_dict,
+    with_weights,
+)
 
 __all__ = [
-    "View", "TTASpec", "SpecError", "PRESETS", "preset_views", "get_spec", "load_spec", "save_spec",
-    "spec_from_dict", "spec_to_dict", "with_weights",
-    "TTAPredictor", "TTAResult", "MemberPredictions", "TorchCallable", "predict", "as_points",
-    "merge", "weighted_mean", "spread", "fit_weights", "FitAccumulator", "FitResult", "simplex_qp",
-    "write_submission", "submission_text", "write_points", "round_half_up",
+    "PRESETS",
+    "EvalReport",
+    "FitAccumulator",
+    "FitReport",
+    "FitResult",
+    "MemberPredictions",
+    "PredictSummary",
+    "Progress",
+    "RunError",
+    "SpecError",
+    "TTAPredictor",
+    "TTAResult",
+    "TTASpec",
+    "TorchCallable",
+    "View",
+    "as_points",
+    "evaluate_tta",
+    "fit_tta",
+    "fit_weights",
+    "get_spec",
+    "load_models",
+    "load_spec",
+    "merge",
+    "predict",
+    "predict_to_file",
+    "preset_views",
+    "round_half_up",
+    "save_spec",
+    "simplex_qp",
+    "spec_from_dict",
+    "spec_to_dict",
+    "spread",
+    "submission_text",
+    "weighted_mean",
+    "with_weights",
+    "write_points",
+    "write_submission",
 ]
+
+_LAZY = {"predict_to_file": "runners", "PredictSummary": "runners", "fit_tta": "runners", "FitReport": "runners",
+         "load_models": "runners", "RunError": "inputs", "evaluate_tta": "evaluate_run",
+         "EvalReport": "evaluate_run", "Progress": "progress"}
+
+
+def __getattr__(name):
+    """The streaming runners, imported on first use (``import augkit.tta`` stays light)."""
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,6 @@ interrupted audit resumes with the folds still missing, and memory grows by one 
 from __future__ import annotations
 
 import csv
-import heapq
 import io
 import json
 import os
@@ -102,7 +101,7 @@ def _train_fold(train_cfg, data, fold_dir, heldout, resume: bool, log):
 
 def _val_sigma(model, predictor, fold_dir, scheme, limit: int = 2000):
     """The model's typical normalised error per landmark on its run's validation images."""
-    from augkit.train.readers import read_dataset
+    from augkit.data import read_dataset
     split = json.load(open(os.path.join(fold_dir, "split.json"), encoding="utf-8"))
     table = read_dataset(split["data"], format=split.get("format"))
     root = split.get("root") or table.root
@@ -177,7 +176,7 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = F
             ``val_group``.
     """
     from augkit.train.checkpoint import load_model
-    from augkit.train.readers import read_dataset
+    from augkit.data import read_dataset
 
     from .predictor import TTAPredictor
     from .views import get_spec

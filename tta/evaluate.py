@@ -16,11 +16,19 @@ import numpy as np
 
 from augkit import metrics
 
-from .predictor import TTAPredictor
+from .predictor import TTAPredictor, merge_members
 from .views import TTASpec, get_spec
 
-__all__ = ["union_views", "union_predict", "evaluate_settings", "spearman_spread_error", "worst_png", "SettingResult",
-           "EvalAccumulator"]
+__all__ = [
+    "EvalAccumulator",
+    "SettingResult",
+    "add_settings_chunk",
+    "evaluate_settings",
+    "spearman_spread_error",
+    "union_predict",
+    "union_views",
+    "worst_png",
+]
 
 
 @dataclass
@@ -250,9 +258,32 @@ class EvalAccumulator:
         return out
 
 
+def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, start: int, ok=None) -> list:
+    """Merge one chunk of union members per setting and add it to that setting's accumulator.
+
+    The one step shared by the streaming :func:`augkit.tta.evaluate_tta` and the in-memory
+    :func:`evaluate_settings`. ``members`` (B, M_union, K, 2), ``truth`` (B, K, 2), ``start`` the
+    chunk's first image position, ``ok`` (B,) readable (None: all). Returns ``[(points, spread)]``
+    per setting, unreadable rows NaN.
+    """
+    b = len(members)
+    ok = np.ones(b, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
+    pos = np.arange(start, start + b)
+    out = []
+    for acc, spec, ix in zip(accs, specs, member_idx):
+        pts, spr = merge_members(members[:, ix], spec, n_models)
+        pts = np.where(ok[:, None, None], pts, np.nan)
+        acc.add(pts, spr, truth, pos)
+        out.append((pts, spr))
+    return out
+
+
 def evaluate_settings(models, settings, images, truth, *, preprocess=None, scheme=None, max_batch=64,
                       n_models=None, progress=None):
-    """Metrics of several TTA settings on labelled images.
+    """Metrics of several TTA settings on labelled images, in memory (the predictions are kept).
+
+    The in-memory face of :func:`augkit.tta.evaluate_tta` (which streams from files and keeps only
+    the metrics): the same union pass and the same :func:`add_settings_chunk`.
 
     Args:
         settings: list of ``(label, tta)`` where ``tta`` is anything ``get_spec`` takes.
@@ -264,22 +295,18 @@ def evaluate_settings(models, settings, images, truth, *, preprocess=None, schem
     specs = [get_spec(t) for _, t in settings]
     members, idx, pred = union_predict(models, specs, images, preprocess=preprocess, scheme=scheme,
                                        max_batch=max_batch, progress=progress)
-    sch = pred.scheme
-    n_models = len(pred.models)
     truth = np.asarray(truth, dtype=np.float64)
     if truth.ndim != 3:
         raise ValueError(f"labels must be (images, points, x/y), a 3-D array; got a {truth.ndim}-D array")
     if len(truth) != len(members.ok):
         raise ValueError(f"{len(members.ok)} images but {len(truth)} rows of labels")
-    ok = members.ok
+    accs = [EvalAccumulator(truth.shape[1], pred.scheme) for _ in specs]
+    merged = add_settings_chunk(accs, specs, idx, len(pred.models), members.points, truth, 0, members.ok)
     out = []
-    for (label, _), spec, ix in zip(settings, specs, idx):
-        res = members.merge(spec, n_models, ix)
-        acc = EvalAccumulator(truth.shape[1], sch)
-        acc.add(np.where(ok[:, None, None], res.points, np.nan), res.spread, truth, np.arange(len(truth)))
+    for (label, _), spec, ix, acc, (pts, spr) in zip(settings, specs, idx, accs, merged):
         m = acc.result()
         m["members"] = len(ix)
-        out.append(SettingResult(label, spec, res.points, res.spread, m))
+        out.append(SettingResult(label, spec, pts, spr, m))
     return out, members
 
 

@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["fit_weights", "FitAccumulator", "FitResult", "simplex_qp", "simplex_qp_batch", "fold_of", "LAMBDAS"]
+__all__ = [
+    "LAMBDAS",
+    "FitAccumulator",
+    "FitResult",
+    "fit_report_lines",
+    "fit_weights",
+    "fold_of",
+    "simplex_qp",
+    "simplex_qp_batch",
+]
 
 LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, float("inf"))
 
@@ -330,3 +339,34 @@ def fit_weights(members, truth, per_landmark: bool = True, lambdas=LAMBDAS, fold
                          folds=folds, seed=seed)
     acc.add(p, truth, np.arange(p.shape[0]))
     return acc.result()
+
+
+def _pct(a, b) -> str:
+    return f"{100.0 * (a - b) / b:+.1f}%" if b else "n/a"
+
+
+def fit_report_lines(report) -> list:
+    """The printed report of :func:`augkit.tta.fit_tta` (a ``FitReport``): each member's MSE alone,
+    its gain and weight, then the cross-validated MSE of no TTA, the plain average and the fits."""
+    res, names = report.result, report.member_names
+    lines = [(f"{report.data}: {report.n_images} validation images, {len(names)} members "
+              f"({report.n_models} model(s) x {report.n_views} views); MSE in original pixels"),
+             f"{'member':<34}{'alone':>10}{'gain':>10}{'weight':>9}"]
+    for i, n in enumerate(names):
+        lines.append(f"{n[:33]:<34}{res.solo[i]:>10.3f}{res.drop_one[i]:>+10.3f}{res.per_view[i]:>9.3f}")
+    lines.append("(alone: the member's own MSE; gain: how much the plain average's MSE rises without it)")
+    cv = res.cv
+    lines.append(f"{report.folds}-fold cross-validated MSE:")
+    if report.identity_view is not None:
+        lines.append(f"  no TTA (identity view)       {res.solo[report.identity_view]:10.3f}   (nothing fitted)")
+    lines.append(f"  plain average                {cv['plain']:10.3f}")
+    lines.append(f"  fitted per member            {cv['per_view']:10.3f}   ({_pct(cv['per_view'], cv['plain'])} "
+                 "vs plain)")
+    if report.level != "view":
+        lines.append(f"  fitted per member x landmark {cv['per_landmark']:10.3f}   "
+                     f"({_pct(cv['per_landmark'], cv['plain'])} vs plain; shrinkage lambda={res.lam:g})")
+    w = res.per_view if report.used == "per_view" else res.per_landmark
+    if report.out:
+        lines.append(f"wrote {report.out} ({report.used.replace('_', '-')} weights, {w.shape[0]} members"
+                     f"{'' if w.ndim == 1 else ' x ' + str(w.shape[1]) + ' landmarks'})")
+    return lines

@@ -17,9 +17,19 @@ import numpy as np
 
 from augkit.config import atomic_write_text
 
-__all__ = ["submission_text", "write_submission", "points_csv_text", "points_json_text", "write_points",
-           "round_half_up", "SubmissionWriter", "PointsCSVWriter", "PointsJSONWriter", "points_writer",
-           "check_test_points"]
+__all__ = [
+    "PointsCSVWriter",
+    "PointsJSONWriter",
+    "SubmissionWriter",
+    "check_test_points",
+    "points_csv_text",
+    "points_json_text",
+    "points_writer",
+    "round_half_up",
+    "submission_text",
+    "write_points",
+    "write_submission",
+]
 
 
 def round_half_up(x) -> np.ndarray:

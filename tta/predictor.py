@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from augkit.compose import Compose, invert_points
-from augkit.io import ImageReadError, read_image
+from augkit.io import ImageReadError, image_size, read_image
 from augkit.schemes import get_scheme
-from augkit.workers import opencv_one_thread, usable_cores, worker_context
+from augkit.workers import default_workers as _default_workers
+from augkit.workers import opencv_one_thread, worker_context
 
 from .merge import merge, spread
 from .views import TTASpec, get_spec
@@ -45,12 +47,10 @@ __all__ = ["TTAPredictor", "MemberPredictions", "TTAResult", "TorchCallable", "p
 
 FALLBACK_GREY = 128          # the grey level of the fallback image for unreadable files
 _SIZE_SAMPLE = 64            # other images whose header sizes give the fallback size (median)
+TTA_MAX_WORKERS = 8          # decoding/warping workers by default: beyond that a GPU is rarely starved
 
-
-def default_workers() -> int:
-    """Decoding/warping worker processes by default: the usable cores minus one (the main process
-    runs the model and the merge), at most 8 (beyond that a GPU is rarely starved), 0 on one core."""
-    return max(0, min(8, usable_cores() - 1))
+#: workers of the TTA producer by default: :func:`augkit.workers.default_workers` capped at ``TTA_MAX_WORKERS``
+default_workers = partial(_default_workers, cap=TTA_MAX_WORKERS)
 
 
 @dataclass
@@ -134,15 +134,16 @@ def _name(item, i: int) -> str:
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"#{i}"
 
 
-def header_size(path) -> tuple[int, int] | None:
-    """(h, w) as displayed (EXIF orientation applied, as the decoder does) from an image file's
-    header, or None when it cannot be read."""
-    from augkit.io import ImageReadError, image_size
+def _header_wh(item) -> tuple[int, int] | None:
+    """(w, h) of an image file as :func:`augkit.io.image_size` reads it from the header (EXIF
+    orientation applied, as the decoder does); None for an in-memory image or an unreadable header."""
+    if not isinstance(item, (str, os.PathLike)):
+        return None
     try:
-        w, h = image_size(path)
+        w, h = image_size(item)
     except (ImageReadError, OSError):
         return None
-    return (int(h), int(w)) if h > 0 and w > 0 else None
+    return (int(w), int(h)) if w > 0 and h > 0 else None
 
 
 # ---------------------------------------------------------------------------------- producer
@@ -168,21 +169,19 @@ class ViewSource:
         return len(self.items)
 
     def fallback_size(self, i: int) -> tuple[int, int]:
-        """(h, w) of the grey stand-in for unreadable item ``i`` (see the module doc)."""
-        item = self.items[i]
-        hw = header_size(item) if isinstance(item, (str, os.PathLike)) else None
-        if hw is not None:
-            return hw
-        if self._median is None:
-            n = len(self.items)
-            pick = np.unique(np.linspace(0, n - 1, min(n, _SIZE_SAMPLE)).astype(int)) if n else []
-            sizes = [s for s in (header_size(self.items[j]) for j in pick if j != i
-                                 and isinstance(self.items[j], (str, os.PathLike))) if s is not None]
-            if sizes:
-                self._median = tuple(int(v) for v in np.median(np.array(sizes), axis=0))
-            else:
-                self._median = tuple(self.input_size) if self.input_size else (256, 256)
-        return self._median
+        """(h, w), the array shape, of the grey stand-in for unreadable item ``i`` (see the module doc)."""
+        wh = _header_wh(self.items[i])
+        if wh is None:
+            if self._median is None:
+                n = len(self.items)
+                pick = np.unique(np.linspace(0, n - 1, min(n, _SIZE_SAMPLE)).astype(int)) if n else []
+                sizes = [s for s in (_header_wh(self.items[j]) for j in pick if j != i) if s is not None]
+                if sizes:
+                    self._median = tuple(int(v) for v in np.median(np.array(sizes), axis=0))
+                else:  # input_size is (h, w)
+                    self._median = tuple(self.input_size[::-1]) if self.input_size else (256, 256)
+            wh = self._median
+        return int(wh[1]), int(wh[0])
 
     def __getitem__(self, i: int) -> dict:
         item = self.items[i]
@@ -483,24 +482,22 @@ def predict(model, images, tta="flip", **kwargs) -> TTAResult:
 class TorchCallable:
     """Wrap a ``torch.nn.Module`` (float NCHW in, (N, K, 2) or (N, 2K) pixels out) as a TTA model.
 
-    The uint8 NHWC batch is scaled to [0, 1], normalised by ``mean``/``std`` and run under
-    ``torch.inference_mode`` on ``device``.
+    The uint8 NHWC batch goes through :class:`augkit.train.model_input.ModelInput` (the same model
+    input as training and checkpoints): normalised by ``mean``/``std`` (statistics of [0, 1]
+    images), on ``device``, under ``amp_dtype`` autocast (default none) and ``torch.inference_mode``.
     """
 
-    def __init__(self, module, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), device="cpu",
-                 preprocess=None, scheme=None):
-        import torch
-        self.module = module.to(device).eval()
-        self.device = torch.device(device)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+    def __init__(self, module, mean=None, std=None, device="cpu", preprocess=None, scheme=None, *,
+                 amp_dtype=None, channels_last: bool = False):
+        from augkit.train.model_input import IMAGENET_MEAN, IMAGENET_STD, ModelInput
+        self.input = ModelInput(device, amp_dtype, channels_last, IMAGENET_MEAN if mean is None else mean,
+                                IMAGENET_STD if std is None else std)
+        self.device = self.input.device
+        self.module = module.to(self.device).eval()
         self.preprocess, self.scheme = preprocess, scheme
 
     def __call__(self, batch):
         import torch
         with torch.inference_mode():
-            t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
-            t = t.to(self.device, non_blocking=True)
-            t = t.permute(0, 3, 1, 2).float().div_(255.0).sub_(self.mean).div_(self.std)
-            out = self.module(t)
-            return out.reshape(out.shape[0], -1, 2).float().cpu().numpy()
+            out = self.input(self.module, batch)
+            return out.reshape(out.shape[0], -1, 2).cpu().numpy()

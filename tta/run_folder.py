@@ -60,9 +60,8 @@ def validation_labels(run: str) -> str:
     folder = _folder(run)
     run = folder.path
     split = _read_split(folder)
-    from augkit.train.readers import DatasetError, read_dataset
-
-    from augkit.config import atomic_open
+    from augkit.data import DatasetError, read_dataset
+    from augkit.files import atomic_open
     try:
         table = read_dataset(split["data"], format=split.get("format"))
     except (DatasetError, OSError, ValueError) as e:

@@ -16,6 +16,7 @@ Torch-free: the checkpoint bytes are written by :mod:`augkit.train.run_folder`, 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -23,19 +24,12 @@ import os
 import socket
 import time
 
-from augkit.config import atomic_write_text
+import numpy as np
 
-__all__ = [
-    "LOG_COLUMNS",
-    "InputsChanged",
-    "RunExists",
-    "RunFolder",
-    "RunFolderError",
-    "RunLocked",
-    "default_run_dir",
-    "fingerprint_changes",
-    "input_fingerprint",
-]
+from augkit.files import atomic_write_text
+
+__all__ = ["LOG_COLUMNS", "InputsChanged", "RunExists", "RunFolder", "RunFolderError", "RunLocked", "default_run_dir",
+           "fingerprint_changes", "input_fingerprint"]
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "mse", "nme", "fr", "base_mse", "base_nme", "base_fr", "lr",
                "train_img_s", "epoch_s", "elapsed_s"]
@@ -153,6 +147,11 @@ class RunFolder:
             raise RunFolderError(f"{self.split_json}: not a split file of `augkit train` (expected a mapping with "
                                  "'data', 'train' and 'val')")
         return split
+
+    def write_skipped(self, skipped: list) -> None:
+        """``skipped.csv``: file, row, reason of each row or image left out."""
+        from .table import LandmarkTable
+        LandmarkTable([], np.zeros((0, 0, 2), np.float32), skipped).write_skipped(self.skipped_csv)
 
     def write_logs(self, history: list) -> None:
         """``log.csv`` (the :data:`LOG_COLUMNS`) and ``log.jsonl`` (every key) from the epoch rows."""
@@ -278,10 +277,8 @@ class RunFolder:
         with open(aside, encoding="utf-8") as f:
             moved = f.read()
         if moved != stale_text:   # a fresh lock of a process that took over first: put it back
-            try:
+            with contextlib.suppress(OSError):
                 os.link(aside, self.lock_file)
-            except OSError:
-                pass
             _unlink(aside)
             return False
         _unlink(aside)
@@ -342,10 +339,8 @@ def _describe(held: dict) -> str:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _sha1_file(path: str) -> str:
@@ -376,7 +371,6 @@ def input_fingerprint(labels: str | None, images, points=None) -> dict:
             st = os.stat(path)
             entry.update(size=st.st_size, mtime=st.st_mtime, sha1=_sha1_file(path))
         elif points is not None:
-            import numpy as np
             entry["points_sha1"] = hashlib.sha1(np.ascontiguousarray(points, np.float32).tobytes()).hexdigest()
         fp["labels"] = entry
     return fp

@@ -1,0 +1,310 @@
+"""Streaming runners: predict to a file and fit the merge weights, as a Python user calls them.
+
+``augkit predict`` and ``augkit tta fit`` are thin command lines over :func:`predict_to_file` and
+:func:`fit_tta`; ``augkit evaluate`` over :func:`augkit.tta.evaluate_tta` (``evaluate_run.py``). Models
+are callables (``augkit.train`` checkpoints loaded by :func:`load_models`, or any callable the
+predictor takes) or checkpoint paths, loaded after the cheap checks. Bad input raises
+:class:`~augkit.tta.inputs.RunError` with one line; ``warn(line)`` receives notes and warnings.
+Importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import inputs as ins
+from .inputs import RunError
+
+__all__ = [
+    "FitReport",
+    "PredictSummary",
+    "RunError",
+    "fit_tta",
+    "load_models",
+    "predict_to_file",
+    "progress_callback",
+]
+
+
+@contextmanager
+def progress_callback(progress, total: int, desc: str):
+    """The ``progress=`` convention of the runners: ``True`` draws :class:`~augkit.tta.progress.Progress`
+    (a bar on a terminal, plain lines with an ETA otherwise) on stderr; a callable(n) is used as
+    it is; ``None``/``False`` shows nothing. Yields the callable to hand to the predictor."""
+    if progress is True:
+        from .progress import Progress
+        with Progress(total, desc) as bar:
+            yield bar.update
+    else:
+        yield progress or None
+
+
+def load_models(paths, device: str = "cpu") -> list:
+    """Checkpoints -> ``LandmarkModel`` callables (``augkit.train.checkpoint.load_model``), each
+    named by its file (the full path when two share a file name) and carrying the training mean
+    shape (``mean_shape``, normalised model frame) when the checkpoint holds one."""
+    try:
+        from augkit.train.checkpoint import load_model
+    except ImportError as e:
+        raise RunError(f"cannot load checkpoints: augkit.train is not available ({e})") from None
+    paths = [os.fspath(p) for p in paths]
+    short = [os.path.basename(p) for p in paths]
+    models = []
+    for p, name in zip(paths, short if len(set(short)) == len(short) else paths):
+        try:
+            m = load_model(p, device=device)
+        except Exception as e:  # noqa: BLE001  (any failure of a bad checkpoint: one line naming it)
+            raise RunError(f"{p}: cannot load the checkpoint: {e}") from None
+        for attr, value in (("name", name), ("mean_shape", _checkpoint_mean_shape(p, m))):
+            try:
+                setattr(m, attr, value)   # member names in tables: <checkpoint>/<view>
+            except AttributeError:
+                pass
+        models.append(m)
+    return models
+
+
+def _checkpoint_mean_shape(path, model):
+    """The checkpoint's training mean shape (K, 2), normalised model frame, or None."""
+    if getattr(model, "mean_shape", None) is not None:
+        return model.mean_shape
+    try:
+        import torch
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        ms = ck.get("mean_shape") if isinstance(ck, dict) else None
+        return None if ms is None else np.asarray(ms, dtype=np.float64)
+    except Exception:  # noqa: BLE001  (an older or foreign checkpoint: the baseline uses the labels' mean)
+        return None
+
+
+def _models(models, loader):
+    """``(callables, names for a fitted spec)``: checkpoint paths are loaded by ``loader``."""
+    models = _as_list(models)
+    if models and all(isinstance(m, (str, os.PathLike)) for m in models):
+        paths = [os.fspath(m) for m in models]
+        return list((loader or load_models)(paths)), [os.path.basename(p) for p in paths]
+    return models, [getattr(m, "name", f"model{i}") for i, m in enumerate(models)]
+
+
+def _predictor(models, spec, scheme, max_batch):
+    from .predictor import TTAPredictor
+    try:
+        return TTAPredictor(models, spec, scheme=scheme, max_batch=max_batch)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+
+
+def _prepare(models, spec, scheme, loader, max_batch, truth=None, data=None, check_weights=True):
+    """Load (paths), check K against the scheme, the labels and the spec's weights; the predictor."""
+    models, names = _models(models, loader)
+    k = ins.check_scheme_points(models, scheme)
+    if truth is not None:
+        ins.check_labels_match(k, truth, data)
+    if check_weights:
+        ins.check_merge_weights(spec, len(models), k)
+    return _predictor(models, spec, scheme, max_batch), k, names
+
+
+# ---------------------------------------------------------------------------------------- predict
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_to_file` wrote: ``rows`` written, ``ok`` readable images of ``n_images``,
+    ``errors`` ((name, message) of unreadable ones), ``missing`` (listed images without a finite
+    prediction, left out of a submission), the format, the TTA setting and members per image."""
+
+    out: str
+    fmt: str
+    rows: int
+    ok: int
+    n_images: int
+    errors: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    tta: str = "none"
+    members: int = 1
+
+
+def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncertainty: bool = False,
+                    strict: bool = False, scheme=None, max_batch: int = 64, workers: int = 0, progress=None,
+                    checkpoints=None, loader=None, warn=None) -> PredictSummary:
+    """Predict every image of ``data`` with TTA and write the rows as the chunks come back.
+
+    Args:
+        models: model callables, or checkpoint paths (loaded by ``loader``, default :func:`load_models`).
+        data: a folder with ``test_points.csv`` (competition test, in its order), a folder of
+            images (or with ``images/``), one image, or a list of image paths / uint8 RGB arrays.
+        out: the file; written through a temporary renamed onto it at the end (a failure leaves
+            an earlier ``out`` as it was).
+        tta: preset name, spec file or ``TTASpec``.
+        fmt: ``auto`` (see :func:`~augkit.tta.inputs.output_format`), ``submission``, ``csv``, ``json``.
+        uncertainty: add each landmark's spread (CSV/JSON only).
+        strict: fail on the first unreadable image; else a submission row comes from a mid-grey
+            image of its size and CSV/JSON leave it out.
+        checkpoints: the checkpoint paths the models came from, to check a fitted spec against.
+        progress: ``True`` for the progress convention on stderr (a bar on a terminal, a line every
+            5% with an ETA otherwise), or a callable(n) told of each image queued.
+
+    Returns:
+        :class:`PredictSummary`. Raises :class:`RunError` (one line) on bad input.
+    """
+    paths, names, tp = _inputs(data)
+    fmt = ins.output_format(out, fmt, tp is not None)
+    if fmt == "submission" and uncertainty:
+        raise RunError("--uncertainty goes with --format csv or json (the submission has no room for it)")
+    spec = ins.as_spec(tta)
+    paths_given = all(isinstance(m, (str, os.PathLike)) for m in _as_list(models))
+    if checkpoints is not None or paths_given:
+        ins.check_fitted_for(spec, checkpoints or _as_list(models), warn)
+    ins.check_writable_out(out)
+    if not any(not isinstance(p, str) or os.path.exists(p) for p in paths):
+        raise RunError(f"{_where(data)}: none of the {len(paths)} listed image(s) exists (first: {paths[0]}); "
+                       f"{out} left unchanged")
+    pred, k, _ = _prepare(models, spec, scheme, loader, max_batch)
+    if tp is not None and k is not None:
+        from .outputs import check_test_points
+        try:
+            check_test_points(tp, k, ins.test_points_path(data))
+        except ValueError as e:
+            raise RunError(str(e)) from None
+    try:
+        with progress_callback(progress, len(paths), "predict") as step:
+            counts = _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, step, data)
+    except RunError:
+        raise
+    except ValueError as e:   # a view or model that gives the wrong shape: one line, out untouched
+        raise RunError(ins.last_line(e)) from None
+    return PredictSummary(os.fspath(out), fmt, counts["rows"], counts["ok"], len(paths), counts["errors"],
+                          counts["missing"], pred.spec.name, len(pred.member_names))
+
+
+def _inputs(data):
+    """``(images, names, test_points or None)``: a path as :func:`~augkit.tta.inputs.resolve_inputs`
+    reads it, or a list of image paths / uint8 RGB arrays (named by file name, arrays ``#i``)."""
+    if not isinstance(data, (list, tuple)):
+        return ins.resolve_inputs(data)
+    if not data:
+        raise RunError("no images given")
+    items = [os.path.abspath(os.fspath(d)) if isinstance(d, (str, os.PathLike)) else d for d in data]
+    names = [os.path.basename(d) if isinstance(d, str) else f"#{i}" for i, d in enumerate(items)]
+    return items, names, None
+
+
+def _where(data) -> str:
+    return f"the {len(data)} images given" if isinstance(data, (list, tuple)) else os.fspath(data)
+
+
+def _as_list(models) -> list:
+    return list(models) if isinstance(models, (list, tuple)) else [models]
+
+
+def _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, progress, data) -> dict:
+    """Predict chunk by chunk and write each chunk's rows at once, inside ``atomic_open(out)``."""
+    from augkit.config import OutputError, atomic_open
+
+    from . import outputs
+    submission = fmt == "submission"
+    n_ok, errors, missing = 0, [], []
+    try:
+        with atomic_open(out, "w", newline="") as f:
+            writer = (outputs.SubmissionWriter(f, max((len(i) for _, i in tp), default=0)) if submission
+                      else outputs.points_writer(f, fmt, uncertainty))
+            for chunk in pred.iter_predict(paths, names, workers=workers, progress=progress,
+                                           fallback="grey" if submission and not strict else None):
+                if chunk.errors and strict:
+                    j = int(np.flatnonzero(~chunk.ok)[0])
+                    where = (f"{ins.test_points_path(data)}: line {chunk.start + j + 2}: " if tp is not None
+                             else f"image {chunk.start + j + 1} of {len(paths)}: ")
+                    raise RunError(f"{where}{chunk.errors[0][1]} (--strict; {out} left unchanged)")
+                errors.extend(chunk.errors)
+                n_ok += int(chunk.ok.sum())
+                for j, name in enumerate(chunk.names):
+                    if submission:
+                        if not writer.write(name, tp[chunk.start + j][1], chunk.points[j]):
+                            missing.append(name)
+                    elif chunk.ok[j]:
+                        writer.write(name, chunk.points[j], chunk.spread[j] if uncertainty else None)
+            if n_ok == 0:
+                first = errors[0][1] if errors else "no images"
+                raise RunError(f"{_where(data)}: none of the {len(paths)} image(s) could be read (first: {first}); "
+                               f"{out} left unchanged")
+            if not submission:
+                writer.close(getattr(pred.models[0], "n_points", 0) or 0)
+    except OutputError as e:
+        raise RunError(str(e)) from None
+    return {"rows": writer.rows, "ok": n_ok, "errors": errors, "missing": missing}
+
+
+# -------------------------------------------------------------------------------------------- fit
+
+@dataclass
+class FitReport:
+    """What :func:`fit_tta` found: ``result`` (:class:`~augkit.tta.fit.FitResult`: solo, drop-one,
+    cross-validated MSEs and both weightings), the level used, the fitted ``spec`` (written to
+    ``out`` when given), member names, and the counts the report prints."""
+
+    data: str
+    n_images: int
+    n_models: int
+    n_views: int
+    member_names: list
+    result: object
+    level: str
+    used: str
+    spec: object
+    folds: int
+    identity_view: int | None
+    out: str | None = None
+    errors: list = field(default_factory=list)
+
+
+def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, limit=None, out=None, scheme=None,
+        max_batch: int = 64, workers: int = 0, progress=None, loader=None, warn=None, seed: int = 0) -> FitReport:
+    """Fit non-negative merge weights summing to one on labelled VALIDATION data, streaming.
+
+    One pass: each chunk's member predictions go into the fit's sufficient statistics and are
+    dropped (:class:`~augkit.tta.fit.FitAccumulator`). ``level``: ``view`` (per member),
+    ``landmark`` (per member and landmark, shrunk toward the per-member weights) or ``auto``
+    (the lower cross-validated MSE). ``out``: write the fitted spec there (YAML, JSON for .json).
+    ``models`` and the other arguments as in :func:`predict_to_file`; ``limit`` a random subset.
+    """
+    from .fit import FitAccumulator
+    from .views import save_spec, with_weights
+    if level not in ("auto", "view", "landmark"):
+        raise RunError(f"level must be auto, view or landmark, got {level!r}")
+    spec = ins.as_spec(tta)
+    if out is not None:
+        ins.check_writable_out(out)
+    files, truth = ins.read_labelled(data, limit, seed, warn)
+    pred, _, names = _prepare(models, spec, scheme, loader, max_batch, truth, data, check_weights=False)
+    acc = FitAccumulator(pred.n_members, truth.shape[1], len(files), per_landmark=level != "view", folds=folds)
+    n_ok, errors = 0, []
+    try:
+        with progress_callback(progress, len(files), "tta fit") as step:
+            for chunk in pred.iter_members(files, workers=workers, progress=step):
+                n_ok += int(chunk.ok.sum())
+                errors.extend(chunk.errors)
+                if chunk.ok.any():   # unreadable rows are left out by the fit anyway
+                    acc.add(chunk.members, truth[chunk.start:chunk.start + len(chunk)],
+                            np.arange(chunk.start, chunk.start + len(chunk)))
+    except ValueError as e:
+        raise RunError(ins.last_line(e)) from None
+    ins.check_some_readable(n_ok, len(files), errors, data)
+    try:
+        res = acc.result()
+    except ValueError as e:
+        raise RunError(f"{data}: {e}") from None
+    used = {"view": "per_view", "landmark": "per_landmark", "auto": res.best}[level]
+    weights = res.per_view if used == "per_view" else res.per_landmark
+    fitted = with_weights(spec, weights, models=names, name=f"{spec.name}-fitted")
+    if out is not None:
+        try:
+            save_spec(fitted, out)
+        except OSError as e:
+            raise RunError(f"{out}: cannot write: {e}") from None
+    ident = next((i for i, v in enumerate(spec.views) if not v.pipeline.steps), None)
+    return FitReport(os.fspath(data), n_ok, len(pred.models), len(spec.views), pred.member_names, res, level, used,
+                     fitted, folds, ident, None if out is None else os.fspath(out), errors)
