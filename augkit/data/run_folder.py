@@ -103,7 +103,7 @@ class RunFolder:
     fingerprint_json = _file_property(FINGERPRINT_NAME, "the inputs the run started with")
     lock_file = _file_property(LOCK_NAME, "pid, host and start time of the process writing the run")
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self._made: list[str] = []   # folders made by acquire_lock, removed again if left empty
 
@@ -151,7 +151,7 @@ class RunFolder:
     def write_skipped(self, skipped: list) -> None:
         """``skipped.csv``: file, row, reason of each row or image left out."""
         from .table import LandmarkTable
-        LandmarkTable([], np.zeros((0, 0, 2), np.float32), skipped).write_skipped(self.skipped_csv)
+        LandmarkTable(np.array([], dtype=str), np.zeros((0, 0, 2), np.float32), skipped).write_skipped(self.skipped_csv)
 
     def write_logs(self, history: list) -> None:
         """``log.csv`` (the :data:`LOG_COLUMNS`) and ``log.jsonl`` (every key) from the epoch rows."""
@@ -362,11 +362,11 @@ def input_fingerprint(labels: str | None, images, points=None) -> dict:
         points: the parsed landmarks, hashed when ``labels`` is a folder.
     """
     names = sorted(str(n) for n in images)
-    fp = {"labels": None, "images": {"count": len(names),
-                                     "sha1": hashlib.sha1("\n".join(names).encode("utf-8")).hexdigest()}}
+    fp: dict = {"labels": None, "images": {"count": len(names),
+                                           "sha1": hashlib.sha1("\n".join(names).encode("utf-8")).hexdigest()}}
     if labels is not None:
         path = os.path.abspath(os.fspath(labels))
-        entry = {"path": path}
+        entry: dict = {"path": path}
         if os.path.isfile(path):
             st = os.stat(path)
             entry.update(size=st.st_size, mtime=st.st_mtime, sha1=_sha1_file(path))
