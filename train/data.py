@@ -18,12 +18,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from augkit import geometry as G
 from augkit.workers import opencv_one_thread, usable_cores, worker_context
 
+from .config import PERSON_REGEX  # ytf68 names; torch-free there, for the command line
+
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
            "worker_init", "PREFETCH_FACTOR", "split_indices",
            "person_key", "PERSON_REGEX", "preprocess_matrix", "sample_rng"]
-
-# ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
-PERSON_REGEX = r"^(.+?)_\d+_[^_.]+(\.\w+)?$"
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
