@@ -100,6 +100,8 @@ def _config_error(tmp_path, text, name="opts.yaml"):
     ("size: 8\n", ["size:", "16<=x<=2048"]),
     ("loss: l2\n", ["loss:", "'l2' is not one of"]),
     ("seed: null\n", ["seed: null is not allowed (expected int)"]),
+    ("lr: -0.5\n", ["lr:", "the learning rate must be a positive number"]),
+    ("device: yes\n", ["device: expected str, got True"]),
     ("epochs: [1, 2]\n", ["epochs: expected int"]),
     ("epochs: 2.5\n", ["epochs: expected int"]),
     ("- size\n", ["expected a mapping of augkit train options"]),

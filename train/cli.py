@@ -35,13 +35,11 @@ class _LR(click.ParamType):
     name = "LR|auto"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, float) or value == "auto":
-            return value
-        if str(value).strip().lower() == "auto":
+        if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
         try:
             v = float(value)
-        except ValueError:
+        except (TypeError, ValueError):
             self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
         if not (v > 0 and math.isfinite(v)):
             self.fail(f"{value!r}: the learning rate must be a positive number", param, ctx)
