@@ -80,7 +80,7 @@ def show(data, aug, n, size, scheme, seed, out, colour):
     """Draw a grid of augmented samples with their landmarks (left side, right side and midline
     points in different colours: a wrong flip shows at a glance). Unreadable images are skipped and
     counted."""
-    from augkit.train.samples import grid_samples
+    from .data.samples import grid_samples
     from .show import show_grid
     skipped = []
     path = show_grid(lambda k, rng: grid_samples(data, k, rng), aug=aug, n=n, size=size, scheme=scheme,
@@ -141,8 +141,8 @@ def scheme_infer(data, base, parts, name, norm, out):
     each chain of consecutive points mapped consistently onto its mirror chain."""
     from .config import check_writable
     require_extra("train", "augkit scheme infer")  # scipy's assignment solver
-    from .schemes import parse_parts
     from .confidence import infer_scheme, margin_lines, unsure
+    from .schemes import parse_parts
     check_writable(out)
     shape, count = _mean_shape(data, base.n_points if base else None, base.name if base else None)
     _check_norm(norm, shape.shape[0])
@@ -163,8 +163,8 @@ def scheme_infer(data, base, parts, name, norm, out):
 
 def _mean_shape(data, n_points, scheme_name):
     """The dataset's mean shape and face count; its point count must match the scheme's."""
+    from .data.samples import dataset_points
     from .show import mean_shape
-    from augkit.train.samples import dataset_points
     shape, count = mean_shape(dataset_points(data))
     if n_points is not None and shape.shape[0] != n_points:
         raise click.ClickException(f"{data}: the data has {shape.shape[0]} points per face, "

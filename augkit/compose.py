@@ -1,7 +1,9 @@
-"""Compose / OneOf / Sometimes: sampling, fusion into one warp, the record, replay and invert.
+"""Compose: the pipeline. Sampling, fusion into one warp, the record, replay and invert.
 
-A call walks the tree of steps once. Geometric steps multiply into one 3x3 matrix (and count
-flips); photometric steps are queued with their values. Then the image is warped ONCE into the
+A call walks the tree of steps once, asking each step to ``walk`` itself into a ``Plan``
+(:mod:`augkit.steps`): geometric steps multiply into one 3x3 matrix (and count flips),
+photometric steps are queued with their values, containers (``OneOf`` / ``Sometimes`` in
+:mod:`augkit.containers`, a nested ``Compose``) walk their children. Then the image is warped ONCE into the
 final frame and the queued photometric steps run on the result, in order. Points move by the same
 matrix and, after an odd number of flips, by the scheme's left/right permutation.
 
@@ -22,63 +24,11 @@ import numpy as np
 from . import functional as F
 from . import geometry as G
 from ._checks import check_image, check_points
+from .containers import OneOf, Sometimes, check_steps, steps_arg
 from .schemes import Scheme, get_scheme
-from .transforms import REGISTRY, GeometricStep, Step
+from .steps import Plan, Step, step_from_dict
 
-__all__ = ["Compose", "OneOf", "Sometimes", "Result", "invert_points"]
-
-
-class OneOf(Step):
-    """Run one of ``steps``, chosen with probabilities proportional to ``weights``."""
-
-    def __init__(self, steps, weights=None, p=1.0):
-        super().__init__(p)
-        self.steps = _check_steps(steps, "OneOf")
-        if not self.steps:
-            raise ValueError("OneOf needs at least one step")
-        w = np.ones(len(self.steps)) if weights is None else np.asarray(weights, dtype=float)
-        if w.shape != (len(self.steps),) or (w < 0).any() or w.sum() <= 0 or not np.isfinite(w).all():
-            raise ValueError(f"OneOf: weights must be {len(self.steps)} non-negative numbers with a "
-                             f"positive sum, got {weights!r}")
-        self.weights = None if weights is None else [float(x) for x in w]
-        self._cum = np.cumsum(w)  # choice: first index whose cumulative weight exceeds u * total
-
-    @property
-    def deterministic(self) -> bool:
-        return self.p in (0.0, 1.0) and (self.p == 0.0 or (
-            len(self.steps) == 1 and self.steps[0].deterministic))
-
-    def to_dict(self) -> dict:
-        d = {"type": "OneOf", "steps": [s.to_dict() for s in self.steps]}
-        if self.weights is not None:
-            d["weights"] = self.weights
-        if self.p != 1.0:
-            d["p"] = self.p
-        return d
-
-
-class Sometimes(Step):
-    """Run ``step`` with probability ``p`` (the same as setting the step's own ``p``, for trees)."""
-
-    def __init__(self, step, p=0.5):
-        super().__init__(p)
-        self.step = _check_steps([step], "Sometimes")[0]
-
-    @property
-    def deterministic(self) -> bool:
-        return self.p in (0.0, 1.0) and (self.p == 0.0 or self.step.deterministic)
-
-    def to_dict(self) -> dict:
-        return {"type": "Sometimes", "step": self.step.to_dict(), "p": self.p}
-
-
-def _check_steps(steps, owner: str) -> list:
-    steps = list(steps)
-    for i, s in enumerate(steps):
-        if not isinstance(s, Step):
-            raise TypeError(f"{owner}: step {i} must be an augkit step, got {type(s).__name__}"
-                            " (wrap an albumentations image-only transform in ak.Photometric)")
-    return steps
+__all__ = ["Compose", "OneOf", "Result", "Sometimes", "invert_points", "step_from_dict"]
 
 
 @dataclass
@@ -92,7 +42,7 @@ class Result:
     points: np.ndarray | None
     visible: np.ndarray | None
     record: dict
-    pipeline: "Compose" = field(repr=False)
+    pipeline: Compose = field(repr=False)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -107,7 +57,7 @@ class Result:
 def _matrix(record: dict) -> np.ndarray:
     """The record's ``M`` as a 3x3 matrix; a clear error when the field is missing or malformed."""
     if not isinstance(record, dict):
-        raise ValueError(f"a record must be the dict of a pipeline call, got {type(record).__name__}")
+        raise ValueError(f"a record must be the dict of a pipeline call, got {type(record).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     if "M" not in record:
         raise ValueError("the record has no field 'M' (the fused 2x3 matrix of the call): expected the record "
                          "of a pipeline call")
@@ -157,34 +107,6 @@ def invert_points(record: dict, points, scheme: Scheme | str | None = None) -> n
     return G.apply_points(G.invert(m), p)
 
 
-class _Plan:
-    """What one walk of the tree collects."""
-
-    __slots__ = ("m", "size", "flips", "photo", "points", "box")
-
-    def __init__(self, size, points, box):
-        self.m = None  # no geometry yet: the identity
-        self.size = size
-        self.flips = 0
-        self.photo = []
-        self.points = points
-        self.box = box
-
-    def current_box(self):
-        """The call's box carried through the geometry so far: bounding box of its corners."""
-        if self.box is None or self.m is None:
-            return self.box
-        x0, y0, x1, y1 = self.box
-        c = G.apply_points(self.m, np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64))
-        (a, b), (c_, d) = c.min(axis=0), c.max(axis=0)
-        return (float(a), float(b), float(c_), float(d))
-
-    def current_points(self):
-        if self.points is None or self.m is None:
-            return self.points
-        return G.apply_points(self.m, self.points)
-
-
 class Compose(Step):
     """A pipeline: steps in order, all geometry fused into one warp.
 
@@ -206,7 +128,7 @@ class Compose(Step):
     def __init__(self, steps, scheme=None, points_unordered=False, border_mode="constant", fill=0,
                  interpolation="linear", preshrink=0.5, p=1.0):
         super().__init__(p)
-        self.steps = _check_steps(steps, "Compose")
+        self.steps = check_steps(steps, "Compose")
         self.scheme = None if scheme is None else get_scheme(scheme)
         self.points_unordered = bool(points_unordered)
         self.border_mode, self.fill, self.interpolation = border_mode, _check_fill(fill), interpolation
@@ -215,7 +137,7 @@ class Compose(Step):
         self.preshrink = float(preshrink)
         self._border = F.border_flag(border_mode)
         self._interp = F.interpolation_flag(interpolation)
-        self._flips_unordered = self.scheme is None and not self.points_unordered and _has_flip(self.steps)
+        self._flips_unordered = self.scheme is None and not self.points_unordered and self.may_flip
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -263,7 +185,7 @@ class Compose(Step):
     @property
     def can_flip(self) -> bool:
         """True when some step of the tree flips (the points then need a scheme)."""
-        return _has_flip(self.steps)
+        return self.may_flip
 
     def plan(self, size: tuple[int, int], rng: np.random.Generator | None = None, box=None):
         """The geometry of one call on an image of ``size = (w, h)``, without touching pixels.
@@ -273,9 +195,9 @@ class Compose(Step):
         """
         if rng is None and not self.deterministic:
             raise ValueError("this pipeline draws random values: pass rng=np.random.default_rng(seed)")
-        plan = _Plan((int(size[0]), int(size[1])), None, None if box is None else _check_box(box))
-        _walk_list(self.steps, rng, plan, None)
-        return (np.eye(3) if plan.m is None else plan.m), plan.size, plan.flips
+        plan = Plan((int(size[0]), int(size[1])), None, None if box is None else _check_box(box))
+        walk_steps(self.steps, plan, rng, None)
+        return plan.matrix, plan.size, plan.flips
 
     def invert(self, record: dict, points) -> np.ndarray:
         """Output-frame points of a call -> its input frame. Shape: (..., K, 2)."""
@@ -293,14 +215,29 @@ class Compose(Step):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Compose":
-        """Rebuild a pipeline from ``to_dict`` output (or a hand-written YAML dict)."""
-        step = step_from_dict(d, "pipeline")
+    def from_dict(cls, d: dict, where: str = "pipeline") -> Compose:
+        """Rebuild a pipeline from ``to_dict`` output (or a hand-written YAML dict); a single step
+        is wrapped in a pipeline."""
+        step = step_from_dict(d, where)
         if not isinstance(step, Compose):
             step = Compose([step])
         return step
 
-    # ------------------------------------------------------------------ the walk
+    @classmethod
+    def from_args(cls, args, where):
+        return cls(**steps_arg(args, "Compose", where))
+
+    # ------------------------------------------------------------------ structure and the walk
+    def children(self) -> tuple:
+        return tuple(self.steps)
+
+    def contribute(self, plan, rng, entry):
+        """Nested in another pipeline: its steps run into the outer plan (one warp for all)."""
+        if entry is not None and (not isinstance(entry, list) or len(entry) != len(self.steps)):
+            raise ValueError(f"the record does not fit this pipeline: expected a list of {len(self.steps)} "
+                             f"entries for a nested Compose, got {entry!r}")
+        return walk_steps(self.steps, plan, rng, entry)
+
     def _run(self, image, points, rng, steps_record, box) -> Result:
         image = check_image(image)
         h, w = image.shape[:2]
@@ -314,11 +251,11 @@ class Compose(Step):
                                None if self.scheme is None else self.scheme.name)
         if box is not None:
             box = _check_box(box)
-        plan = _Plan((w, h), pts, box)
+        plan = Plan((w, h), pts, box)
         if steps_record is not None and len(steps_record) != len(self.steps):
             raise ValueError(f"the record has {len(steps_record)} steps, this pipeline {len(self.steps)}")
-        entries = _walk_list(self.steps, rng, plan, steps_record)
-        m, size = (np.eye(3) if plan.m is None else plan.m), plan.size
+        entries = walk_steps(self.steps, plan, rng, steps_record)
+        m, size = plan.matrix, plan.size
         if plan.m is not None:
             out = F.warp(image, m, size, self._interp, self._border, self.fill, self.preshrink)
         else:
@@ -369,105 +306,8 @@ def _check_fill(fill):
     raise ValueError(f"Compose: fill must be a number or a tuple of 1-4 numbers (one per channel), got {fill!r}")
 
 
-def _has_flip(steps) -> bool:
-    for s in steps:
-        if getattr(s, "flips", False):
-            return True
-        if isinstance(s, (Compose, OneOf)) and _has_flip(s.steps):
-            return True
-        if isinstance(s, Sometimes) and _has_flip([s.step]):
-            return True
-    return False
-
-
-def _walk_list(steps, rng, plan, record):
+def walk_steps(steps, plan: Plan, rng, record):
+    """Run ``steps`` in order into ``plan``; ``record`` is their entries on a replay, else None."""
     if record is None:
-        return [_walk(s, rng, plan, None, False) for s in steps]
-    return [_walk(s, rng, plan, r, True) for s, r in zip(steps, record)]
-
-
-def _walk(step, rng, plan, entry, replay: bool):
-    """Run one step of the tree into ``plan``; return its record entry."""
-    if replay:
-        if entry is None:
-            return None
-    else:
-        p = step.p
-        if p < 1.0 and (p <= 0.0 or rng.random() >= p):
-            return None
-    if step.geometric:
-        if replay:
-            _check_entry(step, entry)
-        values = entry if replay else step.draw(rng, plan.size)
-        if step.binds:
-            values = step.bind(values, plan.current_points(), plan.current_box())
-        m, size = step.matrix(values, plan.size)
-        plan.m = m if plan.m is None else m @ plan.m
-        plan.size = size
-        if step.flips:
-            plan.flips += 1
-        return values
-    if isinstance(step, OneOf):
-        if replay:
-            if not isinstance(entry, dict) or "choice" not in entry or not 0 <= entry["choice"] < len(step.steps):
-                raise ValueError(f"the record does not fit this pipeline: expected a OneOf entry "
-                                 f"{{'choice': 0..{len(step.steps) - 1}, 'value': ...}}, got {entry!r}")
-            i = entry["choice"]
-            return {"choice": i, "value": _walk(step.steps[i], rng, plan, entry["value"], True)}
-        if len(step.steps) == 1:
-            i = 0
-        else:
-            i = min(int(np.searchsorted(step._cum, rng.random() * step._cum[-1], side="right")), len(step.steps) - 1)
-        return {"choice": i, "value": _walk(step.steps[i], rng, plan, None, False)}
-    if isinstance(step, Sometimes):
-        return _walk(step.step, rng, plan, entry, replay)
-    if isinstance(step, Compose):
-        if replay and (not isinstance(entry, list) or len(entry) != len(step.steps)):
-            raise ValueError(f"the record does not fit this pipeline: expected a list of {len(step.steps)} "
-                             f"entries for a nested Compose, got {entry!r}")
-        return _walk_list(step.steps, rng, plan, entry if replay else None)
-    if replay:
-        _check_entry(step, entry)
-    values = entry if replay else step.draw(rng, plan.size)
-    plan.photo.append((step, values))
-    return values
-
-
-def _check_entry(step, entry) -> None:
-    keys = step.record_keys if step.record_keys is not None else step.ranges
-    if not isinstance(entry, dict) or not set(keys) <= set(entry):
-        raise ValueError(f"the record does not fit this pipeline: {type(step).__name__} needs values "
-                         f"{sorted(keys)}, got {entry!r}")
-    for name, r in step.ranges.items():
-        if name in entry and not r.admits(entry[name]):
-            raise ValueError(f"the record's {type(step).__name__} value {name}={entry[name]!r} is out of the "
-                             f"step's limits: expected {r.limits()}")
-
-
-def step_from_dict(d, where: str) -> Step:
-    """One step from its dict form; errors say where in the file the bad entry is."""
-    if not isinstance(d, dict) or "type" not in d:
-        raise ValueError(f"{where}: expected a mapping with a 'type' key, got {d!r}")
-    kind = d["type"]
-    args = {k: v for k, v in d.items() if k != "type"}
-    if kind in ("Compose", "OneOf"):
-        steps = args.pop("steps", None)
-        if not isinstance(steps, list):
-            raise ValueError(f"{where}: {kind} needs a 'steps' list")
-        args["steps"] = [step_from_dict(s, f"{where}.steps[{i}]") for i, s in enumerate(steps)]
-        cls = Compose if kind == "Compose" else OneOf
-    elif kind == "Sometimes":
-        if "step" not in args:
-            raise ValueError(f"{where}: Sometimes needs a 'step'")
-        args["step"] = step_from_dict(args["step"], f"{where}.step")
-        cls = Sometimes
-    elif kind in REGISTRY:
-        cls = REGISTRY[kind]
-    else:
-        known = ", ".join(sorted(set(REGISTRY) | {"Compose", "OneOf", "Sometimes"}))
-        raise ValueError(f"{where}: unknown step type {kind!r}; known: {known}")
-    try:
-        return cls(**args)
-    except TypeError as e:
-        raise ValueError(f"{where}: bad arguments for {kind}: {e}") from None
-
+        return [s.walk(plan, rng) for s in steps]
+    return [s.walk(plan, rng, r, replay=True) for s, r in zip(steps, record)]

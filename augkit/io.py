@@ -17,8 +17,20 @@ import struct
 import cv2
 import numpy as np
 
-__all__ = ["read_image", "decode_image", "ImageReadError", "to_uint8_rgb", "exif_orientation",
-           "apply_orientation", "image_size"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "apply_orientation",
+    "decode_image",
+    "exif_orientation",
+    "image_size",
+    "read_image",
+    "to_uint8_rgb",
+]
+
+#: the file extensions taken as images when a folder is listed (an image beside a ``.pts`` file,
+#: the images of a prediction folder); decoding itself goes by content, not by extension.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm")
 
 _HEAD_BYTES = 1 << 18  # image_size reads at most this much of a file before falling back to decoding
 _MAX_SEGMENTS = 512    # JPEG segments walked before giving up (bounded on malformed data)

@@ -19,13 +19,16 @@ published pairs: ``augkit scheme infer --scheme made971`` completes it from data
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Scheme", "get_scheme", "IBUG68", "MADE971", "BUILTIN", "parse_parts"]
+from .files import atomic_write_text, dump_yaml, read_yaml
+
+__all__ = ["BUILTIN", "IBUG68", "MADE971", "Scheme", "get_scheme", "parse_parts"]
 
 
 def _index(value, what: str, where: str) -> int:
@@ -97,7 +100,7 @@ class Scheme:
         if len(set(names)) != len(names):
             raise ValueError(f"{where}: parts: the name {next(n for n in names if names.count(n) > 1)!r} is used twice")
         order = sorted(parts, key=lambda p: p[1])
-        for (n1, (_, h1)), (n2, (l2, _)) in zip(order, order[1:]):
+        for (n1, (_, h1)), (n2, (l2, _)) in itertools.pairwise(order):
             if l2 <= h1:
                 raise ValueError(f"{where}: parts: {n1!r} and {n2!r} overlap (index {l2}); each point belongs "
                                  "to one part")
@@ -144,7 +147,6 @@ class Scheme:
 
     def save(self, path: str) -> None:
         """Write as YAML (or JSON for a .json path), atomically."""
-        from .config import atomic_write_text, dump_yaml
         text = json.dumps(self.to_dict(), indent=1) if str(path).endswith(".json") else dump_yaml(self.to_dict())
         atomic_write_text(path, text)
 
@@ -184,7 +186,7 @@ def parse_parts(text: str, where: str = "--parts") -> tuple:
 def _parts_field(value, where: str) -> tuple:
     """The ``parts`` field of a scheme file: a mapping name -> [low, high] or "low-high"."""
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: parts must be a mapping name -> [low, high], got {type(value).__name__}")
+        raise ValueError(f"{where}: parts must be a mapping name -> [low, high], got {type(value).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     out = []
     for name, rng in value.items():
         if isinstance(rng, str):
@@ -198,7 +200,7 @@ def _parts_field(value, where: str) -> tuple:
 
 def scheme_from_dict(d, where: str = "scheme") -> Scheme:
     if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a mapping with n_points and flip_pairs, got {type(d).__name__}")
+        raise ValueError(f"{where}: expected a mapping with n_points and flip_pairs, got {type(d).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     missing = {"n_points"} - set(d)
     if missing:
         raise ValueError(f"{where}: missing field(s) {sorted(missing)}")
@@ -226,7 +228,6 @@ def get_scheme(spec) -> Scheme:
         if s in BUILTIN:
             return BUILTIN[s]
         if os.path.isfile(s):
-            from .config import read_yaml
             return scheme_from_dict(read_yaml(s), s)
         raise ValueError(f"unknown scheme {s!r}: expected a built-in name ({', '.join(BUILTIN)}) "
                          "or the path of a YAML/JSON scheme file")

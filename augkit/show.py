@@ -25,7 +25,7 @@ def mean_shape(points) -> tuple[np.ndarray, int]:
     """Mean of the shapes after removing each face's position and size.
 
     Args:
-        points: the dataset's landmarks, ``(N, K, 2)`` (``augkit.train.samples.dataset_points``
+        points: the dataset's landmarks, ``(N, K, 2)`` (``augkit.data.dataset_points``
             reads them from a dataset folder).
 
     Returns the (K, 2) mean shape (centred, unit RMS radius) and how many faces went into it.
@@ -81,7 +81,7 @@ def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", 
               colour: str = "side") -> str:
     """Write a PNG grid of ``n`` augmented samples with their landmarks; return its path.
 
-    ``samples(n, rng)`` yields (image, points) pairs (``augkit.train.samples.grid_samples`` reads a
+    ``samples(n, rng)`` yields (image, points) pairs (``augkit.data.grid_samples`` reads a
     dataset or draws the synthetic demo faces); an image given as an exception instead of an array
     is an unreadable file: it is skipped (the grid has one tile less) and its reason is appended to
     ``skipped`` when a list is given. No readable image at all is an error naming ``source``.

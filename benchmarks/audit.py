@@ -21,13 +21,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-YTF68 = ROOT.parent / "shared" / "data" / "ytf68"
+from harness import YTF68, run_logged  # noqa: E402
 KINDS = ("swap", "shift", "mismatch", "points")
 
 
@@ -82,13 +80,6 @@ def average_precision(score: np.ndarray, positive: np.ndarray) -> float:
     return float((precision * hit).sum() / max(hit.sum(), 1))
 
 
-def _run(cmd, log: Path) -> float:
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False)
-    if r.returncode:
-        sys.exit(f"failed: {' '.join(map(str, cmd))}\n" + log.read_text()[-3000:])
-    return time.perf_counter() - t
 
 
 def main(argv=None):
@@ -115,7 +106,7 @@ def main(argv=None):
         print(f"reusing {out / 'audit.csv'} (the same planted errors: seed {a.seed})")
     else:
         subprocess.run(["rm", "-rf", str(out)], check=True)
-        dt = _run(cli + ["audit", "--data", str(work / "corrupted"), "--out", str(out), "--folds", str(a.folds),
+        dt = run_logged(cli + ["audit", "--data", str(work / "corrupted"), "--out", str(out), "--folds", str(a.folds),
                          *train_opts], work / "audit.log")
         print((work / "audit.log").read_text().strip().splitlines()[-2])
     with open(out / "audit.csv", encoding="utf-8", newline="") as f:
@@ -159,9 +150,9 @@ def main(argv=None):
                                ("corrupted + --exclude audit.csv", work / "corrupted", ["--exclude", str(out / "audit.csv")])):
         run = work / "runs" / label.split()[0].replace("corrupted", "corrupted" + ("_excl" if extra else ""))
         subprocess.run(["rm", "-rf", str(run)], check=True)
-        _run(cli + ["train", "--data", str(data), "--out", str(run), *train_opts, *extra], work / f"{run.name}.log")
+        run_logged(cli + ["train", "--data", str(data), "--out", str(run), *train_opts, *extra], work / f"{run.name}.log")
         js = work / f"{run.name}.json"
-        _run(cli + ["evaluate", "--run", str(run), "--data", str(Path(a.data) / "test"), "--tta", "none", "--png", "",
+        run_logged(cli + ["evaluate", "--run", str(run), "--data", str(Path(a.data) / "test"), "--tta", "none", "--png", "",
                     "--json", str(js)], work / f"{run.name}.eval.log")
         res = json.loads(js.read_text())["results"][0]
         results.append((label, res["mse"], res["nme"]))

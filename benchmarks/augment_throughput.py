@@ -23,6 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from harness import YTF68  # noqa: E402
 
 import augkit as ak  # noqa: E402
 from augkit.io import read_image  # noqa: E402
@@ -118,7 +119,7 @@ def measure(fn, images, points, size, rounds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ytf68"))
+    ap.add_argument("--data", default=str(YTF68))
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 224])

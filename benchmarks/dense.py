@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,16 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dense971  # noqa: E402
+from harness import mean_spread, print_table, run_logged  # noqa: E402
 
 
-def _table(header, rows):
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(x) for x in r) + " |")
 
 
-def inference_table(source: Path) -> None:
+def inferenceprint_table(source: Path) -> None:
     from augkit.schemes import get_scheme
     from augkit.show import mean_shape
     from augkit.confidence import infer_scheme
@@ -60,25 +55,17 @@ def inference_table(source: Path) -> None:
             rows.append([variant, label, f"{100 * ok.mean():.2f}", *parts, f"{off.max():.4f}", f"{dt:.1f}"])
     print(f"\nflip pairs inferred from the mean shape of {len(p68)} dense faces: % of points given their true "
           "partner, overall and per part; the largest partner error in inter-ocular distances; seconds")
-    _table(["variant", "inference", "all %", *[n for n, _ in made.parts], "max off (IOD)", "s"], rows)
+    print_table(["variant", "inference", "all %", *[n for n, _ in made.parts], "max off (IOD)", "s"], rows)
 
 
-def _cell(runs, key, part=None, fmt="{:.2f}"):
-    """mean ± std over seeds of one metric (overall or of one part)."""
-    v = [r["parts"][part][key] if part else r[key] for r in runs]
-    return fmt.format(np.mean(v)) + " ± " + fmt.format(np.std(v))
+def _cell(runs, key, part=None, digits=2):
+    """mean ± half the range over seeds of one metric (overall or of one part)."""
+    return mean_spread([r["parts"][part][key] if part else r[key] for r in runs], digits)
 
 
-def _run(cmd, log):
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False)
-    if r.returncode:
-        sys.exit(f"failed ({r.returncode}): {' '.join(map(str, cmd))}\n" + Path(log).read_text()[-3000:])
-    return time.perf_counter() - t
 
 
-def training_table(a, source: Path) -> None:
+def trainingprint_table(a, source: Path) -> None:
     import augkit as ak
     from augkit.presets import face_augment_steps
     from augkit.show import mean_shape
@@ -112,8 +99,8 @@ def training_table(a, source: Path) -> None:
                          "--size", str(a.size), "--epochs", str(a.epochs), "--time-budget", str(a.budget_min),
                          "--batch-size", "32", "--workers", "1", "--seed", str(seed), "--out", str(out), "--quiet",
                          *extra]
-            dt = _run(cmd, work / f"{out.name}.train.log")
-            _run(aug + ["evaluate", "--run", str(out), "--data", str(root / "test"), "--tta", "none",
+            dt = run_logged(cmd, work / f"{out.name}.train.log")
+            run_logged(aug + ["evaluate", "--run", str(out), "--data", str(root / "test"), "--tta", "none",
                         "--png", "", "--json", str(js)], work / f"{out.name}.eval.log")
             res = json.loads(js.read_text())["results"][0]
             results.setdefault(name, []).append(res)
@@ -122,18 +109,18 @@ def training_table(a, source: Path) -> None:
     parts = list(results["true pairs"][0]["parts"])
     rows = []
     for name, runs in results.items():
-        rows.append([name, _cell(runs, "mse"), _cell(runs, "nme", fmt="{:.4f}"), *[_cell(runs, "mse", p) for p in parts]])
+        rows.append([name, _cell(runs, "mse"), _cell(runs, "nme", digits=4), *[_cell(runs, "mse", p) for p in parts]])
     print(f"\ntrain -> evaluate on the dense smooth set ({a.backbone} at {a.size} px, {a.epochs} epochs capped at "
-          f"{a.budget_min} min, seeds {a.seeds}; mean ± std over seeds; test = ytf68/test dense, 846 images)")
-    _table(["flip pairs", "MSE", "NME", *[f"MSE {p}" for p in parts]], rows)
+          f"{a.budget_min} min, seeds {a.seeds}; mean ± half the range over seeds; test = ytf68/test dense, 846 images)")
+    print_table(["flip pairs", "MSE", "NME", *[f"MSE {p}" for p in parts]], rows)
     print("\nNME per part (same runs):")
-    _table(["flip pairs", *[f"NME {p}" for p in parts]],
-           [[name, *[_cell(runs, "nme", p, "{:.4f}") for p in parts]] for name, runs in results.items()])
+    print_table(["flip pairs", *[f"NME {p}" for p in parts]],
+           [[name, *[_cell(runs, "nme", p, 4) for p in parts]] for name, runs in results.items()])
     # the rest of the hand-off at K = 971: tta fit (per-landmark weights) and a 30-point submission
     run = work / "runs" / f"inferred_pairs_{a.seeds[0]}"
-    t_fit = _run(aug + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"],
+    t_fit = run_logged(aug + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"],
                  work / "fit.log")
-    t_pred = _run(aug + ["predict", "--run", str(run), "--data", str(root / "test"), "--out",
+    t_pred = run_logged(aug + ["predict", "--run", str(run), "--data", str(root / "test"), "--out",
                          str(work / "submission.csv")], work / "predict.log")
     lines = (work / "submission.csv").read_text().splitlines()
     print(f"\ntta fit --tta flip --level landmark on the run's validation images: {t_fit:.0f}s "
@@ -154,9 +141,9 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--reuse", action="store_true", help="keep runs whose evaluation is already in --work")
     a = ap.parse_args(argv)
-    inference_table(Path(a.source))
+    inferenceprint_table(Path(a.source))
     if not a.skip_training:
-        training_table(a, Path(a.source))
+        trainingprint_table(a, Path(a.source))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-YTF68 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ytf68"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import YTF68  # noqa: E402
 PARTS = {"contour": (0, 272), "eyebrows": (273, 400), "nose": (401, 586), "eyes": (587, 840),
          "mouth": (841, 968), "pupils": (969, 970)}
 VARIANTS = ("linear", "smooth", "uneven")

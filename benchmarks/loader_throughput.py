@@ -12,9 +12,7 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
 import augkit
@@ -23,8 +21,7 @@ from augkit.train import data as D
 from augkit.train.losses import landmark_loss
 from augkit.train.model import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
-YTF68 = ROOT.parent / "shared" / "data" / "ytf68"
+from harness import YTF68  # noqa: E402
 
 
 def loader_rate(ds, workers, batch, n_batches, seed=0):

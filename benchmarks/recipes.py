@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-YTF68 = ROOT.parent / "shared" / "data" / "ytf68"
+from harness import ROOT, YTF68, mean_spread  # noqa: E402
 ROWS = ("default", "ema", "lr-auto", "freeze", "timm")
 
 
@@ -77,8 +76,7 @@ def per_seed(done) -> str:
 
 
 def _fmt(values, digits=4) -> str:
-    v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.{digits}f} ± {(v.max() - v.min()) / 2:.{digits}f}"
+    return mean_spread(values, digits)
 
 
 def main(argv=None):

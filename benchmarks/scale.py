@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-YTF68 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
+from harness import YTF68  # noqa: E402
 K = 971
 TEST_ROWS, TRAIN_ROWS = 99_819, 393_930
 LISTED = 30          # point indices per test_points.csv row

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-YTF68 = ROOT.parent / "shared" / "data" / "ytf68"
+from harness import ROOT, YTF68  # noqa: E402
 
 
 def main(argv=None):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-YTF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
+from harness import YTF68 as YTF  # noqa: E402
 PERSON = re.compile(r"^(.+?)_\d+_[^_]+$")
 
 

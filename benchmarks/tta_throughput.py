@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68" / "test" / "images"
+from harness import YTF68  # noqa: E402
+
+DATA = YTF68 / "test" / "images"
 
 
 def _images(n, seed=0):

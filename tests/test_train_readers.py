@@ -8,8 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from augkit.train.readers import (DatasetError, detect_format, read_dataset, read_test_points, verify_images)
+from augkit.train.readers import (
+    DatasetError,
+    detect_format,
+    read_dataset,
+    read_test_points,
+    verify_images,
+)
 
 YTF68 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
 
@@ -199,7 +204,7 @@ def test_read_test_points(tmp_path):
 
 def test_large_label_file_parses_in_seconds(tmp_path):
     """100k rows x 68 points through the label parser (image lookup is tested above, on few files)."""
-    import augkit.train.readers as R
+    import augkit.data.parser as P
     n, k = 100_000, 68
     rng = np.random.default_rng(0)
     vals = rng.integers(-5, 400, (n, 2 * k))
@@ -211,7 +216,7 @@ def test_large_label_file_parses_in_seconds(tmp_path):
         f.write(header + "\n")
         bulk.to_csv(f, sep="\t", header=False, index=False)
     t0 = time.perf_counter()
-    parsed = R._parse_table(str(tmp_path / "landmarks.csv"), None, strict=False)
+    parsed = P.parse_table(str(tmp_path / "landmarks.csv"), None, strict=False)
     took = time.perf_counter() - t0
     assert len(parsed.names) == n and parsed.skips.items == [] and parsed.names[-1] == f"img{n - 1}.jpg"
     assert parsed.values.dtype == np.float32
@@ -265,13 +270,13 @@ def test_header_namings_and_headerless_read_the_same_float32_array(tmp_path, cap
     rows = _two_rows(tmp_path)
     header = None if naming is None else ["file_name"] + [naming(i, a) for i in range(3) for a in "XY"]
     _points_file(tmp_path / "landmarks.csv", header, rows)
-    with caplog.at_level("INFO", logger="augkit.train.readers"):
+    with caplog.at_level("INFO", logger="augkit.data.parser"):
         t = read_dataset(tmp_path)
     assert t.format == "competition" and t.points.dtype == np.float32 and t.points.shape == (2, 3, 2)
     want = np.array([v for _, v in rows], dtype=np.float64).astype(np.float32).reshape(2, 3, 2)
     np.testing.assert_array_equal(t.points, want)
     assert t.naming.startswith(seen)
-    logged = [r.getMessage() for r in caplog.records if r.name == "augkit.train.readers"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "augkit.data.parser"]
     assert len(logged) == 1 and seen in logged[0] and "landmarks.csv" in logged[0] and "3 points" in logged[0]
     assert t.files.dtype.kind == "U" and isinstance(t.files, np.ndarray)  # no per-row objects
 
@@ -294,8 +299,8 @@ def test_headers_that_are_not_xy_pairs_in_order_are_refused(tmp_path, columns, n
 def test_float_formats_and_blocks_agree_with_python_float(tmp_path, monkeypatch):
     """The vectorised parser (ints, decimals, signs) and numpy's fallback (exponents, '+') give the
     values float() gives, across block boundaries."""
-    import augkit.train.readers as R
-    monkeypatch.setattr(R, "_BLOCK_BYTES", 64)  # many tiny blocks
+    import augkit.data.parser as P
+    monkeypatch.setattr(P, "_BLOCK_BYTES", 64)  # many tiny blocks
     (tmp_path / "images").mkdir()
     rng = np.random.default_rng(5)
     texts = []

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
+from augkit.data import PERSON_REGEX
 from augkit.workers import opencv_one_thread, usable_cores, worker_context
 
 from .config import PERSON_REGEX  # ytf68 names; torch-free there, for the command line

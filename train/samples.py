@@ -1,43 +1,5 @@
-"""Images and landmarks for ``augkit show`` and ``augkit scheme``: the core's picture and
-mean-shape functions take arrays and pairs, and this module reads them (datasets need the
-[train] extra's pandas; the synthetic demo faces need numpy and OpenCV only)."""
+"""Moved to :mod:`augkit.data.samples` (torch-free); this name keeps working."""
 
-from __future__ import annotations
-
-import numpy as np
-
-from augkit.extras import require_extra
+from augkit.data.samples import dataset_points, grid_samples
 
 __all__ = ["dataset_points", "grid_samples"]
-
-
-def dataset_points(data: str) -> np.ndarray:
-    """All landmark rows of a dataset. Shape: (N, K, 2)."""
-    require_extra("train", f"reading the dataset {data}")
-    from .readers import read_dataset
-    return np.asarray(read_dataset(data).points, np.float64)
-
-
-def grid_samples(data: str | None, n: int, rng: np.random.Generator):
-    """``n`` (image, points) pairs: random images of a dataset (an unreadable one as its
-    ImageReadError in place of the image), or synthetic demo faces."""
-    if data is None:
-        from .synthetic import make_face
-        for i in range(n):
-            yield make_face(np.random.default_rng([int(rng.integers(2**31)), i]))
-        return
-    require_extra("train", f"reading the dataset {data}")
-    from .readers import read_dataset
-    table = read_dataset(data)
-    for i in rng.choice(len(table), size=min(n, len(table)), replace=False):
-        yield _read_or_reason(table.files[i]), table.points[i]
-
-
-def _read_or_reason(path):
-    """The image at ``path``, or the ImageReadError saying why it cannot be read (not raised: the
-    grid skips and counts it)."""
-    from augkit.io import ImageReadError, read_image
-    try:
-        return read_image(path)
-    except ImageReadError as e:
-        return e

@@ -13,9 +13,9 @@ import sys
 import click
 import numpy as np
 
-from .views import PRESET_HELP
+from augkit.io import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm")
+from .views import PRESET_HELP
 
 _checkpoint = click.option("--checkpoint", "checkpoints", multiple=True, required=False,
                            type=click.Path(exists=True, dir_okay=False),

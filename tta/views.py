@@ -32,10 +32,23 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from augkit.compose import Compose, step_from_dict
+from augkit.compose import Compose
+from augkit.files import atomic_write_text, dump_yaml, read_yaml
+from augkit.geometric import Affine, HFlip
+from augkit.steps import steps_from_dicts
 
-__all__ = ["View", "TTASpec", "PRESETS", "preset_views", "get_spec", "load_spec", "save_spec",
-           "spec_from_dict", "spec_to_dict", "SpecError"]
+__all__ = [
+    "PRESETS",
+    "SpecError",
+    "TTASpec",
+    "View",
+    "get_spec",
+    "load_spec",
+    "preset_views",
+    "save_spec",
+    "spec_from_dict",
+    "spec_to_dict",
+]
 
 MERGE_METHODS = ("mean", "median", "trimmed")
 
@@ -53,16 +66,20 @@ class View:
     weight: float = 1.0
 
     @classmethod
-    def from_steps(cls, name: str, steps, weight: float = 1.0) -> "View":
+    def from_steps(cls, name: str, steps, weight: float = 1.0) -> View:
         """A view from augkit steps (no scheme needed: the predictor supplies it)."""
         return cls(name, Compose(list(steps), points_unordered=True), float(weight))
 
     @property
     def flips(self) -> bool:
         """True when the view mirrors the image (an odd number of flips): its inverse must swap
-        left/right landmark indices, so it needs a scheme."""
-        probe = self.pipeline(np.zeros((4, 4, 3), dtype=np.uint8))
-        return bool(probe.record["flips"] % 2)
+        left/right landmark indices, so it needs a scheme. Read from the pipeline's own structure
+        (a fixed view knows how often it flips); no image is run.
+
+        Raises:
+            ValueError: the view's pipeline draws random values (not a fixed view).
+        """
+        return self.pipeline.fixed_flips() % 2 == 1
 
     def key(self) -> str:
         """A canonical string of the pipeline (equal views share a key)."""
@@ -139,12 +156,10 @@ class TTASpec:
 # ----------------------------------------------------------------------------------- presets
 
 def _affine(rotate=0.0, scale=1.0, shift=0.0):
-    from augkit.transforms import Affine
     return Affine(rotate=rotate, scale=scale, translate=shift) if (rotate or scale != 1.0 or shift) else None
 
 
 def _grid(flips=(False, True), rotations=(0.0,), scales=(1.0,), shifts=(0.0,)) -> list:
-    from augkit.transforms import HFlip
     views = []
     for flip in flips:
         for rot in rotations:
@@ -230,7 +245,7 @@ def spec_from_dict(d, where: str = "spec") -> TTASpec:
         if not _number(weight) or not np.isfinite(weight) or weight < 0:
             raise SpecError(f"{vw}.weight: must be a non-negative number, got {weight!r}")
         try:
-            built = [step_from_dict(s, f"steps[{j}]") for j, s in enumerate(steps)]
+            built = steps_from_dicts(steps, "steps")
             pipe = Compose(built, points_unordered=True)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{vw}.{e}" if str(e).startswith("steps[") else f"{vw}: {e}") from None
@@ -306,7 +321,6 @@ def spec_to_dict(spec: TTASpec) -> dict:
 
 def load_spec(path) -> TTASpec:
     """Read a spec file (YAML or JSON); errors name the file and the field."""
-    from augkit.config import read_yaml
     path = os.fspath(path)
     try:
         data = read_yaml(path)
@@ -317,7 +331,6 @@ def load_spec(path) -> TTASpec:
 
 def save_spec(spec: TTASpec, path) -> None:
     """Write a spec as YAML (JSON for a .json path), atomically."""
-    from augkit.config import atomic_write_text, dump_yaml
     d = spec_to_dict(spec)
     text = json.dumps(d, indent=1) if os.fspath(path).endswith(".json") else dump_yaml(d)
     atomic_write_text(path, text)

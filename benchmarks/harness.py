@@ -1,0 +1,48 @@
+"""What the benchmarks share: where the data is, how a command runs with its log, how a table and a
+mean ± spread print. Imported by the scripts beside it (``python benchmarks/X.py`` puts this folder on
+``sys.path``); it imports nothing of augkit.
+
+``AUGKIT_YTF68`` points the benchmarks (and the tests) at another copy of the 68-point set.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["ROOT", "YTF68", "run_logged", "print_table", "mean_spread"]
+
+ROOT = Path(__file__).resolve().parents[1]
+YTF68 = Path(os.environ.get("AUGKIT_YTF68") or ROOT.parent / "shared" / "data" / "ytf68")
+
+
+def run_logged(cmd, log) -> float:
+    """Run ``cmd`` with stdout and stderr into ``log``; seconds taken. Exits with the log's tail on failure."""
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        r = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, check=False)
+    if r.returncode:
+        sys.exit(f"failed ({r.returncode}): {' '.join(map(str, cmd))}\n" + Path(log).read_text()[-3000:])
+    return time.perf_counter() - t
+
+
+def print_table(header, rows) -> None:
+    """A Markdown table: the first column left-aligned, the others right-aligned."""
+    print("| " + " | ".join(str(h) for h in header) + " |")
+    print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+
+
+def mean_spread(values, digits: int = 2) -> str:
+    """``mean ± half the range`` of a few runs (seeds), or the one value; ``—`` for none."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(max(values) - min(values)) / 2:.{digits}f}"
