@@ -19,7 +19,8 @@ import os
 import typing
 from dataclasses import dataclass, field
 
-from augkit.config import read_yaml
+from augkit.data import PERSON_REGEX
+from augkit.files import read_yaml
 
 from .readers import FORMATS
 
@@ -30,11 +31,9 @@ DEMO_DEFAULTS = {"backbone": "resnet18", "size": 64, "epochs": 8, "batch_size": 
                  "demo_val": 300}
 DATA_DEFAULTS = {"backbone": "resnet50", "size": 128, "epochs": 30, "batch_size": 32, "lr": 1e-3}
 
-# The names of augkit.train.losses' losses and the ytf68 person pattern of augkit.train.data live here,
-# torch-free, so that the command line can offer them without importing torch; those modules re-export them.
+# The names of augkit.train.losses' losses live here, torch-free, so that the command line can offer
+# them without importing torch; augkit.train.losses re-exports them.
 LOSSES = ("mse", "l1", "smooth-l1", "wing")
-# ytf68 / YouTube Faces names: <Person_Name>_<frame>_<letter>.jpg -> Person_Name
-PERSON_REGEX = r"^(.+?)_\d+_[^_.]+(\.\w+)?$"
 
 
 def _opt(default, help: str = "", *, choices=None, range=None, open_range=False, flag=None, path=None, lr=False,

@@ -19,8 +19,6 @@ from augkit import geometry as G
 from augkit.data import PERSON_REGEX
 from augkit.workers import opencv_one_thread, usable_cores, worker_context
 
-from .config import PERSON_REGEX  # ytf68 names; torch-free there, for the command line
-
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
            "worker_init", "PREFETCH_FACTOR", "split_indices",
            "person_key", "PERSON_REGEX", "preprocess_matrix", "sample_rng"]
