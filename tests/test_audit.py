@@ -169,13 +169,17 @@ def test_run_options_become_train_arguments(tmp_path):
     pytest.importorskip("torch")
     import json
 
-    from augkit.train.cli import config_from_args
-    from augkit.tta.audit_cli import _run_args
+    from augkit.tta.audit_cli import _fold_config, audit
     (tmp_path / "config.json").write_text(json.dumps({
         "data": "elsewhere", "exclude": "x.csv", "quiet": True, "backbone": "tiny", "size": 48, "epochs": 3,
         "channels_last": False, "strict": True, "val_group": "person", "lr": 0.002, "no_aug": False}))
-    args = _run_args(str(tmp_path))
-    assert "--data" not in args and "--exclude" not in args and "--no-aug" not in args
-    cfg, _ = config_from_args(["--data", "d"] + args)
+    ctx = audit.make_context("augkit audit", ["--data", "d", "--out", str(tmp_path / "o"), "--run", str(tmp_path)])
+    cfg = _fold_config(ctx)
+    assert (cfg.data, cfg.exclude, cfg.quiet, cfg.no_aug) == ("d", None, False, False)
     assert (cfg.backbone, cfg.size, cfg.epochs, cfg.channels_last, cfg.strict, cfg.val_group, cfg.lr) == \
         ("tiny", 48, 3, False, True, "person", 0.002)
+    # options given to the audit override the run's
+    ctx = audit.make_context("augkit audit", ["--data", "d", "--out", str(tmp_path / "o"), "--run", str(tmp_path),
+                                              "--size", "32", "--channels-last"])
+    cfg = _fold_config(ctx)
+    assert (cfg.size, cfg.channels_last, cfg.backbone) == (32, True, "tiny")

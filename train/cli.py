@@ -1,16 +1,32 @@
-"""``augkit train``: the click command. Importing this module imports click only; torch comes in
-when the command runs."""
+"""``augkit train``: the click command. Its options are generated from the fields of
+:class:`~augkit.train.config.TrainConfig` (:func:`train_options`); the few that are not part of a
+run's config (``--config``, ``--resume``, ``--nproc``) are declared here. Importing this module
+imports click (and the torch-free config) only; torch comes in when the command runs."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 
 import click
+from click.core import ParameterSource
 
-__all__ = ["train", "config_from_args", "config_from_params"]
+from .config import (
+    ConfigFileError,
+    option_fields,
+    option_flag,
+    read_config_file,
+    value_type,
+)
+
+__all__ = ["NON_FIELD_OPTIONS", "config_from_args", "config_from_params", "train", "train_options",
+           "with_file_defaults"]
+
+# the options of `augkit train` that are not TrainConfig fields (how to run, not what to train)
+NON_FIELD_OPTIONS = ("config", "resume", "nproc", "launch_config")
 
 
 class _LR(click.ParamType):
@@ -19,127 +35,160 @@ class _LR(click.ParamType):
     name = "LR|auto"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, float) or value == "auto":
-            return value
-        if str(value).strip().lower() == "auto":
+        if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
         try:
             v = float(value)
-        except ValueError:
+        except (TypeError, ValueError):
             self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
-        if not v > 0 or v != v or v == float("inf"):
+        if not (v > 0 and math.isfinite(v)):
             self.fail(f"{value!r}: the learning rate must be a positive number", param, ctx)
         return v
 
 
+def _click_type(f):
+    """The click type of a config field, from its metadata and annotation."""
+    meta = f.metadata
+    if meta["lr"]:
+        return _LR()
+    if meta["choices"]:
+        return click.Choice(meta["choices"])
+    if meta["path"]:
+        return click.Path(exists=True, dir_okay=False) if meta["path"] == "file" else click.Path(file_okay=False)
+    kind = value_type(f)
+    if meta["range"]:
+        low, high = meta["range"]
+        ranged = click.IntRange if kind is int else click.FloatRange
+        return ranged(low, high, min_open=meta["open_range"], max_open=meta["open_range"])
+    return click.STRING if kind is str else kind
+
+
+def field_option(f):
+    """The ``click.option`` decorator of one config field."""
+    meta = f.metadata
+    flag = meta["flag"] or option_flag(f)
+    attrs = {"default": f.default, "help": meta["help"], "hidden": meta["hidden"],
+             "show_default": True if f.default is not None else None}
+    if value_type(f) is bool:
+        attrs["is_flag"] = True
+        attrs["show_default"] = True if "/" in flag else None   # a switch shows its default, a plain flag is off
+    else:
+        attrs["type"] = _click_type(f)
+        if meta["metavar"]:
+            attrs["metavar"] = meta["metavar"]
+    return click.option(flag, f.name, **attrs)
+
+
+def train_options(skip=()):
+    """Decorate a click command with one option per :class:`TrainConfig` field (but ``skip``), in
+    declaration order: the single declaration of ``augkit train``'s options (and ``augkit audit``'s)."""
+    def decorate(command):
+        for f in reversed(option_fields()):
+            if f.name not in skip:
+                command = field_option(f)(command)
+        return command
+    return decorate
+
+
+class _OptionsFileError(click.ClickException):
+    """A bad ``--config`` file (or ``--run`` config): one line, exit 2 like any bad option."""
+
+    exit_code = 2
+
+
+def _file_value(ctx, param, f, value, path):
+    """A value from an options file, converted and checked by the option's own type."""
+    kind = value_type(f)
+    if value is None:
+        if f.default is None:
+            return None
+        raise _OptionsFileError(f"{path}: {f.name}: null is not allowed (expected {kind.__name__})")
+    wrong = isinstance(value, (list, dict)) or (isinstance(value, bool) and kind is not bool) or \
+        (kind is int and isinstance(value, float) and not value.is_integer())
+    if wrong:
+        raise _OptionsFileError(f"{path}: {f.name}: expected {kind.__name__}, got {value!r}")
+    try:
+        return param.type_cast_value(ctx, value)
+    except click.BadParameter as e:
+        raise _OptionsFileError(f"{path}: {f.name}: {e.message}") from None
+
+
+def with_file_defaults(ctx, params: dict, path, ignore=()) -> dict:
+    """``params`` with the values of the options file ``path`` (see
+    :func:`~augkit.train.config.read_config_file`) where the command line gave none; keys in
+    ``ignore`` or not among ``params`` are left out."""
+    if not path:
+        return params
+    try:
+        values = read_config_file(path)
+    except ConfigFileError as e:
+        raise _OptionsFileError(str(e)) from None
+    fields = {f.name: f for f in option_fields()}
+    by_name = {p.name: p for p in ctx.command.params}
+    merged = dict(params)
+    for name, value in values.items():
+        if name in ignore or name not in params:
+            continue
+        if ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
+            merged[name] = _file_value(ctx, by_name[name], fields[name], value, path)
+    return merged
+
+
 @click.command("train")
-@click.option("--data", default=None, help="Dataset: competition folder (landmarks.csv + images/, or its parent with "
-              "train/), a CSV file, or a folder of images with .pts. Default: the built-in synthetic demo faces.")
-@click.option("--format", "fmt", type=click.Choice(["competition", "csv", "pts"]), default=None,
-              help="Dataset format (default: detected).")
-@click.option("--strict", is_flag=True, help="Stop at the first bad row or image instead of skipping it.")
-@click.option("--verify", type=click.Choice(["decode", "header"]), default="decode", show_default=True,
-              help="Check every image up front by decoding it (corrupt files are skipped), or read headers only.")
-@click.option("--scheme", default=None, help="Landmark scheme (name or YAML/JSON file); default ibug68 for 68 points.")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Run folder (default: runs/<time>-<data>).")
+@click.option("--config", "config", default=None, type=click.Path(exists=True),
+              help="Option values from a file: a run's config.json (or its folder) or a YAML/JSON mapping of "
+                   "options; options given on the command line override them. A run's own config.json reruns it "
+                   "exactly, into --out or a new folder.")
+@train_options()
 @click.option("--resume", default=None, type=click.Path(exists=True),
               help="Continue the run in this folder (or this last.pt) where it stopped.")
-@click.option("--backbone", default=None, help="torchvision classification model name (resnet50 for --data, resnet18 "
-              "for the demo; resnet18/34/101, resnext50_32x4d, densenet121, efficientnet_b0, ...), timm/NAME (a timm "
-              "model, e.g. timm/resnet18, timm/convnext_nano; the [timm] extra) or 'tiny'.")
-@click.option("--pretrained", is_flag=True,
-              help="Start from ImageNet weights (torchvision's or timm's; downloads them).")
-@click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Start from a local state dict (ImageNet or an augkit checkpoint).")
-@click.option("--size", default=None, type=click.IntRange(16, 2048),
-              help="Model input side in pixels [128 for --data, 64 for the demo].")
-@click.option("--preprocess", type=click.Choice(["crop", "letterbox"]), default="crop", show_default=True,
-              help="Fit images to the input: scale the short side + centre crop, or letterbox the whole image.")
-@click.option("--aug", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Augmentation pipeline YAML (applied after preprocessing); default: augkit's face pipeline.")
-@click.option("--no-aug", is_flag=True, help="Train without augmentation.")
-@click.option("--epochs", default=None, type=click.IntRange(1), help="Epochs [30 for --data, 8 for the demo].")
-@click.option("--batch-size", default=None, type=click.IntRange(1), help="Batch size per process [32].")
-@click.option("--lr", default=None, type=_LR(), help="Peak learning rate [1e-3 for --data, 2e-3 for the demo], or "
-              "'auto': run the --lr-find range test first and train at its suggestion.")
-@click.option("--lr-find", is_flag=True, help="Only the LR range test (same data and options): an exponential LR "
-              "sweep; writes lr_find.png and lr_find.json with the suggested peak LR; no training, no checkpoint.")
-@click.option("--lr-find-steps", default=100, show_default=True, type=click.IntRange(10, 100000),
-              help="Steps of the LR range test (it stops earlier once the loss diverges).")
-@click.option("--ema", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY",
-              help="Keep an exponential moving average of the weights (e.g. 0.999; BatchNorm statistics too), "
-                   "validate it and save it as the model (best.pt / last.pt; predict and TTA use it).")
-@click.option("--freeze-epochs", default=0, show_default=True, type=click.IntRange(0),
-              help="Train only the regression head for the first N epochs (backbone frozen, in eval mode), then all; "
-                   "the LR schedule starts again, warm-up included, when the backbone joins.")
-@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files into the run folder (loss and LR "
-              "per step, validation vs mean shape, worst images per epoch, augmented samples); the [tb] extra.")
-@click.option("--weight-decay", default=1e-4, show_default=True, type=float)
-@click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), default="adamw", show_default=True)
-@click.option("--momentum", default=0.9, show_default=True, type=float, help="SGD momentum (Nesterov).")
-@click.option("--scheduler", type=click.Choice(["cosine", "onecycle", "plateau", "none"]), default="cosine",
-              show_default=True, help="cosine (with warm restarts every --restart-epochs), one-cycle, reduce-on-plateau.")
-@click.option("--restart-epochs", default=None, type=float, help="Cosine restart period in epochs (default: no restart).")
-@click.option("--warmup", default=0.5, show_default=True, type=float, help="Epochs of linear LR warm-up.")
-@click.option("--clip", default=5.0, show_default=True, type=float, help="Gradient-norm clipping (0: off).")
-@click.option("--loss", type=click.Choice(["mse", "l1", "smooth-l1", "wing"]), default="smooth-l1", show_default=True)
-@click.option("--trim", default=0.0, show_default=True, type=click.FloatRange(0, 0.9),
-              help="Trimmed loss: leave out this fraction of each batch's worst samples (label noise).")
-@click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 0.9))
-@click.option("--val-group", default=None, help="Split validation by group: a regex on the file name whose first group "
-              "(or match) is the group, e.g. a person; 'person' = '^(.+?)_\\d+_[^_]+$' (ytf68 names).")
-@click.option("--workers", default=None, type=click.IntRange(0), help="DataLoader workers per process [cores per process - 1].")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
-              help="CUDA mixed precision (auto: bf16 where supported, else fp16).")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="channels_last on CUDA.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
               help="Processes (DistributedDataParallel via torchrun; gloo on CPU, NCCL on CUDA).")
-@click.option("--time-budget", default=None, type=float, help="Stop training after this many minutes (then validate).")
-@click.option("--checkpoint-minutes", default=5.0, show_default=True, type=float,
-              help="Also write last.pt mid-epoch this often.")
-@click.option("--checkpoint-steps", default=0, show_default=True, type=click.IntRange(0),
-              help="Also write last.pt mid-epoch every N steps (0: off).")
-@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N images of --data.")
-@click.option("--exclude", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="CSV with a file_name column (e.g. augkit audit's audit.csv): leave those images out (only rows "
-                   "with suspect true when that column exists); counted as 'excluded' in skipped.csv.")
-@click.option("--demo-train", default=None, type=click.IntRange(1), help="Synthetic demo: training faces [2000].")
-@click.option("--demo-val", default=None, type=click.IntRange(0), help="Synthetic demo: validation faces [300].")
-@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads per process.")
-@click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines (the final summary still prints).")
 @click.option("--launch-config", default=None, hidden=True, type=click.Path(exists=True, dir_okay=False))
-def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, weights, size, preprocess, aug, no_aug,
-          epochs, batch_size, lr, weight_decay, optimizer, momentum, scheduler, restart_epochs, warmup, clip, loss,
-          trim, val_fraction, val_group, workers, seed, device, amp, channels_last, nproc, time_budget,
-          checkpoint_minutes, checkpoint_steps, limit, exclude, demo_train, demo_val, threads, quiet, launch_config,
-          lr_find, lr_find_steps, ema, freeze_epochs, tensorboard):
+def train(config, resume, nproc, launch_config, **options):
     """Train a landmark regressor (a torchvision backbone + 2K-output head) with augkit's fused
     augmentation; validate in original pixels against the mean-shape baseline; write a run folder
     (config, log.csv/log.jsonl, curves.png, last.pt, best.pt, skipped.csv). With no --data: the
     built-in synthetic demo (resnet18 at 64 px, a few minutes on 2 CPU cores)."""
-    from augkit.extras import command_requires
-    command_requires("train", "augkit train")
-    if tensorboard:
-        command_requires("tb", "augkit train --tensorboard")
-    if backbone and backbone.startswith("timm/"):
-        command_requires("timm", f"augkit train --backbone {backbone}")
-    from .loop import TrainConfig, run
-
+    _require_extras(options)
+    from .config import TrainConfig
     if launch_config:
         with open(launch_config, encoding="utf-8") as f:
             spec = json.load(f)
         cfg, resume = TrainConfig.from_dict(spec["config"]), spec.get("resume")
     else:
-        cfg = config_from_params(click.get_current_context().params)
+        ctx = click.get_current_context()
+        cfg = config_from_params(with_file_defaults(ctx, options, _options_file(config)))
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         sys.exit(_launch(cfg, resume, nproc))
+    _run(cfg, resume)
+
+
+def _options_file(path):
+    """``--config``: a file, or a run folder (its config.json)."""
+    return os.path.join(path, "config.json") if path and os.path.isdir(path) else path
+
+
+def _require_extras(options: dict) -> None:
+    """Fail with one line naming the extra when torch (or the one an option needs) is missing."""
+    from augkit.extras import command_requires
+    command_requires("train", "augkit train")
+    if options.get("tensorboard"):
+        command_requires("tb", "augkit train --tensorboard")
+    backbone = options.get("backbone")
+    if backbone and backbone.startswith("timm/"):
+        command_requires("timm", f"augkit train --backbone {backbone}")
+
+
+def _run(cfg, resume) -> None:
+    """Run the training; bad input (data, options, output folder) ends in one ``Error:`` line."""
+    from .loop import run
     try:
         run(cfg, resume=resume)
     except (ValueError, OSError, RuntimeError) as e:
         from augkit.config import OutputError
         from augkit.io import ImageReadError
+
         from .loop import ResumeConflict
         from .model import PretrainedUnavailable
         from .readers import DatasetError
@@ -151,21 +200,27 @@ def train(data, fmt, strict, verify, scheme, out, resume, backbone, pretrained, 
 
 
 def config_from_params(params: dict):
-    """The :class:`TrainConfig` of parsed ``augkit train`` options (click's parameter names)."""
-    from .loop import TrainConfig
-    return TrainConfig.from_dict({**params, "format": params.get("fmt")})
+    """The :class:`TrainConfig` of parsed ``augkit train`` options (click's parameter names, which
+    are the field names; ``fmt`` is still read as ``format``)."""
+    from .config import TrainConfig
+    if "format" not in params and "fmt" in params:
+        params = {**params, "format": params["fmt"]}
+    return TrainConfig.from_dict(params)
 
 
 def config_from_args(args, command: str = "augkit train"):
     """The :class:`TrainConfig` that ``augkit train ARGS`` would run with, parsed by the train
-    command itself (same options, defaults and checks; a bad option is a click usage error)."""
+    command itself (same options, defaults, checks and ``--config`` file; a bad option is a click
+    usage error). Returns ``(config, parsed options)``."""
     ctx = train.make_context(command, list(args))
-    return config_from_params(ctx.params), ctx.params
+    params = with_file_defaults(ctx, ctx.params, _options_file(ctx.params.get("config")))
+    return config_from_params(params), params
 
 
 def _launch(cfg, resume, nproc) -> int:
     """Re-run this command under ``torch.distributed.run`` with ``nproc`` processes."""
     import tempfile
+
     from .run_folder import default_run_dir
     if not resume:
         cfg.out = os.path.abspath(cfg.out or default_run_dir(cfg.data))

@@ -31,6 +31,7 @@ from augkit.data.run_folder import RunFolderError
 from . import builders
 from . import data as train_data
 from .checkpoint import read_checkpoint
+from .config import DATA_DEFAULTS, DEMO_DEFAULTS, TrainConfig, resolve_config  # noqa: F401 (re-exported)
 from .dist import SYNC_EVERY, Dist
 from .freeze import set_frozen, train_mode
 from .losses import landmark_loss
@@ -52,109 +53,9 @@ from .state import TrainState
 __all__ = ["TrainConfig", "run", "LRSchedule", "resolve_config", "train_one_epoch", "validate", "Engine",
            "StopRule", "default_run_dir", "plot_curves", "LOG_COLUMNS", "ResumeConflict"]
 
-DEMO_DEFAULTS = dict(backbone="resnet18", size=64, epochs=8, batch_size=32, lr=2e-3, demo_train=2000, demo_val=300)
-DATA_DEFAULTS = dict(backbone="resnet50", size=128, epochs=30, batch_size=32, lr=1e-3)
 # options a --resume may change: how long, how loud, how parallel
 RESUME_MAY_CHANGE = ("epochs", "quiet", "workers", "time_budget", "device", "checkpoint_minutes", "checkpoint_steps",
                      "threads", "out", "tensorboard")
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a run (saved as ``config.json`` in the run folder). ``None`` means "the
-    default for this kind of run" (demo or --data), filled by :func:`resolve_config`."""
-
-    data: str | None = None
-    format: str | None = None
-    strict: bool = False
-    verify: str = "decode"          # decode | header
-    scheme: str | None = None
-    out: str | None = None
-    backbone: str | None = None
-    pretrained: bool = False
-    weights: str | None = None
-    size: int | None = None
-    preprocess: str = "crop"
-    aug: str | None = None
-    no_aug: bool = False
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | str | None = None   # a number, or "auto": the --lr-find suggestion
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    scheduler: str = "cosine"       # cosine | onecycle | plateau | none
-    restart_epochs: float | None = None
-    warmup: float = 0.5             # epochs of linear warm-up
-    clip: float = 5.0               # gradient-norm clip (0: off)
-    loss: str = "smooth-l1"
-    trim: float = 0.0
-    val_fraction: float = 0.1
-    val_group: str | None = None
-    workers: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"               # auto | bf16 | fp16 | off
-    channels_last: bool = True
-    quiet: bool = False
-    limit: int | None = None
-    demo_train: int | None = None
-    demo_val: int | None = None
-    time_budget: float | None = None   # minutes of training, then validate and stop
-    checkpoint_minutes: float = 5.0
-    checkpoint_steps: int = 0
-    threads: int | None = None
-    exclude: str | None = None        # CSV of images to leave out (augkit audit's audit.csv, or any list)
-    lr_find: bool = False           # only the LR range test: no training, no checkpoint
-    lr_find_steps: int = 100
-    ema: float | None = None        # decay of the weight average (None: off)
-    freeze_epochs: int = 0          # head-only epochs at the start
-    tensorboard: bool = False
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill the ``None`` defaults (demo vs real data) and check the choices."""
-    d = dataclasses.replace(cfg)
-    defaults = DEMO_DEFAULTS if cfg.data is None else DATA_DEFAULTS
-    for k, v in defaults.items():
-        if getattr(d, k) is None:
-            setattr(d, k, v)
-    if d.workers is None:
-        d.workers = train_data.default_workers()
-    if d.optimizer not in ("adamw", "adam", "sgd"):
-        raise ValueError(f"--optimizer must be adamw, adam or sgd, got {d.optimizer!r}")
-    if d.scheduler not in ("cosine", "onecycle", "plateau", "none"):
-        raise ValueError(f"--scheduler must be cosine, onecycle, plateau or none, got {d.scheduler!r}")
-    if d.amp not in ("auto", "bf16", "fp16", "off"):
-        raise ValueError(f"--amp must be auto, bf16, fp16 or off, got {d.amp!r}")
-    if d.epochs < 1 or d.batch_size < 1 or d.size < 16:
-        raise ValueError("--epochs and --batch-size must be >= 1 and --size >= 16")
-    if isinstance(d.lr, str):
-        if d.lr.strip().lower() != "auto":
-            try:
-                d.lr = float(d.lr)
-            except ValueError:
-                raise ValueError(f"--lr must be a number or 'auto', got {d.lr!r}") from None
-        else:
-            d.lr = "auto"
-    if d.lr != "auto" and not (math.isfinite(d.lr) and d.lr > 0):
-        raise ValueError(f"--lr must be positive (or 'auto'), got {d.lr}")
-    if d.lr_find_steps < 10:
-        raise ValueError(f"--lr-find-steps must be at least 10, got {d.lr_find_steps}")
-    if d.ema is not None and not 0.0 < d.ema < 1.0:
-        raise ValueError(f"--ema must be a decay between 0 and 1 (e.g. 0.999), got {d.ema}")
-    if not 0 <= d.freeze_epochs < d.epochs:
-        raise ValueError(f"--freeze-epochs must be at least 0 and below --epochs ({d.epochs}): the backbone has to "
-                         f"train for at least one epoch, got {d.freeze_epochs}")
-    return d
 
 
 def _peak_lr(cfg: TrainConfig) -> float:
