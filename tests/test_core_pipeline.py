@@ -74,7 +74,7 @@ def test_each_step_dtype_shape_no_inplace_same_seed_and_replay(name, channels, f
     assert a.image.flags.writeable and not np.shares_memory(a.image, img)
 
 
-def test_public_surface_example_from_the_issue(face):
+def test_public_surface_example(face):
     image, points = face
     pipe = ak.Compose([
         ak.Affine(rotate=(-20, 20), scale=(0.9, 1.1), translate=(-0.05, 0.05), shear=(-5, 5), p=0.8),

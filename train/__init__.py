@@ -1,11 +1,12 @@
-"""augkit.train: read landmark datasets, train a torchvision regressor with augkit's fused
-augmentation, validate in original pixels, checkpoint, resume, DDP.
+"""augkit.train: train a torchvision or timm regressor with augkit's fused augmentation,
+validate in original pixels, checkpoint, resume, DDP.
 
 Importing this package does not import torch: the submodules that need it (``model``, ``data``,
-``losses``, ``checkpoint``, ``loop``) load it when they are imported. ``readers`` and
-``synthetic`` are numpy/pandas/OpenCV only.
+``losses``, ``checkpoint``, ``loop``, ``epoch``) load it when they are imported; ``config`` (the
+options, declared once) and ``cli`` are torch-free. The readers live in the torch-free
+:mod:`augkit.data` (``augkit.train.readers`` re-exports them).
 
-    from augkit.train.readers import read_dataset, read_test_points
+    from augkit.train import TrainConfig, run
     from augkit.train.checkpoint import load_model
 """
 
@@ -17,8 +18,8 @@ __all__ = ["read_dataset", "read_test_points", "load_model", "build_model", "dec
            "TrainConfig"]
 
 _LAZY = {
-    "read_dataset": "readers", "read_test_points": "readers", "LandmarkTable": "readers",
-    "load_model": "checkpoint", "build_model": "model", "decode": "model", "run": "loop", "TrainConfig": "loop",
+    "read_dataset": "readers", "read_test_points": "readers", "LandmarkTable": "readers", "TrainConfig": "config",
+    "load_model": "checkpoint", "build_model": "model", "decode": "model", "run": "loop",
 }
 
 

@@ -14,6 +14,8 @@ import sys
 import click
 from click.core import ParameterSource
 
+from augkit.data.run_folder import RunFolder
+
 from .config import (
     ConfigFileError,
     option_fields,
@@ -166,7 +168,7 @@ def train(config, resume, nproc, launch_config, **options):
 
 def _options_file(path):
     """``--config``: a file, or a run folder (its config.json)."""
-    return os.path.join(path, "config.json") if path and os.path.isdir(path) else path
+    return RunFolder(path).config_json if path and os.path.isdir(path) else path
 
 
 def _require_extras(options: dict) -> None:
@@ -186,14 +188,13 @@ def _run(cfg, resume) -> None:
     try:
         run(cfg, resume=resume)
     except (ValueError, OSError, RuntimeError) as e:
-        from augkit.config import OutputError
+        from augkit.data import DatasetError
+        from augkit.data.run_folder import RunFolderError
+        from augkit.files import OutputError
         from augkit.io import ImageReadError
 
-        from .loop import ResumeConflict
         from .model import PretrainedUnavailable
-        from .readers import DatasetError
-        clear = (DatasetError, PretrainedUnavailable, FileNotFoundError, ResumeConflict, OutputError,
-                 ImageReadError)
+        clear = (DatasetError, PretrainedUnavailable, FileNotFoundError, RunFolderError, OutputError, ImageReadError)
         if isinstance(e, clear) or type(e) is ValueError:
             raise click.ClickException(str(e)) from None
         raise

@@ -181,8 +181,8 @@ def lr_find(r, steps: int) -> SweepResult:
         st.scaler.load_state_dict(saved[3])
         set_rng_state(saved[2])
     if r.dist.main:
-        plot_sweep(r.folder.file("lr_find.png"), res, f"LR range test: {r.cfg.backbone}, {r.cfg.optimizer}, batch "
+        plot_sweep(r.folder.lr_find_png, res, f"LR range test: {r.cfg.backbone}, {r.cfg.optimizer}, batch "
                    f"{r.cfg.batch_size}, {len(res.losses)} steps")
-        r.folder.write_json("lr_find.json", res.to_dict())
+        r.folder.write_json(r.folder.LR_FIND_JSON_NAME, res.to_dict())
     return res
 

@@ -23,6 +23,9 @@ import numpy as np
 
 from augkit.audit import DEFAULT_THRESHOLD, calibrate, point_sigma, score_labels
 from augkit.config import atomic_write_text
+from augkit.data.run_folder import RunFolder
+
+FOLD_DONE = "fold.json"   # written into a fold's run folder once its training finished
 
 __all__ = ["run_audit", "AuditResult", "assign_folds", "write_fixed", "COLUMNS"]
 
@@ -84,11 +87,12 @@ def _train_fold(train_cfg, data, fold_dir, heldout, resume: bool, log):
     import dataclasses
 
     from augkit.train.loop import run
-    done = os.path.isfile(os.path.join(fold_dir, "best.pt")) and os.path.isfile(os.path.join(fold_dir, "fold.json"))
+    folder = RunFolder(fold_dir)
+    done = folder.has(folder.BEST_NAME) and folder.has(FOLD_DONE)
     if done:
         log(f"{fold_dir}: trained already")
         return
-    if os.path.isfile(os.path.join(fold_dir, "last.pt")) and resume:
+    if folder.has(folder.LAST_NAME) and resume:
         log(f"{fold_dir}: resuming its training")
         run(dataclasses.replace(train_cfg, out=None), resume=fold_dir)
     else:
@@ -96,13 +100,13 @@ def _train_fold(train_cfg, data, fold_dir, heldout, resume: bool, log):
             shutil.rmtree(fold_dir)
         cfg = dataclasses.replace(train_cfg, data=data, exclude=heldout, out=fold_dir, limit=None)
         run(cfg)
-    atomic_write_text(os.path.join(fold_dir, "fold.json"), json.dumps({"trained": True}) + "\n")
+    folder.write_json(FOLD_DONE, {"trained": True})
 
 
 def _val_sigma(model, predictor, fold_dir, scheme, limit: int = 2000):
     """The model's typical normalised error per landmark on its run's validation images."""
     from augkit.data import read_dataset
-    split = json.load(open(os.path.join(fold_dir, "split.json"), encoding="utf-8"))
+    split = RunFolder(fold_dir).read_split()
     table = read_dataset(split["data"], format=split.get("format"))
     root = split.get("root") or table.root
     val = set(split["val"][:limit])
@@ -213,7 +217,7 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = F
         atomic_write_text(heldout, "file_name\n" + "".join(f"{names[i]}\n" for i in idx))
         log(f"fold {f + 1}/{folds}: training on {len(table) - len(idx)} images, {len(idx)} held out")
         _train_fold(train_cfg, data, fold_dir, heldout, resume, log)
-        model = load_model(os.path.join(fold_dir, "best.pt"), device=device)
+        model = load_model(RunFolder(fold_dir).best_pt, device=device)
         predictor = TTAPredictor(model, spec)
         scheme = predictor.scheme
         if f == 0 and not scheme.flip_pairs:
@@ -228,7 +232,7 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = F
     counts, n, top = _merge(out, folds, threshold)
     png = _picture(out, table, top[:n_png], tta, device) if top and n_png else None
     if scheme is None:  # every fold was done already: the scheme of the first fold's model
-        scheme = load_model(os.path.join(out, "fold0", "best.pt"), device=device).scheme
+        scheme = load_model(RunFolder(os.path.join(out, "fold0")).best_pt, device=device).scheme
     return AuditResult(os.path.join(out, "audit.csv"), png, counts, n,
                        [dict(s) for s in table.skipped], notes, scheme)
 
@@ -246,7 +250,7 @@ def _picture(out, table, top, tta, device):
     tiles = []
     for r in top:
         i = where[r["file_name"]]
-        model = load_model(os.path.join(out, f"fold{r['fold']}", "best.pt"), device=device)
+        model = load_model(RunFolder(os.path.join(out, f"fold{r['fold']}")).best_pt, device=device)
         pred = TTAPredictor(model, tta).predict([table.files[i]]).points[0]
         img = np.ascontiguousarray(read_image(table.files[i]))
         img = img if img.ndim == 3 and img.shape[2] == 3 else cv2.cvtColor(img.reshape(img.shape[:2]),

@@ -3,9 +3,10 @@ options are ``augkit train``'s, generated from the same config fields."""
 
 from __future__ import annotations
 
-import os
 
 import click
+
+from augkit.data.run_folder import RunFolder
 from augkit.train.cli import config_from_params, train_options, with_file_defaults
 from augkit.train.config import option_fields
 
@@ -67,7 +68,7 @@ def audit(ctx, data, out, folds, tta, run_dir, resume, threshold, write_fixed, p
                         threshold=DEFAULT_THRESHOLD if threshold is None else threshold, n_png=png,
                         device=cfg.device if cfg.device != "auto" else "cpu", log=click.echo)
         if write_fixed:
-            from augkit.train.readers import read_dataset
+            from augkit.data import read_dataset
             n = fix_labels(read_dataset(data, format=cfg.format).source, res.csv, res.scheme, write_fixed)
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e).splitlines()[-1] if str(e) else type(e).__name__) from None
@@ -89,5 +90,5 @@ def _fold_config(ctx):
     opts = {k: v for k, v in ctx.params.items() if k in names}
     run_dir = ctx.params.get("run_dir")
     if run_dir:
-        opts = with_file_defaults(ctx, opts, os.path.join(run_dir, "config.json"), ignore=_NOT_FROM_RUN)
+        opts = with_file_defaults(ctx, opts, RunFolder(run_dir).config_json, ignore=_NOT_FROM_RUN)
     return config_from_params({**opts, "data": ctx.params["data"]})

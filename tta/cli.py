@@ -27,7 +27,9 @@ _checkpoint = click.option("--checkpoint", "checkpoints", multiple=True, require
                                 "(members = models x views).")
 _max_batch = click.option("--max-batch", default=64, show_default=True, type=click.IntRange(1, 100000),
                           help="Most model-input images per forward (all views of several images are stacked).")
-_device = click.option("--device", default="cpu", show_default=True, help="Torch device for the model(s).")
+_device = click.option("--device", default="auto", show_default=True,
+                        help="Torch device for the model(s): auto (CUDA when available, else the CPU), cpu, cuda or "
+                             "cuda:N (the same default as augkit train).")
 _scheme = click.option("--scheme", default=None, help="Landmark scheme (name or file); default: the checkpoint's.")
 _runs = click.option("--run", "runs", multiple=True, type=click.Path(exists=True, file_okay=False),
                      help="A run folder of `augkit train`: its best.pt, and its tta.yaml unless --tta is given; "
@@ -58,7 +60,7 @@ def _given(name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
-def load_models(paths, device: str = "cpu") -> list:
+def load_models(paths, device: str = "auto") -> list:
     """Checkpoints -> ``LandmarkModel`` callables (see :func:`augkit.tta.runners.load_models`)."""
     with _errors():
         return runners.load_models(paths, device)

@@ -208,7 +208,8 @@ def check_some_readable(n_ok: int, n: int, errors, data, what: str = "labelled i
 def demo_run_reason(run) -> str | None:
     """Why ``tta fit --run`` cannot use the run's own validation images, when the run trained on the
     synthetic demo faces (``augkit train`` without ``--data``: no image files); else None."""
-    path = os.path.join(os.fspath(run), "split.json")
+    from augkit.data.run_folder import RunFolder
+    path = RunFolder(run).split_json
     try:
         with open(path, encoding="utf-8") as f:
             split = json.load(f)

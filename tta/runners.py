@@ -43,7 +43,7 @@ def progress_callback(progress, total: int, desc: str):
         yield progress or None
 
 
-def load_models(paths, device: str = "cpu") -> list:
+def load_models(paths, device: str = "auto") -> list:
     """Checkpoints -> ``LandmarkModel`` callables (``augkit.train.checkpoint.load_model``), each
     named by its file (the full path when two share a file name) and carrying the training mean
     shape (``mean_shape``, normalised model frame) when the checkpoint holds one."""
