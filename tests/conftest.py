@@ -4,8 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# AUGKIT_YTF68 points the tests (and the benchmarks) at another copy of the 68-point set
-YTF68 = Path(os.environ.get("AUGKIT_YTF68") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68")
+from helpers import YTF68  # AUGKIT_YTF68 points the tests (and the benchmarks) at another copy of the set
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_tta_support import BLOBS4, BlobModel, write_blob_dataset
+from helpers import BLOBS4, BlobModel, write_blob_dataset
 
 import augkit as ak
 import augkit.config

@@ -16,7 +16,7 @@ from augkit.train.readers import (
     verify_images,
 )
 
-YTF68 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
+from helpers import YTF68  # noqa: E402
 
 
 def _img(path, h=40, w=50, kind="rgb", ext=".png"):

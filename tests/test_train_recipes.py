@@ -285,7 +285,7 @@ def test_bad_recipe_options_are_one_line_errors(tmp_path, args, needle):
 def test_timm_model_trains_saves_and_predicts(tmp_path):
     pytest.importorskip("timm")
     from augkit.cli import main
-    from test_tta_support import write_blob_dataset
+    from helpers import write_blob_dataset
     data = tmp_path / "blobs"
     write_blob_dataset(data, n=16)
     out = tmp_path / "timm"

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from augkit.train.cli import train as train_cmd
 from augkit.train.loop import TrainConfig, run
 
 FAST = ["--backbone", "tiny", "--size", "32", "--batch-size", "8", "--workers", "0", "--quiet", "--threads", "1"]
-YTF68 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
+from helpers import YTF68  # noqa: E402
 
 
 def _cli(args):

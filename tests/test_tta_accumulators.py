@@ -3,7 +3,7 @@ chunk boundaries fall, bounded memory, clear errors."""
 
 import numpy as np
 import pytest
-from test_tta_support import BLOBS4, BlobModel, FixedModel, blob_image, random_face
+from helpers import BLOBS4, BlobModel, FixedModel, blob_image, random_face
 
 from augkit import metrics
 from augkit.schemes import get_scheme

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_tta_support import BlobModel, write_blob_dataset
+from helpers import BlobModel, blob_set, write_blob_dataset
 
 import augkit as ak
 import augkit.tta.cli as tcli
@@ -32,11 +32,7 @@ def fake_models(monkeypatch):
 
 @pytest.fixture
 def blobs(tmp_path):
-    folder = tmp_path / "blobs"
-    names, pts = write_blob_dataset(folder, n=10, seed=1)
-    ck = tmp_path / "model.pt"
-    ck.write_bytes(b"stand-in")
-    return folder, names, pts, str(ck)
+    return blob_set(tmp_path, seed=1)
 
 
 def _run(args):

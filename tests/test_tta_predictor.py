@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from test_tta_support import BlobModel, FixedModel, blob_image, random_face
+from helpers import BlobModel, FixedModel, blob_image, random_face
 
 import augkit as ak
 from augkit.presets import preprocess_steps

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_tta_support import BlobModel, FixedModel, write_blob_dataset
+from helpers import BlobModel, FixedModel, write_blob_dataset
 
 import augkit as ak
 import augkit.tta.cli as tcli

@@ -1,5 +1,7 @@
-"""Shared helpers for the TTA tests (no tests here): synthetic "faces" of coloured blobs and
-content-based "models" that find them the way a trained regressor would.
+"""What the tests share (a module, not a test file: pytest collects nothing here): where the
+68-point set is (``YTF68``; ``AUGKIT_YTF68`` points elsewhere), and for the TTA tests synthetic
+"faces" of coloured blobs and content-based "models" that find them the way a trained regressor
+would.
 
 Layout ``BLOBS4`` (4 points): 0 = left eye, 1 = right eye (a flip pair, both red), 2 = nose
 (green), 3 = mouth (blue). The model finds the red blobs and calls the one further LEFT in the
@@ -9,9 +11,14 @@ put the left eye where the right eye is.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from augkit.schemes import Scheme
+
+YTF68 = Path(os.environ.get("AUGKIT_YTF68") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68")
 
 BLOBS4 = Scheme("blobs4", 4, ((0, 1),), norm=(0, 1))
 SIGMA = 2.5
@@ -132,3 +139,13 @@ def write_blob_dataset(folder, n=12, seed=0, size=(120, 140), test_points=True, 
                 idx = sorted(rng.choice(4, 3, replace=False).tolist())
                 f.write(f"{names[j]}\t{idx}\n")
     return names, pts
+
+
+def blob_set(tmp_path, seed: int, n: int = 10):
+    """A blob dataset in ``tmp_path/blobs`` and a stand-in checkpoint file (the tests replace the
+    loader): ``(folder, names, points, checkpoint path)``."""
+    folder = tmp_path / "blobs"
+    names, pts = write_blob_dataset(folder, n=n, seed=seed)
+    ck = tmp_path / "model.pt"
+    ck.write_bytes(b"stand-in")
+    return folder, names, pts, str(ck)
