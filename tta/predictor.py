@@ -159,6 +159,84 @@ class _Batcher:
         return view
 
 
+class _MemberStream:
+    """The state of one :meth:`TTAPredictor.iter_members` call: model-input images waiting in a
+    buffer per model (and per view when views are not stacked), the images whose members are not all
+    back yet, and the next image to release. Images leave in input order, as soon as all of theirs
+    are back."""
+
+    def __init__(self, predictor: "TTAPredictor", names: list):
+        self.p = predictor
+        self.names = names
+        self.nv, self.nm = len(predictor.views), len(predictor.models)
+        hint = {getattr(m, "n_points", None) for m in predictor.models}
+        self.n_points = hint.pop() if len(hint) == 1 else None   # the models' K when they say (checked per call)
+        self.pending: dict = {}
+        self.buffers: dict = {}
+        self.batchers = [_Batcher(m, predictor.max_batch) for m in predictor.models]
+        self.next = 0
+
+    def add(self, item: dict) -> None:
+        """Queue every member of one image from :func:`iter_views`; call the model on full buffers."""
+        i, views = item["index"], item["views"]
+        self.pending[i] = _Pending(0 if views is None else self.nm * self.nv, item["ok"], item["fallback"],
+                                   item["error"])
+        for mi, (stack, recs) in enumerate(zip(views or [], item["records"] or [])):
+            for v in range(self.nv):
+                key = (mi,) if self.p.stacked else (mi, v)
+                buf = self.buffers.setdefault(key, [])
+                if buf and stack[v].shape != buf[0][0].shape:
+                    raise ValueError(f"view {self.p.views[v].name!r} of {self.names[i]} gives a {stack[v].shape} "
+                                     f"input, other views/images {buf[0][0].shape}: views must keep the model-input "
+                                     "size, and without a preprocessing pipeline all images must have one size")
+                buf.append((stack[v], i, v, recs[v]))
+                if len(buf) >= self.p.max_batch:
+                    self.flush(key)
+
+    def flush(self, key) -> None:
+        """One model call on a buffer; each prediction goes back through its view's inverse."""
+        buf = self.buffers.get(key)
+        if not buf:
+            return
+        mi = key[0]
+        raw = self.p.models[mi](self.batchers[mi].batch([b[0] for b in buf]))
+        self.p.calls += 1
+        pts = as_points(raw, len(buf), self.n_points)
+        self.n_points = pts.shape[1]
+        for (_, i, v, rec), pt in zip(buf, pts):
+            entry = self.pending[i]
+            if entry.members is None:
+                entry.members = np.full((self.nm * self.nv, pts.shape[1], 2), np.nan)
+            entry.members[mi * self.nv + v] = invert_points(rec, pt, self.p.scheme)
+            entry.left -= 1
+        self.buffers[key] = []
+
+    def flush_all(self) -> None:
+        for key in list(self.buffers):
+            self.flush(key)
+
+    def ready(self, final: bool) -> "Chunk | None":
+        """The longest run of finished images from ``next`` as a Chunk (or None)."""
+        i0 = i = self.next
+        while i in self.pending and self.pending[i].left == 0:
+            i += 1
+        if i == i0 or (self.n_points is None and not final):
+            return None
+        n = i - i0
+        members = np.full((n, self.nm * self.nv, self.n_points or 0, 2), np.nan)
+        ok, fb = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        errors = []
+        for j in range(i0, i):
+            e = self.pending.pop(j)
+            if e.members is not None:
+                members[j - i0] = e.members
+            ok[j - i0], fb[j - i0] = e.ok, e.fallback
+            if e.error:
+                errors.append((self.names[j], e.error))
+        self.next = i
+        return Chunk(i0, self.names[i0:i], ok, fb, members, errors)
+
+
 class TTAPredictor:
     """Batched, exactly inverted TTA for one model or an ensemble.
 
@@ -245,76 +323,16 @@ class TTAPredictor:
         names = [_name(it, i) for i, it in enumerate(items)] if names is None else list(names)
         if len(names) != len(items):
             raise ValueError(f"{len(names)} names for {len(items)} images")
-        nv, nm = len(self.views), len(self.models)
-        hint = {getattr(m, "n_points", None) for m in self.models}
-        n_points = [hint.pop() if len(hint) == 1 else None]    # the models' K when they say (checked per call)
-        pending: dict = {}
-        buffers: dict = {}
-        batchers = [_Batcher(m, self.max_batch) for m in self.models]
-        state = {"next": 0}
-
-        def flush(key):
-            buf = buffers.get(key)
-            if not buf:
-                return
-            mi = key[0]
-            raw = self.models[mi](batchers[mi].batch([b[0] for b in buf]))
-            self.calls += 1
-            pts = as_points(raw, len(buf), n_points[0])
-            n_points[0] = pts.shape[1]
-            for (_, i, v, rec), p in zip(buf, pts):
-                entry = pending[i]
-                if entry.members is None:
-                    entry.members = np.full((nm * nv, pts.shape[1], 2), np.nan)
-                entry.members[mi * nv + v] = invert_points(rec, p, self.scheme)
-                entry.left -= 1
-            buffers[key] = []
-
-        def ready(final: bool):
-            """The longest run of finished images from ``state['next']`` as a Chunk (or None)."""
-            i0 = i = state["next"]
-            while i in pending and pending[i].left == 0:
-                i += 1
-            if i == i0 or (n_points[0] is None and not final):
-                return None
-            k = n_points[0] or 0
-            members = np.full((i - i0, nm * nv, k, 2), np.nan)
-            ok = np.zeros(i - i0, dtype=bool)
-            fb = np.zeros(i - i0, dtype=bool)
-            errors = []
-            for j in range(i0, i):
-                e = pending.pop(j)
-                if e.members is not None:
-                    members[j - i0] = e.members
-                ok[j - i0], fb[j - i0] = e.ok, e.fallback
-                if e.error:
-                    errors.append((names[j], e.error))
-            state["next"] = i
-            return Chunk(i0, names[i0:i], ok, fb, members, errors)
-
+        stream = _MemberStream(self, names)
         for item in iter_views(self.source(items, fallback), workers):
-            i = item["index"]
-            views = item["views"]
-            pending[i] = _Pending(0 if views is None else nm * nv, item["ok"], item["fallback"], item["error"])
-            for mi, (stack, recs) in enumerate(zip(views or [], item["records"] or [])):
-                for v in range(nv):
-                    key = (mi,) if self.stacked else (mi, v)
-                    buf = buffers.setdefault(key, [])
-                    if buf and stack[v].shape != buf[0][0].shape:
-                        raise ValueError(f"view {self.views[v].name!r} of {names[i]} gives a {stack[v].shape} input, "
-                                         f"other views/images {buf[0][0].shape}: views must keep the model-input "
-                                         "size, and without a preprocessing pipeline all images must have one size")
-                    buf.append((stack[v], i, v, recs[v]))
-                    if len(buf) >= self.max_batch:
-                        flush(key)
+            stream.add(item)
             if progress:
                 progress(1)
-            chunk = ready(False)
+            chunk = stream.ready(final=False)
             if chunk is not None:
                 yield chunk
-        for key in list(buffers):
-            flush(key)
-        chunk = ready(True)
+        stream.flush_all()
+        chunk = stream.ready(final=True)
         if chunk is not None:
             yield chunk
 
