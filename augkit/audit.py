@@ -117,7 +117,8 @@ def score_labels(labels, preds, spread, sigma, perm=None, norm=None) -> LabelSco
     centre_move = np.linalg.norm(mapped.mean(axis=1) - lab.mean(axis=1), axis=-1) / d[:, 0]
     radius = np.sqrt(((lab - lab.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1)) / d[:, 0]
     scale_move = np.abs(scale - 1) * radius
-    kinds, far = [], []
+    kinds: list[str] = []
+    far: list[list[int]] = []
     for i in range(b):
         bad = np.flatnonzero(z[i] > POINT_Z)
         if has_swap and e_swap[i] < 0.5 * t_all[i] and e_swap[i] <= e_sim[i]:

@@ -160,11 +160,11 @@ def pairing_confidence(mean_shape, perm, parts=None) -> list[PartMargin]:
                 if e < best_err:
                     best_name, best_err = f"{alt_name} ({_label(idx)})", float(e)
         in_chain = chain_of >= 0
-        for i in np.nonzero(members & ~in_chain)[0]:
-            e = _next_partner_error(shape, perm, i, base)
-            alt_err = np.sqrt(((base[members] ** 2).sum() - base[i] ** 2 + e ** 2) / members.sum())
+        for pt in np.nonzero(members & ~in_chain)[0]:
+            e = _next_partner_error(shape, perm, pt, base)
+            alt_err = np.sqrt(((base[members] ** 2).sum() - base[pt] ** 2 + e ** 2) / members.sum())
             if alt_err < best_err:
-                best_name, best_err = f"point {i} with its next-best partner", float(alt_err)
+                best_name, best_err = f"point {pt} with its next-best partner", float(alt_err)
         out.append(PartMargin(name, int(members.sum()), _rms(base[members]), best_name, best_err))
     return out
 

@@ -7,6 +7,8 @@ container is one more ``Step`` subclass written the same way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .steps import Step, step_from_dict, steps_from_dicts
@@ -77,7 +79,7 @@ class OneOf(Step):
         return cls(**steps_arg(args, "OneOf", where))
 
     def to_dict(self) -> dict:
-        d = {"type": "OneOf", "steps": [s.to_dict() for s in self.steps]}
+        d: dict[str, Any] = {"type": "OneOf", "steps": [s.to_dict() for s in self.steps]}
         if self.weights is not None:
             d["weights"] = self.weights
         if self.p != 1.0:

@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 import tempfile
+from typing import IO, Any
 
 __all__ = [
     "OutputError",
@@ -59,9 +60,11 @@ def _target_mode(path: str) -> int:
 
 
 def _explain(path: str, err: OSError) -> OutputError:
-    reason = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
-              errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-              errno.EDQUOT: "disk quota exceeded"}.get(err.errno, err.strerror or str(err))
+    reasons: dict[int | None, str] = {
+        errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+        errno.EDQUOT: "disk quota exceeded"}
+    reason = reasons.get(err.errno, err.strerror or str(err))
     return OutputError(err.errno, f"cannot write {path}: {reason}")
 
 
@@ -109,6 +112,7 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
         raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
     fd, tmp = _temp_beside(path)
+    f: IO[Any]
     try:
         if mode == "wb":
             f = os.fdopen(fd, "wb")

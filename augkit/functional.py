@@ -200,7 +200,7 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     size = 2 * int(math.ceil(half)) + 1
     c = (size - 1) / 2
     line = np.clip(half + 1 - np.abs(np.arange(size) - c), 0, 1).astype(np.float32)
-    kernel = np.zeros((size, size), np.float32)
+    kernel: np.ndarray = np.zeros((size, size), np.float32)
     kernel[size // 2] = line
     if angle % 180:
         rot = cv2.getRotationMatrix2D((c, c), angle, 1.0)
@@ -258,6 +258,7 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         raise RuntimeError("OpenCV could not encode the image as JPEG")
     dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    assert dec is not None   # the buffer was just encoded by OpenCV
     dec = _restore_channels(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB) if rgb else dec, color)
     if color is image:
         return dec

@@ -51,6 +51,7 @@ class Scheme:
     parts: tuple = ()
     mirror_parts: tuple = ()
     builtin: bool = field(default=False, compare=False)
+    _perm: np.ndarray = field(init=False, repr=False, compare=False)   # set in __post_init__
 
     def __post_init__(self):
         where = f"scheme {self.name!r}"
@@ -187,7 +188,7 @@ def _parts_field(value, where: str) -> tuple:
     """The ``parts`` field of a scheme file: a mapping name -> [low, high] or "low-high"."""
     if not isinstance(value, dict):
         raise ValueError(f"{where}: parts must be a mapping name -> [low, high], got {type(value).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
-    out = []
+    out: list[tuple[str, tuple]] = []
     for name, rng in value.items():
         if isinstance(rng, str):
             out.extend(parse_parts(f"{name}:{rng}", f"{where}: parts"))

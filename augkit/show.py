@@ -99,6 +99,7 @@ def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", 
             continue
         _check_points_fit(points, sch, source)
         res = pipe(image, points, rng=rng)
+        assert res.points is not None   # points were given, so the result has them
         tiles.append(draw_points(res.image, res.points, sch, res.visible, radius=max(1, size // 80), colour=colour))
     if skipped is not None:
         skipped.extend(reasons)

@@ -24,7 +24,7 @@ from ._checks import Range, check_p
 
 __all__ = ["REGISTRY", "GeometricStep", "PhotometricStep", "Plan", "Step", "step_from_dict"]
 
-REGISTRY: dict[str, type] = {}
+REGISTRY: dict[str, type[Step]] = {}
 
 
 def _plain(value):
@@ -93,7 +93,7 @@ class Step:
     geometric = False
     flips = False  # True for a leaf that mirrors the image (its points then swap left/right)
     random_values = False  # True for steps that draw more than their ranges (noise, positions, seeds)
-    record_keys = None  # the keys a record entry must have; None: the names of the ranges
+    record_keys: tuple[str, ...] | None = None  # the keys a record entry must have; None: the names of the ranges
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

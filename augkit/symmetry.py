@@ -252,6 +252,7 @@ def _segment_pairs(mirrored, shape, seg, chains, span: int = 3):
         cost[ok] = ((mirrored[pts[ok]] - shape[b[kb[ok]]]) ** 2).sum(axis=1)
         if best is None or cost.sum() < best[0]:
             best = (cost.sum(), np.where(ok, b[np.clip(kb, 0, m - 1)], pts))
+    assert best is not None   # the loop over the offsets always runs (span >= 0)
     return list(zip(pts.tolist(), best[1].tolist()))
 
 

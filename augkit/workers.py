@@ -51,7 +51,7 @@ def worker_context():
     return cls() if cls is not None else None
 
 
-_FORK_CONTEXT = []
+_FORK_CONTEXT: list[type | None] = []   # the class, once built
 
 
 def _fork_context_class():

@@ -13,8 +13,10 @@ import itertools
 import logging
 import os
 import re
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .table import DatasetError, Skips
 
@@ -108,7 +110,8 @@ def _parse_plain(values: bytes, sep: int, n: int):
     d_at = np.flatnonzero(is_digit)
     f_at = field_of[d_at]
     place = digits_to_end[f_at] - csum[d_at]
-    vals = np.bincount(f_at, weights=(b[d_at] - 48) * _P10[place], minlength=n)
+    # with weights, bincount gives float64 (numpy's stubs say intp whatever the weights)
+    vals = cast(npt.NDArray[np.float64], np.bincount(f_at, weights=(b[d_at] - 48) * _P10[place], minlength=n))
     if dot_field is not None:
         vals[dot_field] /= _P10[frac]
     if neg is not None:
@@ -183,11 +186,12 @@ def _check_header(label: str, columns: list, line_no: int = 1) -> str:
         templates.add(re.sub(r"\d+(?=\D*$)", "{i}", marked) if found else marked)
         letters.append((cx[axis], cy[axis]))
     if len(templates) == 1 and None not in numbers:
+        nums = [k for k in numbers if k is not None]   # all of them
         template = templates.pop()
-        expected = list(range(numbers[0], numbers[0] + len(numbers)))
-        if numbers[0] not in (0, 1) or numbers != expected:
-            j = next((i for i, (a, b) in enumerate(zip(numbers, expected)) if a != b), 0)
-            if numbers[0] not in (0, 1):
+        expected = list(range(nums[0], nums[0] + len(nums)))
+        if nums[0] not in (0, 1) or nums != expected:
+            j = next((i for i, (a, b) in enumerate(zip(nums, expected)) if a != b), 0)
+            if nums[0] not in (0, 1):
                 expected[0] = 0
             bad(1 + 2 * j, repr(template.replace("{i}", str(expected[j])).replace("\0", letters[j][0])))
         return f"{template.replace(chr(0), letters[0][0])} / {template.replace(chr(0), letters[0][1])}"
@@ -257,7 +261,8 @@ def parse_table(label: str, header: bool | None, strict: bool) -> Parsed:
             header = len(cells) < 2 or sum(not is_number(v) for v in values) > len(values) // 2
         blocks = _line_blocks(f, rest if header else (first.encode() + b"\n" + rest))
         start_no = first_no + 1 if header else first_no
-        expected, pending = len(cells), None
+        expected = len(cells)
+        pending: list[bytes] | None = None
         if not header:
             pending = next(blocks, [])
             counts = [ln.count(sep.encode()) + 1 for ln in pending if ln.strip(b"\r")]
@@ -324,11 +329,11 @@ def _parse_block(lines, start_no, sep: bytes, expected: int, columns, label, ski
         rows = vals.reshape(len(rests), width)
     bad = ~np.isfinite(rows).all(axis=1)
     if bad.any():
-        for r in np.flatnonzero(bad):
-            tokens = rests[r].split(sep)
+        for row in np.flatnonzero(bad):
+            tokens = rests[row].split(sep)
             j, why = next(((j, w) for j, t in enumerate(tokens) if (w := _field_problem(t))),
                           (0, "cannot be read as numbers"))
-            skips.add(label, block_nos[r], f"file {block_names[r]!r}: field {columns[j + 1]} {why}")
+            skips.add(label, block_nos[row], f"file {block_names[row]!r}: field {columns[j + 1]} {why}")
         keep = np.flatnonzero(~bad)
         rows = rows[keep]
         block_names = [block_names[i] for i in keep]

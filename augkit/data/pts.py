@@ -91,16 +91,18 @@ def read_pts(folder, strict: bool = False) -> LandmarkTable:
             continue
         found.append((img, pts, p))
     if not found:
-        return LandmarkTable([], np.zeros((0, 0, 2)), skips.items, root, "pts", folder)
+        return LandmarkTable(np.array([], dtype=str), np.zeros((0, 0, 2)), skips.items, root, "pts", folder)
     ks = np.array([len(f[1]) for f in found])
     vals, freq = np.unique(ks, return_counts=True)
     k = int(vals[np.argmax(freq)])
-    files, pts = [], []
+    files: list[str] = []
+    kept: list[np.ndarray] = []
     for img, p, src in found:
         if len(p) != k:
             skips.add(src, None, f"{len(p)} points, the other files have {k}")
             continue
         files.append(img)
-        pts.append(p)
-    return LandmarkTable(files, np.stack(pts) if pts else np.zeros((0, k, 2)), skips.items, root, "pts", folder)
+        kept.append(p)
+    return LandmarkTable(np.array(files, dtype=str), np.stack(kept) if kept else np.zeros((0, k, 2)), skips.items,
+                         root, "pts", folder)
 

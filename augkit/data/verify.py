@@ -50,7 +50,7 @@ def _far_outside(points: np.ndarray, sizes: np.ndarray, margin: float = OUTSIDE_
     for s in range(0, len(points), rows):
         p = points[s:s + rows]
         wh = sizes[s:s + rows, None, :].astype(np.float32)
-        out = ((p < -margin * wh) | (p > (1 + margin) * wh)).any(axis=2)
+        out = np.any((p < -margin * wh) | (p > (1 + margin) * wh), axis=2)
         for r in np.flatnonzero(out.any(axis=1)):
             k = int(np.argmax(out[r]))
             found[s + int(r)] = (k, float(p[r, k, 0]), float(p[r, k, 1]), int(out[r].sum()))
