@@ -244,7 +244,7 @@ def test_one_default_worker_count(monkeypatch):
 
 
 def test_header_sizes_are_width_height_like_image_size(tmp_path):
-    from augkit.tta import predictor as P
+    from augkit.tta import sources as P   # ViewSource and the header sizes live here
     path = tmp_path / "wide.png"
     cv2.imwrite(str(path), np.zeros((40, 50, 3), np.uint8))          # h=40, w=50
     assert P._header_wh(str(path)) == image_size(path) == (50, 40)
