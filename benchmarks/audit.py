@@ -92,6 +92,8 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preprocess", default=None, choices=["crop", "letterbox"],
+                    help="passed to the audit's fold trainings (default: augkit train's)")
     ap.add_argument("--skip-training", action="store_true", help="the audit only, no clean/corrupted/excluded runs")
     ap.add_argument("--reuse", action="store_true", help="keep an audit.csv already in --work (same seed)")
     a = ap.parse_args(argv)
@@ -100,6 +102,8 @@ def main(argv=None):
     cli = [sys.executable, "-m", "augkit.cli"]
     train_opts = ["--backbone", a.backbone, "--size", str(a.size), "--epochs", str(a.epochs), "--val-group", "person",
                   "--batch-size", "32", "--workers", "1", "--seed", str(a.seed), "--quiet"]
+    if a.preprocess:
+        train_opts += ["--preprocess", a.preprocess]
     out = work / "audit"
     if a.reuse and (out / "audit.csv").is_file():
         dt = float("nan")
