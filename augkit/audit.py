@@ -1,148 +1,319 @@
-"""Scoring landmark labels against out-of-fold predictions: which label is most likely wrong, and how.
+"""Scoring landmark labels: which label is most likely wrong, and how (numpy only; the runner that
+trains the fold models and predicts out of fold is ``augkit.tta.audit``).
 
-Everything is per image and vectorised over a chunk of images; numpy only (the runner that trains
-the fold models and predicts is ``augkit.tta.audit``).
+Each image has a label ``L`` (K, 2), an out-of-fold prediction ``P`` (K, 2) from a model that never
+saw ``L``, and the TTA spread ``S`` (K,) of that prediction. Lengths are in units of the face size
+``d`` of the prediction (the distance between the scheme's ``norm`` points, else the diagonal of the
+points' box), so images of any size compare. Three things can be wrong with a label, and each has
+its own statistic, measured against what right labels show on the same set:
 
-For one image with label ``L`` (K, 2), prediction ``P`` (K, 2) and TTA spread ``S`` (K,):
+- **pose** (statistics ``shift`` and ``scale``): where and how large the label is against the
+  prediction: the similarity transform (translation / d; log scale and rotation) that takes ``P``
+  onto ``L``, less the model's typical bias over the set, divided by this image's own pose
+  uncertainty: how far the TTA views disagree on the face's place, size and angle
+  (:func:`pose_spread`; with one view, the model's typical pose error over the set, median and MAD).
+  A whole-label shift or scaling stands out here, where the per-point noise of the model averages
+  away, and a face the views disagree on is not blamed on its label.
+- **fit** (``fit_all``, ``fit_top``): the shape of the label against the prediction once the best
+  similarity has taken one onto the other: each point's residual divided by ``sqrt(sigma_k^2 +
+  (S_k / d)^2)`` (``sigma_k`` the model's typical error on landmark k after the similarity, ``S_k``
+  the views' disagreement on this image); the RMS over all points (a side swap, another face) and
+  over the worst ``max(3, 5% of K)`` (a few points).
+- **shape** (``shape_top``): whether the label is a plausible face at all, without the model: the
+  label aligned to the set's mean shape (rotation, scale and translation removed, generalised
+  Procrustes) and projected onto the set's principal shape modes (those that hold 95% of the
+  variance, at most 30); a point moved off the face leaves a residual that no combination of modes
+  explains, relative to what right labels leave on that landmark. The worst ``max(3, 5% of K)``
+  points' RMS. A side-swapped label is a mirrored face, which no rotation aligns: it stands out too.
 
-- **size**: residuals are divided by the face size ``d`` of the *prediction* (the distance between
-  the scheme's ``norm`` points, else the diagonal of the points' box), so images of any size
-  compare, and a label of the wrong size does not rescale its own residual;
-- **the model's own uncertainty**: each point's residual is divided by
-  ``sqrt(sigma_k^2 + (S / d)^2)``: ``sigma_k`` is the model's typical normalised error on landmark k
-  (measured on images it never trained on), ``S`` the spread of the TTA views on this image. The
-  result ``z`` is in units of "how far off the model itself could be";
-- **score**: two statistics, the RMS of ``z`` over all points (a whole label off) and over the
-  largest ``max(3, 5% of K)`` values (a few points off), each put in robust standard units over the
-  whole set (median and MAD: most labels are right), the larger of the two (:func:`calibrate`);
-  a label is suspect above ``DEFAULT_THRESHOLD`` of those units;
-- **kind** (for a suspect): ``swap`` when re-indexing the label by the scheme's flip pairs fits at
-  least twice as well (RMS z) and better than any similarity; ``points`` when at most a quarter of
-  the points are far off (z > 3) and the median point fits (z < 1.5); ``shift`` / ``scale`` when
-  the best similarity transform of the label onto the prediction fits at least twice as well and
-  leaves the median point fitting (z < 1.5), named by what moves the points more; ``mismatch``
-  otherwise (no similarity makes it fit: another face's label).
+Every statistic is fitted on the set itself (most labels are right), put on a log scale and in
+robust standard units ``(log t - median) / spread``, the spread matched at the statistic's 95th
+percentile as for a normal law (so each statistic's tail over right labels counts the same); the
+fit is made twice, the second time without the labels the first finds far off. The **score** is the
+largest of the statistics, and a label is suspect above ``DEFAULT_THRESHOLD``. The calibration is
+fitted once (:meth:`LabelAuditor.fit`, on all images or a sample), so any chunk of images is scored
+on its own (:meth:`LabelAuditor.score`): streaming at any N.
+
+The **kind** of a suspect: ``swap`` when re-indexing the label by the scheme's flip pairs makes the
+fit at least twice as good; ``points`` when at most a quarter of the points are far off in the shape
+statistic (``POINT_Z``) and the median point fits (named in ``points``, worst first); ``shift`` / ``scale`` when
+the pose is off while the fit after the similarity is ordinary (named by which of the two moves the
+points more); ``mismatch`` otherwise (no similarity makes it fit: another face's label).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["score_labels", "calibrate", "LabelScore", "point_sigma", "KINDS", "DEFAULT_THRESHOLD", "POINT_Z"]
+__all__ = ["LabelAuditor", "AuditScore", "pose_spread", "STATS", "KINDS", "DEFAULT_THRESHOLD", "POINT_Z"]
 
 KINDS = ("swap", "shift", "scale", "mismatch", "points", "ok")
-DEFAULT_THRESHOLD = 8.0    # calibrated score (robust standard units) above which a label is suspect
-POINT_Z = 3.0              # a point this many "model sigmas" off is named in a `points` diagnosis
+STATS = ("shift", "scale", "fit_all", "fit_top", "shape_top")   # the per-image statistics, in this order
+DEFAULT_THRESHOLD = 4.0    # score (robust standard units of log statistics) above which a label is suspect
+POINT_Z = 3.0              # a point this many typical errors off (model or shape) is named in `points`
+_REFIT_Z = 4.0             # labels above this in any statistic are left out of the final fit of the set's statistics
+_FIRST_Q, _TAIL_Q = 84.13, 95.0   # the percentile each statistic's spread is matched at: first fit, final fit
+_ORDINARY_Z = 2.0          # a statistic below this (robust units) is what right labels show
+_MAX_MODES, _VARIANCE = 30, 0.95
 
 
 @dataclass
-class LabelScore:
-    """Per image of a chunk. Shape: (B,) arrays, ``points`` a list of index lists."""
+class AuditScore:
+    """One chunk of images. Shape: ``stats`` (B, len(STATS)) raw, ``z`` the same in robust units,
+    ``score`` (B,); ``kind``/``points`` lists (the diagnosis if suspect, far-off points worst first);
+    ``mse`` plain MSE in pixels and ``nme`` mean point error / face size, label vs prediction."""
 
-    t_all: np.ndarray        # RMS of z over all points (a whole label off)
-    t_top: np.ndarray        # RMS of the largest max(3, 5% of K) z values (a few points off)
-    kind: list               # the diagnosis if the label is suspect: one of KINDS but "ok"
-    points: list             # the far-off point indices (`points`), worst first; [] otherwise
-    nme: np.ndarray          # plain mean point error / face size (label vs prediction)
-    mse: np.ndarray          # plain MSE in pixels (label vs prediction)
+    stats: np.ndarray
+    z: np.ndarray
+    score: np.ndarray
+    kind: list
+    points: list
+    mse: np.ndarray
+    nme: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+def _c(x: np.ndarray) -> np.ndarray:
+    return x[..., 0] + 1j * x[..., 1]
 
 
 def _face_size(pts: np.ndarray, norm) -> np.ndarray:
     if norm is not None:
-        return np.linalg.norm(pts[:, norm[0]] - pts[:, norm[1]], axis=-1)
-    return np.linalg.norm(np.nanmax(pts, axis=1) - np.nanmin(pts, axis=1), axis=-1)
+        d = np.linalg.norm(pts[:, norm[0]] - pts[:, norm[1]], axis=-1)
+    else:
+        d = np.linalg.norm(np.nanmax(pts, axis=1) - np.nanmin(pts, axis=1), axis=-1)
+    return np.maximum(d, 1e-9)
 
 
-def point_sigma(labels, preds, norm=None, floor: float = 1e-3) -> np.ndarray:
-    """The model's typical normalised error per landmark, robustly: 1.2 x the median over images
-    of ``|label - prediction| / face size`` (the RMS of a 2-D Gaussian error is 1.2 x its median,
-    and the median ignores the few wrong labels). Shape: (N, K, 2) x 2 -> (K,)."""
-    lab, pr = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
-    d = np.maximum(_face_size(pr, norm), 1e-9)
-    r = np.linalg.norm(lab - pr, axis=-1) / d[:, None]
-    return np.maximum(1.2 * np.nanmedian(r, axis=0), floor)
+def _similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None):
+    """Weighted least-squares similarity taking each src onto its dst, batched, in complex form
+    (``dst - m_dst ~ c (src - m_src)``, ``c = s e^{i theta}``). Shape: (B, K) complex x 2, w (B, K)
+    -> (mapped src (B, K) complex, c (B,), m_src (B,), m_dst (B,))."""
+    w = np.ones(src.shape, np.float64) if w is None else w
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+    ms, md = (w * src).sum(axis=1), (w * dst).sum(axis=1)
+    a, b = src - ms[:, None], dst - md[:, None]
+    c = (w * np.conj(a) * b).sum(axis=1) / np.maximum((w * np.abs(a) ** 2).sum(axis=1), 1e-300)
+    return c[:, None] * a + md[:, None], c, ms, md
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray):
-    """Weighted least-squares similarity (scale, rotation, translation) taking each src onto dst,
-    batched. Shape: (B, K, 2) x 2, w (B, K) -> mapped src (B, K, 2), scale (B,)."""
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    ms = (w[..., None] * src).sum(axis=1, keepdims=True)
-    md = (w[..., None] * dst).sum(axis=1, keepdims=True)
-    a, b = src - ms, dst - md
-    # complex form: b ~ c * a with c = s e^{i theta}
-    za, zb = a[..., 0] + 1j * a[..., 1], b[..., 0] + 1j * b[..., 1]
-    c = (w * np.conj(za) * zb).sum(axis=1) / np.maximum((w * np.abs(za) ** 2).sum(axis=1), 1e-12)
-    mapped = c[:, None] * za
-    out = np.stack([mapped.real, mapped.imag], axis=-1) + md
-    return out, np.abs(c)
+def _normalised(z: np.ndarray) -> np.ndarray:
+    """Shapes centred and scaled to unit RMS radius. Shape: (B, K) complex."""
+    z = z - z.mean(axis=1, keepdims=True)
+    return z / np.maximum(np.sqrt((np.abs(z) ** 2).mean(axis=1, keepdims=True)), 1e-300)
 
 
-def _rms(z: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.nanmean(z ** 2, axis=1))
+def _top_rms(z: np.ndarray, top: int) -> np.ndarray:
+    return np.sqrt(np.mean(np.sort(z ** 2, axis=1)[:, -top:], axis=1))
 
 
-def score_labels(labels, preds, spread, sigma, perm=None, norm=None) -> LabelScore:
-    """Raw statistics and the diagnosis of a chunk of labels (see the module docstring); the score
-    comes from :func:`calibrate` once every image's statistics are known.
+def _robust(t: np.ndarray, axis=0):
+    """(median, 1.4826 MAD) along ``axis``."""
+    m = np.median(t, axis=axis)
+    return m, np.maximum(1.4826 * np.median(np.abs(t - m), axis=axis), 1e-9)
+
+
+def pose_spread(members: np.ndarray, merged: np.ndarray, norm=None) -> np.ndarray:
+    """How much the TTA views disagree on where the face is, how large and how turned: the spread
+    over views of the similarity taking the merged prediction onto each view's (the norm of the
+    translation's standard deviations / face size; of the log scale; of the rotation in radians).
+    Shape: members (B, M, K, 2), merged (B, K, 2) -> (B, 3); zeros for a single view."""
+    b, m, k = members.shape[:3]
+    zm = _c(np.asarray(members, np.float64)).reshape(b * m, k)
+    zp = np.repeat(_c(np.asarray(merged, np.float64)), m, axis=0)
+    _, c, ms, md = _similarity(zp, zm)
+    d = np.repeat(_face_size(np.asarray(merged, np.float64), norm), m)
+    t = (md - ms) / d
+    pose = np.stack([t.real, t.imag, np.log(np.maximum(np.abs(c), 1e-12)), np.angle(c)], axis=1).reshape(b, m, 4)
+    sd = pose.std(axis=1)
+    return np.stack([np.hypot(sd[:, 0], sd[:, 1]), sd[:, 2], sd[:, 3]], axis=1)
+
+
+def _upper(t: np.ndarray, q: float):
+    """(median, one-sided spread) along axis 0, the spread matched at the ``q``-th percentile as for
+    a normal law (``(q95 - median) / 1.645``): each statistic's upper tail over right labels maps to
+    the same units, so the largest of them is not always the one whose right labels have the longest
+    tail, and a log statistic's long lower tail near 0 counts for nothing."""
+    m = np.median(t, axis=0)
+    return m, np.maximum((np.percentile(t, q, axis=0) - m) / NormalDist().inv_cdf(q / 100), 1e-9)
+
+
+class LabelAuditor:
+    """The statistics of one set of labels and out-of-fold predictions (:meth:`fit`, once, on all
+    images or a random sample), then the score and diagnosis of any chunk (:meth:`score`).
 
     Args:
-        labels, preds: (B, K, 2) pixels. spread: (B, K) pixels. sigma: (K,) from :func:`point_sigma`.
-        perm: the scheme's flip permutation (None or the identity: no ``swap`` diagnosis).
-        norm: the scheme's two norm points (None: the box diagonal).
+        perm: the scheme's flip permutation (None, or the identity: no ``swap`` diagnosis).
+        norm: the scheme's two norm points (None: the points' box diagonal is the face size).
     """
-    lab, pr = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
-    b, k = lab.shape[:2]
-    d = np.maximum(_face_size(pr, norm), 1e-9)[:, None]
-    s_eff = np.sqrt(np.asarray(sigma, np.float64)[None] ** 2 + (np.asarray(spread, np.float64) / d) ** 2)
 
-    def z_of(candidate):
-        return np.linalg.norm(candidate - pr, axis=-1) / d / s_eff
+    def __init__(self, perm=None, norm=None):
+        self.perm = None if perm is None else np.asarray(perm, np.int64)
+        if self.perm is not None and np.array_equal(self.perm, np.arange(len(self.perm))):
+            self.perm = None
+        self.norm = None if norm is None else tuple(int(i) for i in norm)
 
-    z = z_of(lab)
-    top = max(3, int(np.ceil(0.05 * k)))
-    t_all = _rms(z)
-    t_top = np.sqrt(np.mean(np.sort(np.nan_to_num(z, nan=0.0) ** 2, axis=1)[:, -top:], axis=1))
-    err = np.linalg.norm(lab - pr, axis=-1)
-    nme = np.nanmean(err, axis=1) / d[:, 0]
-    mse = np.nanmean((lab - pr) ** 2, axis=(1, 2))
-    has_swap = perm is not None and not np.array_equal(np.asarray(perm), np.arange(k))
-    e_swap = _rms(z_of(lab[:, np.asarray(perm)])) if has_swap else np.full(b, np.inf)
-    mapped, scale = _similarity(lab, pr, 1.0 / s_eff ** 2)
-    z_sim = z_of(mapped)
-    e_sim = _rms(z_sim)
-    # what the similarity moves the points by: translation of the centre vs scaling about it
-    centre_move = np.linalg.norm(mapped.mean(axis=1) - lab.mean(axis=1), axis=-1) / d[:, 0]
-    radius = np.sqrt(((lab - lab.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1)) / d[:, 0]
-    scale_move = np.abs(scale - 1) * radius
-    kinds: list[str] = []
-    far: list[list[int]] = []
-    for i in range(b):
-        bad = np.flatnonzero(z[i] > POINT_Z)
-        if has_swap and e_swap[i] < 0.5 * t_all[i] and e_swap[i] <= e_sim[i]:
-            kinds.append("swap")
-            far.append([])
-        elif 0 < len(bad) <= max(1, k // 4) and np.nanmedian(z[i]) < 1.5:
-            kinds.append("points")
-            far.append(bad[np.argsort(-z[i][bad])].tolist())
-        elif e_sim[i] < 0.5 * t_all[i] and np.nanmedian(z_sim[i]) < 1.5:
-            kinds.append("scale" if scale_move[i] > centre_move[i] else "shift")
-            far.append([])
-        else:
-            kinds.append("mismatch")
-            far.append([])
-    return LabelScore(t_all, t_top, kinds, far, nme, mse)
+    # ------------------------------------------------------------------ the set's statistics
+    def fit(self, labels, preds, spread, pose_sd=None) -> "LabelAuditor":
+        """Fit every statistic on (N, K, 2) labels and predictions and (N, K) spread (finite rows),
+        with the views' (N, 3) :func:`pose_spread` when there is one (then :meth:`score` needs it
+        too). Twice: first with each statistic's spread matched at its 84th percentile, then
+        without the labels that fit finds far off (``_REFIT_Z``), the spread matched at the 95th."""
+        lab, pr = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
+        sp = np.asarray(spread, np.float64)
+        self.with_pose_sd = pose_sd is not None
+        ps = np.asarray(pose_sd, np.float64) if pose_sd is not None else np.zeros((len(lab), 3))
+        if len(lab) < 2:
+            raise ValueError(f"{len(lab)} readable image(s) with predictions: an audit needs at least 2")
+        self.k = lab.shape[1]
+        self.top = max(3, int(np.ceil(0.05 * self.k)))
+        self._fit_once(lab, pr, sp, ps, _FIRST_Q)
+        keep = (self._raw(lab, pr, sp, ps)["z"] < _REFIT_Z).all(axis=1)
+        if keep.sum() >= max(2, len(lab) // 2):   # else most labels look wrong: keep the first fit
+            self._fit_once(lab[keep], pr[keep], sp[keep], ps[keep], _TAIL_Q)
+        return self
 
+    def _fit_once(self, lab, pr, sp, ps, q):
+        d = _face_size(pr, self.norm)
+        zl, zp = _c(lab), _c(pr)
+        # shape prior: generalised Procrustes mean, then principal modes of the aligned shapes
+        mean = _normalised(zl[:1])[0] if len(zl) == 1 else _normalised(np.median(zl, axis=0)[None])[0]
+        for _ in range(3):
+            aligned = self._align(zl, mean)
+            mean = _normalised(aligned.mean(axis=0)[None])[0]
+        self.mean_shape = mean
+        x = self._flat(self._align(zl, mean) - mean)
+        cov = x.T @ x / len(x)
+        val, vec = np.linalg.eigh(cov)
+        val, vec = val[::-1], vec[:, ::-1]
+        share = np.cumsum(val) / max(val.sum(), 1e-300)
+        m = int(min(_MAX_MODES, np.searchsorted(share, _VARIANCE) + 1, max(1, len(x) - 1)))
+        self.modes = vec[:, :m]
+        self.shape_sigma = np.maximum(1.2 * np.median(self._shape_residual(zl, robust=False), axis=0), 1e-6)
+        # model residual after the similarity, per landmark
+        mapped, c, ms, md = _similarity(zl, zp)
+        self.fit_sigma = np.maximum(1.2 * np.median(np.abs(mapped - zp) / d[:, None], axis=0), 1e-6)
+        # the model's pose error: robust centre and scale of each similarity parameter
+        pose = self._pose(zl, zp, d)
+        self.pose_centre, self.pose_scale = _robust(pose)
+        # a floor under the views' pose spread (a tenth of its median): no division by ~0
+        self.pose_floor = np.maximum(0.1 * np.median(ps, axis=0), 1e-9)
+        self.stat_centre, self.stat_scale = _upper(np.log(np.maximum(self._stats(lab, pr, sp, ps)["stats"], 1e-12)), q)
 
-def calibrate(t_all, t_top) -> np.ndarray:
-    """The score of every image from the raw statistics of all of them: each statistic in robust
-    standard units over the set (``(t - median) / (1.4826 MAD)``: most labels are right, so this is
-    the spread of right labels), the larger of the two. Shape: (N,) x 2 -> (N,)."""
-    def robust(t):
-        t = np.asarray(t, np.float64)
-        m = np.nanmedian(t)
-        mad = 1.4826 * np.nanmedian(np.abs(t - m))
-        return (t - m) / max(mad, 1e-9)
-    return np.maximum(robust(t_all), robust(t_top))
+    @staticmethod
+    def _align(z: np.ndarray, ref: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        """Each shape rotated and scaled onto ``ref`` (unit RMS radius, centred) with weights ``w``
+        (B, K) on the points: centred on its weighted mean, scaled to the weighted RMS radius of
+        ``ref`` (not least squares, which would shrink a shape that fits badly), rotated by the
+        weighted least-squares angle, put on ``ref``'s weighted mean. Shape: (B, K) complex."""
+        w = np.ones(z.shape) if w is None else w
+        w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+        zc = z - (w * z).sum(axis=1, keepdims=True)
+        ref_mean = (w * ref[None]).sum(axis=1, keepdims=True)
+        rc = ref[None] - ref_mean
+        scale = np.sqrt((w * np.abs(rc) ** 2).sum(axis=1, keepdims=True)
+                        / np.maximum((w * np.abs(zc) ** 2).sum(axis=1, keepdims=True), 1e-300))
+        rot = (w * np.conj(zc) * rc).sum(axis=1, keepdims=True)
+        return zc * scale * rot / np.maximum(np.abs(rot), 1e-300) + ref_mean
+
+    @staticmethod
+    def _flat(z: np.ndarray) -> np.ndarray:
+        return np.concatenate([z.real, z.imag], axis=1)
+
+    def _shape_residual(self, zl: np.ndarray, robust: bool = True) -> np.ndarray:
+        """Per point, how far the label is from the best combination of the set's shape modes
+        (units of the shape's RMS radius). ``robust``: aligned and projected a second time with the
+        points the first pass puts over ``POINT_Z`` left out, so a few moved points neither turn the
+        alignment nor leak into the others' residuals. Shape: (B, K)."""
+        x = self._flat(self._align(zl, self.mean_shape) - self.mean_shape[None])
+        r = x - (x @ self.modes) @ self.modes.T
+        res = np.hypot(r[:, :self.k], r[:, self.k:])
+        if not robust:
+            return res
+        w = (res / self.shape_sigma <= POINT_Z).astype(np.float64)
+        redo = (w.sum(axis=1) >= self.k / 2) & (w.sum(axis=1) < self.k)   # a few points far off
+        if not redo.any():
+            return res
+        wr = w[redo]
+        x = self._flat(self._align(zl[redo], self.mean_shape, wr) - self.mean_shape[None])
+        w2 = np.concatenate([wr, wr], axis=1)
+        gram = np.einsum("km,bk,kn->bmn", self.modes, w2, self.modes)
+        coef = np.linalg.solve(gram + 1e-9 * np.eye(gram.shape[1]), ((w2 * x) @ self.modes)[..., None])[..., 0]
+        r = x - coef @ self.modes.T
+        res[redo] = np.hypot(r[:, :self.k], r[:, self.k:])
+        return res
+
+    def _pose(self, zl, zp, d) -> np.ndarray:
+        """(tx / d, ty / d, log scale, rotation) of the similarity taking the prediction onto the
+        label. Shape: (B, 4)."""
+        _, c, ms, md = _similarity(zp, zl)
+        t = (md - ms) / d
+        return np.stack([t.real, t.imag, np.log(np.maximum(np.abs(c), 1e-12)), np.angle(c)], axis=1)
+
+    # ------------------------------------------------------------------ per chunk
+    def _stats(self, lab, pr, sp, ps) -> dict:
+        d = _face_size(pr, self.norm)
+        zl, zp = _c(lab), _c(pr)
+        s_eff = np.sqrt(self.fit_sigma[None] ** 2 + (np.nan_to_num(sp) / d[:, None]) ** 2)
+
+        def fit_z(candidate):
+            mapped = _similarity(candidate, zp, 1.0 / s_eff ** 2)[0]
+            return np.abs(mapped - zp) / d[:, None] / s_eff
+
+        zf = fit_z(zl)
+        pose_raw = self._pose(zl, zp, d)
+        pose = pose_raw - self.pose_centre
+        if self.with_pose_sd:   # in units of this image's own pose uncertainty: how far its views disagree
+            sd = np.sqrt(ps ** 2 + self.pose_floor ** 2)
+            pose = pose / sd[:, [0, 0, 1, 2]] * (np.sqrt(2), np.sqrt(2), 1, 1)   # sd[:, 0] is of both axes
+        else:                   # in units of the model's typical pose error over the set
+            pose = pose / self.pose_scale
+        zs = self._shape_residual(zl, robust=False) / self.shape_sigma
+        stats = np.stack([np.hypot(pose[:, 0], pose[:, 1]), np.hypot(pose[:, 2], pose[:, 3]),
+                          np.sqrt((zf ** 2).mean(axis=1)),
+                          _top_rms(zf, self.top), _top_rms(zs, self.top)], axis=1)
+        radius = np.sqrt((np.abs(zp - zp.mean(axis=1, keepdims=True)) ** 2).mean(axis=1)) / d
+        out = {"stats": stats, "zf": zf, "zs": zs, "pose": pose, "d": d, "radius": radius,
+               "pose_raw": pose_raw}
+        if self.perm is not None:
+            out["swap_fit"] = np.sqrt((fit_z(zl[:, self.perm]) ** 2).mean(axis=1))
+        return out
+
+    def _raw(self, lab, pr, sp, ps) -> dict:
+        out = self._stats(lab, pr, sp, ps)
+        out["z"] = (np.log(np.maximum(out["stats"], 1e-12)) - self.stat_centre) / self.stat_scale
+        return out
+
+    def score(self, labels, preds, spread, pose_sd=None, threshold: float = DEFAULT_THRESHOLD) -> AuditScore:
+        """Score and diagnose a chunk: (B, K, 2) labels and predictions in pixels, (B, K) spread,
+        (B, 3) :func:`pose_spread` if the fit had one."""
+        lab, pr = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
+        if self.with_pose_sd and pose_sd is None:
+            raise ValueError("the auditor was fitted with the views' pose spread: score needs it too")
+        ps = np.asarray(pose_sd, np.float64) if pose_sd is not None else np.zeros((len(lab), 3))
+        r = self._raw(lab, pr, np.asarray(spread, np.float64), ps)
+        z = r["z"]
+        score = z.max(axis=1)
+        err = np.linalg.norm(lab - pr, axis=-1)
+        kinds: list[str] = ["ok"] * len(lab)
+        far: list[list[int]] = [[] for _ in range(len(lab))]
+        i_all = STATS.index("fit_all")
+        for i in np.flatnonzero(score > threshold):
+            point_z = self._shape_residual(_c(lab[i:i + 1]))[0] / self.shape_sigma   # robust: a few points off
+            bad = np.flatnonzero(point_z > POINT_Z)
+            if self.perm is not None and r["swap_fit"][i] < 0.5 * r["stats"][i, i_all]:
+                kinds[i] = "swap"
+            elif 0 < len(bad) <= max(1, self.k // 4) and np.median(point_z) < 1.5 and z[i, i_all] < z[i].max():
+                kinds[i], far[i] = "points", bad[np.argsort(-point_z[bad])].tolist()
+            elif z[i, :2].max() >= threshold and z[i, i_all] < _ORDINARY_Z:
+                # which moves the points more: the translation, or the scaling about the centre
+                shift = np.hypot(*r["pose_raw"][i, :2])
+                scale = abs(np.expm1(r["pose_raw"][i, 2]))
+                kinds[i] = "scale" if scale * r["radius"][i] > shift else "shift"
+            else:
+                kinds[i] = "mismatch"
+        return AuditScore(r["stats"], z, score, kinds, far, np.mean((lab - pr) ** 2, axis=(1, 2)),
+                          err.mean(axis=1) / r["d"])

@@ -3,10 +3,12 @@ each label (:mod:`augkit.audit` does the scoring).
 
 The images are split into K folds (whole groups, e.g. people, when a group regex is given). For each
 fold an ordinary ``augkit train`` run (``OUT/fold<i>``) trains on the other folds, with the fold
-left out through ``--exclude``; its best checkpoint then predicts the fold with TTA. The model's
-typical error per landmark is measured on the run's own validation images (never trained on). Each
-fold's rows go to ``OUT/fold<i>/audit_rows.csv`` as they are scored (one row per image), so an
-interrupted audit resumes with the folds still missing, and memory grows by one row per image.
+left out through ``--exclude``; its best checkpoint then predicts the fold with TTA (default ``full``:
+the views' disagreement on the face's place and size is each image's own pose uncertainty). The
+predictions go to ``OUT/fold<i>/oof_*.npy`` (float32, streamed, renamed once complete), so an
+interrupted audit resumes with the folds still missing. Then :class:`augkit.audit.LabelAuditor`
+fits the set's statistics on a sample of at most ``FIT_SAMPLE`` images and scores every image in
+chunks; memory grows by one row of audit.csv per image.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from augkit.audit import DEFAULT_THRESHOLD, calibrate, point_sigma, score_labels
+from augkit.audit import DEFAULT_THRESHOLD, LabelAuditor, pose_spread
 from augkit.config import atomic_write_text
 from augkit.data.run_folder import RunFolder
 
@@ -30,7 +32,6 @@ FOLD_DONE = "fold.json"   # written into a fold's run folder once its training f
 __all__ = ["run_audit", "AuditResult", "assign_folds", "write_fixed", "COLUMNS"]
 
 COLUMNS = ["file_name", "score", "kind", "points", "suspect", "mse", "nme", "fold", "row"]
-_RAW = ["file_name", "t_all", "t_top", "kind", "points", "mse", "nme", "fold", "row"]
 
 
 @dataclass
@@ -103,60 +104,110 @@ def _train_fold(train_cfg, data, fold_dir, heldout, resume: bool, log):
     folder.write_json(FOLD_DONE, {"trained": True})
 
 
-def _val_sigma(model, predictor, fold_dir, scheme, limit: int = 2000):
-    """The model's typical normalised error per landmark on its run's validation images."""
-    from augkit.data import read_dataset
-    split = RunFolder(fold_dir).read_split()
-    table = read_dataset(split["data"], format=split.get("format"))
-    root = split.get("root") or table.root
-    val = set(split["val"][:limit])
-    idx = [i for i, f in enumerate(table.files) if os.path.relpath(f, root) in val]
-    if len(idx) < 2:
-        return None
-    res = predictor.predict([table.files[i] for i in idx])
-    ok = res.ok
-    return point_sigma(table.points[idx][ok], res.points[ok], scheme.norm)
+# a fold's out-of-fold predictions: points (n, K, 2), spread (n, K), views' pose spread (n, 3)
+OOF_POINTS, OOF_SPREAD, OOF_POSE = "oof_points.npy", "oof_spread.npy", "oof_pose_spread.npy"
+FIT_SAMPLE = 10_000        # images (at most) the set-wide statistics of the score are fitted on
+SCORE_CHUNK = 2048         # images scored at a time
 
 
-def _score_fold(predictor, files, labels, rows, fold, sigma, scheme, out_path, progress):
-    """Predict and score one fold, writing its raw rows (atomically, at the end)."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(_RAW)
-    perm = scheme.perm if scheme.flip_pairs else None
-    for chunk in predictor.iter_predict(files, progress=progress):
+def _oof_paths(fold_dir):
+    return tuple(os.path.join(fold_dir, name) for name in (OOF_POINTS, OOF_SPREAD, OOF_POSE))
+
+
+def _predicted(fold_dir) -> bool:
+    return all(os.path.isfile(p) for p in _oof_paths(fold_dir))
+
+
+def _predict_fold(predictor, files, fold_dir, progress):
+    """The fold's out-of-fold predictions on disk, streamed: ``oof_points.npy`` (n, K, 2) and
+    ``oof_spread.npy`` (n, K) float32 in original pixels, NaN rows for unreadable images, and the
+    views' :func:`augkit.audit.pose_spread` ``oof_pose_spread.npy`` (n, 3); written under temporary
+    names and renamed once complete (a fold with all three files is done)."""
+    from numpy.lib.format import open_memmap
+    n, k = len(files), predictor.scheme.n_points
+    final = _oof_paths(fold_dir)
+    tmp = [p[:-4] + ".partial.npy" for p in final]
+    arrays = [open_memmap(t, mode="w+", dtype=np.float32, shape=shape)
+              for t, shape in zip(tmp, ((n, k, 2), (n, k), (n, 3)))]
+    pts, spr, pose = arrays
+    norm = predictor.scheme.norm
+    for chunk in predictor.iter_predict(files, progress=progress, keep_members=True):
         sl = slice(chunk.start, chunk.start + len(chunk))
         ok = chunk.ok
-        if not ok.any():
-            continue
-        s = score_labels(labels[sl][ok], chunk.points[ok], chunk.spread[ok], sigma, perm, scheme.norm)
-        for j, i in enumerate(np.flatnonzero(ok) + chunk.start):
-            w.writerow([os.path.basename(files[i]), f"{s.t_all[j]:.5g}", f"{s.t_top[j]:.5g}", s.kind[j],
-                        " ".join(map(str, s.points[j][:20])), f"{s.mse[j]:.5g}", f"{s.nme[j]:.5g}", fold, rows[i]])
-    atomic_write_text(out_path, buf.getvalue())
+        pts[sl] = np.where(ok[:, None, None], chunk.points, np.nan)
+        spr[sl] = np.where(ok[:, None], chunk.spread, np.nan)
+        if ok.any():
+            ps = np.full((len(chunk), 3), np.nan)
+            ps[ok] = pose_spread(chunk.members[ok], chunk.points[ok], norm)
+            pose[sl] = ps
+        else:
+            pose[sl] = np.nan
+    for arr in arrays:
+        arr.flush()
+    del pts, spr, pose, arrays
+    for t, p in zip(tmp, final):
+        os.replace(t, p)
 
 
-def _merge(out_dir, folds, threshold):
-    """audit.csv from the folds' raw rows: calibrated score, most suspect first. Holds the two
-    statistics as floats and each row's text once (one row per image)."""
-    texts, t_all, t_top = [], [], []
+def _fold_data(out_dir, fold_of, folds, table):
+    """Per fold: (indices into the table, out-of-fold points, spread, pose spread), memory-mapped."""
     for f in range(folds):
-        with open(os.path.join(out_dir, f"fold{f}", "audit_rows.csv"), encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            next(reader)
-            for r in reader:
-                t_all.append(float(r[1]))
-                t_top.append(float(r[2]))
-                texts.append(r)
-    score = calibrate(np.array(t_all), np.array(t_top))
-    del t_all, t_top
+        pts, spr, pose = (np.load(p, mmap_mode="r") for p in _oof_paths(os.path.join(out_dir, f"fold{f}")))
+        yield f, np.flatnonzero(fold_of == f), pts, spr, pose
+
+
+def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0):
+    """The :class:`LabelAuditor` of this set, its statistics fitted on a random sample of at most
+    ``FIT_SAMPLE`` readable images of all folds."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3141]))
+    n = len(fold_of)
+    take = np.zeros(n, bool)
+    take[rng.choice(n, min(n, FIT_SAMPLE), replace=False)] = True
+    parts: list[list] = [[], [], [], []]
+    for _, idx, pts, spr, pose in _fold_data(out_dir, fold_of, folds, table):
+        sel = np.flatnonzero(take[idx])
+        for part, arr in zip(parts, (table.points[idx[sel]], pts[sel], spr[sel], pose[sel])):
+            part.append(np.asarray(arr, np.float64))
+    lab, pr, sp, pose_sd = (np.concatenate(p) for p in parts)
+    ok = np.isfinite(pr).all(axis=(1, 2))
+    if ok.sum() < 2:
+        raise ValueError(f"only {int(ok.sum())} image(s) could be read and predicted: nothing to audit")
+    perm = scheme.perm if scheme.flip_pairs else None
+    views = pose_sd[ok] if np.nanmax(pose_sd[ok]) > 0 else None   # one view: no pose spread
+    return LabelAuditor(perm, scheme.norm).fit(lab[ok], pr[ok], sp[ok], views)
+
+
+def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0):
+    """audit.csv from the folds' out-of-fold predictions: every image scored in chunks against
+    the set's statistics, most suspect first. Holds a few numbers and one row of text per image."""
+    scorer = _fit_scorer(out_dir, fold_of, folds, table, scheme, seed)
+    names = [os.path.basename(f) for f in table.files]
+    lines = table.lines if table.lines is not None else np.full(len(table), -1)
+    texts, scores = [], []
+    for f, idx, pts, spr, pose in _fold_data(out_dir, fold_of, folds, table):
+        for a in range(0, len(idx), SCORE_CHUNK):
+            ids = idx[a:a + SCORE_CHUNK]
+            pr = np.asarray(pts[a:a + SCORE_CHUNK], np.float64)
+            ok = np.isfinite(pr).all(axis=(1, 2))
+            if not ok.any():
+                continue
+            views = np.asarray(pose[a:a + SCORE_CHUNK], np.float64)[ok] if scorer.with_pose_sd else None
+            s = scorer.score(table.points[ids[ok]], pr[ok], np.asarray(spr[a:a + SCORE_CHUNK], np.float64)[ok],
+                             views, threshold)
+            scores.append(s.score)
+            for j, i in enumerate(ids[ok]):
+                texts.append((names[i], s.kind[j], " ".join(map(str, s.points[j][:20])),
+                              f"{s.mse[j]:.5g}", f"{s.nme[j]:.5g}", f, int(lines[i])))
+    score = np.concatenate(scores) if scores else np.zeros(0)
+    del scores
     order = np.argsort(-score, kind="stable")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(COLUMNS)
-    counts, top = {}, []
+    counts: dict = {}
+    top = []
     for i in order:
-        name, _, _, kind, points, mse, nme, fold, row = texts[i]
+        name, kind, points, mse, nme, fold, row = texts[i]
         suspect = bool(score[i] > threshold)
         kind = kind if suspect else "ok"
         counts[kind] = counts.get(kind, 0) + 1
@@ -168,7 +219,7 @@ def _merge(out_dir, folds, threshold):
     return counts, len(texts), top
 
 
-def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = False,
+def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = False,
               threshold: float = DEFAULT_THRESHOLD, group: str | None = None, device: str = "cpu",
               n_png: int = 8, log=print, progress=None) -> AuditResult:
     """Audit the labels of ``data`` into the folder ``out`` (see the module docstring).
@@ -203,12 +254,9 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = F
     atomic_write_text(plan, json.dumps({"data": os.path.abspath(data), "folds": folds, "group": group,
                                         "files": names, "fold": fold_of.tolist()}) + "\n")
     spec = get_spec(tta)
-    notes, scheme = [], None
-    lines = table.lines if table.lines is not None else np.full(len(table), -1)
     for f in range(folds):
         fold_dir = os.path.join(out, f"fold{f}")
-        rows_path = os.path.join(fold_dir, "audit_rows.csv")
-        if resume and os.path.isfile(rows_path):
+        if resume and _predicted(fold_dir):
             log(f"fold {f + 1}/{folds}: done already")
             continue
         idx = np.flatnonzero(fold_of == f)
@@ -217,22 +265,13 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="flip", resume: bool = F
         atomic_write_text(heldout, "file_name\n" + "".join(f"{names[i]}\n" for i in idx))
         log(f"fold {f + 1}/{folds}: training on {len(table) - len(idx)} images, {len(idx)} held out")
         _train_fold(train_cfg, data, fold_dir, heldout, resume, log)
-        model = load_model(RunFolder(fold_dir).best_pt, device=device)
-        predictor = TTAPredictor(model, spec)
-        scheme = predictor.scheme
-        if f == 0 and not scheme.flip_pairs:
-            notes.append(f"the scheme {scheme.name!r} has no flip pairs: no 'swap' diagnosis")
-        sigma = _val_sigma(model, predictor, fold_dir, scheme)
-        if sigma is None:
-            raise ValueError(f"{fold_dir}: fewer than 2 validation images to measure the model's error; "
-                             "raise --val-fraction")
+        predictor = TTAPredictor(load_model(RunFolder(fold_dir).best_pt, device=device), spec)
         log(f"fold {f + 1}/{folds}: predicting {len(idx)} held-out images with TTA {spec.name}")
-        _score_fold(predictor, [table.files[i] for i in idx], table.points[idx], lines[idx], f, sigma, scheme,
-                    rows_path, progress)
-    counts, n, top = _merge(out, folds, threshold)
+        _predict_fold(predictor, [table.files[i] for i in idx], fold_dir, progress)
+    scheme = load_model(RunFolder(os.path.join(out, "fold0")).best_pt, device=device).scheme
+    notes = [] if scheme.flip_pairs else [f"the scheme {scheme.name!r} has no flip pairs: no 'swap' diagnosis"]
+    counts, n, top = _score_all(out, fold_of, folds, table, scheme, threshold, train_cfg.seed)
     png = _picture(out, table, top[:n_png], tta, device) if top and n_png else None
-    if scheme is None:  # every fold was done already: the scheme of the first fold's model
-        scheme = load_model(RunFolder(os.path.join(out, "fold0")).best_pt, device=device).scheme
     return AuditResult(os.path.join(out, "audit.csv"), png, counts, n,
                        [dict(s) for s in table.skipped], notes, scheme)
 

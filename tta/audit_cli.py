@@ -39,7 +39,9 @@ def _set_by_audit(*flags):
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for audit.csv, audit.png and one run folder per fold.")
 @click.option("--folds", default=3, show_default=True, type=click.IntRange(2, 50), help="Out-of-fold models.")
-@click.option("--tta", default="flip", show_default=True, help="TTA views for the out-of-fold predictions.")
+@click.option("--tta", default="full", show_default=True,
+              help="TTA views for the out-of-fold predictions; their disagreement on the face's place and size "
+                   "is each image's own pose uncertainty (a single view: the set's typical error instead).")
 @click.option("--run", "run_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Take the training options from this run's config.json (options given here override them).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted audit in --out (folds already done are kept).")
