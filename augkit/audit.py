@@ -55,6 +55,7 @@ STATS = ("shift", "scale", "fit_all", "fit_top", "shape_top")   # the per-image 
 DEFAULT_THRESHOLD = 4.0    # score (robust standard units of log statistics) above which a label is suspect
 POINT_Z = 3.0              # a point this many typical errors off (model or shape) is named in `points`
 _REFIT_Z = 4.0             # labels above this in any statistic are left out of the final fit of the set's statistics
+_FIT_CHUNK = 2048           # images whose statistics the fit computes at a time (bounds its temporaries)
 _FIRST_Q, _TAIL_Q = 84.13, 95.0   # the percentile each statistic's spread is matched at: first fit, final fit
 _ORDINARY_Z = 2.0          # a statistic below this (robust units) is what right labels show
 _MAX_MODES, _VARIANCE = 30, 0.95
@@ -132,6 +133,12 @@ def pose_spread(members: np.ndarray, merged: np.ndarray, norm=None) -> np.ndarra
     return np.stack([np.hypot(sd[:, 0], sd[:, 1]), sd[:, 2], sd[:, 3]], axis=1)
 
 
+def _chunked(fn, *arrays) -> np.ndarray:
+    """``fn`` of the arrays' rows ``_FIT_CHUNK`` at a time, concatenated: the fit's temporaries stay
+    those of one chunk, whatever the sample."""
+    return np.concatenate([fn(*(a[i:i + _FIT_CHUNK] for a in arrays)) for i in range(0, len(arrays[0]), _FIT_CHUNK)])
+
+
 def _upper(t: np.ndarray, q: float):
     """(median, one-sided spread) along axis 0, the spread matched at the ``q``-th percentile as for
     a normal law (``(q95 - median) / 1.645``): each statistic's upper tail over right labels maps to
@@ -171,7 +178,7 @@ class LabelAuditor:
         self.k = lab.shape[1]
         self.top = max(3, int(np.ceil(0.05 * self.k)))
         self._fit_once(lab, pr, sp, ps, _FIRST_Q)
-        keep = (self._raw(lab, pr, sp, ps)["z"] < _REFIT_Z).all(axis=1)
+        keep = ((self._log_stats(lab, pr, sp, ps) - self.stat_centre) / self.stat_scale < _REFIT_Z).all(axis=1)
         if keep.sum() >= max(2, len(lab) // 2):   # else most labels look wrong: keep the first fit
             self._fit_once(lab[keep], pr[keep], sp[keep], ps[keep], _TAIL_Q)
         return self
@@ -181,27 +188,35 @@ class LabelAuditor:
         zl, zp = _c(lab), _c(pr)
         # shape prior: generalised Procrustes mean, then principal modes of the aligned shapes
         mean = _normalised(zl[:1])[0] if len(zl) == 1 else _normalised(np.median(zl, axis=0)[None])[0]
+        chunks = range(0, len(zl), _FIT_CHUNK)
         for _ in range(3):
-            aligned = self._align(zl, mean)
-            mean = _normalised(aligned.mean(axis=0)[None])[0]
+            total = sum(self._align(zl[i:i + _FIT_CHUNK], mean).sum(axis=0) for i in chunks)
+            mean = _normalised((total / len(zl))[None])[0]
         self.mean_shape = mean
-        x = self._flat(self._align(zl, mean) - mean)
-        cov = x.T @ x / len(x)
-        val, vec = np.linalg.eigh(cov)
+        cov = np.zeros((2 * self.k, 2 * self.k))
+        for i in chunks:
+            x = self._flat(self._align(zl[i:i + _FIT_CHUNK], mean) - mean)
+            cov += x.T @ x
+        val, vec = np.linalg.eigh(cov / len(zl))
         val, vec = val[::-1], vec[:, ::-1]
         share = np.cumsum(val) / max(val.sum(), 1e-300)
-        m = int(min(_MAX_MODES, np.searchsorted(share, _VARIANCE) + 1, max(1, len(x) - 1)))
+        m = int(min(_MAX_MODES, np.searchsorted(share, _VARIANCE) + 1, max(1, len(zl) - 1)))
         self.modes = vec[:, :m]
-        self.shape_sigma = np.maximum(1.2 * np.median(self._shape_residual(zl, robust=False), axis=0), 1e-6)
+        self.shape_sigma = np.maximum(1.2 * np.median(_chunked(
+            lambda z: self._shape_residual(z, robust=False), zl), axis=0), 1e-6)
         # model residual after the similarity, per landmark
-        mapped, c, ms, md = _similarity(zl, zp)
-        self.fit_sigma = np.maximum(1.2 * np.median(np.abs(mapped - zp) / d[:, None], axis=0), 1e-6)
+        self.fit_sigma = np.maximum(1.2 * np.median(_chunked(
+            lambda a, b, s: np.abs(_similarity(a, b)[0] - b) / s[:, None], zl, zp, d), axis=0), 1e-6)
         # the model's pose error: robust centre and scale of each similarity parameter
-        pose = self._pose(zl, zp, d)
+        pose = _chunked(self._pose, zl, zp, d)
         self.pose_centre, self.pose_scale = _robust(pose)
         # a floor under the views' pose spread (a tenth of its median): no division by ~0
         self.pose_floor = np.maximum(0.1 * np.median(ps, axis=0), 1e-9)
-        self.stat_centre, self.stat_scale = _upper(np.log(np.maximum(self._stats(lab, pr, sp, ps)["stats"], 1e-12)), q)
+        self.stat_centre, self.stat_scale = _upper(self._log_stats(lab, pr, sp, ps), q)
+
+    def _log_stats(self, lab, pr, sp, ps) -> np.ndarray:
+        """The log of each image's statistics, ``_FIT_CHUNK`` images at a time. Shape: (N, 5)."""
+        return _chunked(lambda *a: np.log(np.maximum(self._stats(*a)["stats"], 1e-12)), lab, pr, sp, ps)
 
     @staticmethod
     def _align(z: np.ndarray, ref: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:

@@ -114,15 +114,23 @@ def _oof_paths(fold_dir):
     return tuple(os.path.join(fold_dir, name) for name in (OOF_POINTS, OOF_SPREAD, OOF_POSE))
 
 
-def _predicted(fold_dir) -> bool:
-    return all(os.path.isfile(p) for p in _oof_paths(fold_dir))
+OOF_DONE = "oof.json"      # the TTA the fold's out-of-fold arrays were predicted with
+
+
+def _predicted(fold_dir, spec_name: str) -> bool:
+    """True when the fold's out-of-fold arrays are complete and were predicted with this TTA."""
+    done = os.path.join(fold_dir, OOF_DONE)
+    if not (os.path.isfile(done) and all(os.path.isfile(p) for p in _oof_paths(fold_dir))):
+        return False
+    return json.load(open(done, encoding="utf-8")).get("tta") == spec_name
 
 
 def _predict_fold(predictor, files, fold_dir, progress):
     """The fold's out-of-fold predictions on disk, streamed: ``oof_points.npy`` (n, K, 2) and
     ``oof_spread.npy`` (n, K) float32 in original pixels, NaN rows for unreadable images, and the
     views' :func:`augkit.audit.pose_spread` ``oof_pose_spread.npy`` (n, 3); written under temporary
-    names and renamed once complete (a fold with all three files is done)."""
+    names and renamed once complete, then ``oof.json`` names the TTA (a fold with all four files and
+    the same TTA is done; another ``--tta`` on ``--resume`` predicts again, without retraining)."""
     from numpy.lib.format import open_memmap
     n, k = len(files), predictor.scheme.n_points
     final = _oof_paths(fold_dir)
@@ -147,6 +155,7 @@ def _predict_fold(predictor, files, fold_dir, progress):
     del pts, spr, pose, arrays
     for t, p in zip(tmp, final):
         os.replace(t, p)
+    atomic_write_text(os.path.join(fold_dir, OOF_DONE), json.dumps({"tta": predictor.spec.name, "images": n}) + "\n")
 
 
 def _fold_data(out_dir, fold_of, folds, table):
@@ -256,7 +265,7 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
     spec = get_spec(tta)
     for f in range(folds):
         fold_dir = os.path.join(out, f"fold{f}")
-        if resume and _predicted(fold_dir):
+        if resume and _predicted(fold_dir, spec.name):
             log(f"fold {f + 1}/{folds}: done already")
             continue
         idx = np.flatnonzero(fold_of == f)
