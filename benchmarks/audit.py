@@ -2,7 +2,7 @@
 
     python benchmarks/audit.py                 # about 30 minutes on 2 cores
     python benchmarks/audit.py --epochs 2 --size 48 --backbone tiny    # a quick look
-    python benchmarks/audit.py --reuse         # the audit of the last run, then the three trainings
+    python benchmarks/audit.py --reuse         # the last run's fold models, scored again; then the three trainings
 
 About 5% of the rows get one of four errors (in equal numbers): ``swap`` (left/right indices swapped
 by the ibug68 flip pairs), ``shift`` (the whole label moved by 10-20% of the face's size), ``mismatch``
@@ -95,7 +95,10 @@ def main(argv=None):
     ap.add_argument("--preprocess", default=None, choices=["crop", "letterbox"],
                     help="passed to the audit's fold trainings (default: augkit train's)")
     ap.add_argument("--skip-training", action="store_true", help="the audit only, no clean/corrupted/excluded runs")
-    ap.add_argument("--reuse", action="store_true", help="keep an audit.csv already in --work (same seed)")
+    ap.add_argument("--tta", default="full", help="the audit's --tta")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the fold models and out-of-fold predictions of an audit already in --work (same seed "
+                         "and options): only the scoring runs again (augkit audit --resume)")
     a = ap.parse_args(argv)
     work = Path(a.work)
     truth = plant(Path(a.data) / "train", work / "corrupted", a.fraction, a.seed)
@@ -105,13 +108,17 @@ def main(argv=None):
     if a.preprocess:
         train_opts += ["--preprocess", a.preprocess]
     out = work / "audit"
-    if a.reuse and (out / "audit.csv").is_file():
+    audit = cli + ["audit", "--data", str(work / "corrupted"), "--out", str(out), "--folds", str(a.folds),
+                   "--tta", a.tta, *train_opts]
+    if a.reuse and (out / "folds.json").is_file():
+        # the folds' models and out-of-fold arrays are kept; the scoring runs again with this code
+        print(f"reusing the fold models in {out} (the same planted errors: seed {a.seed}); scoring again")
+        dt = run_logged(audit + ["--resume"], work / "audit_rescore.log")
+        print((work / "audit_rescore.log").read_text().strip().splitlines()[-2])
         dt = float("nan")
-        print(f"reusing {out / 'audit.csv'} (the same planted errors: seed {a.seed})")
     else:
         subprocess.run(["rm", "-rf", str(out)], check=True)
-        dt = run_logged(cli + ["audit", "--data", str(work / "corrupted"), "--out", str(out), "--folds", str(a.folds),
-                         *train_opts], work / "audit.log")
+        dt = run_logged(audit, work / "audit.log")
         print((work / "audit.log").read_text().strip().splitlines()[-2])
     with open(out / "audit.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))

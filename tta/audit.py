@@ -125,7 +125,7 @@ def _predicted(fold_dir, spec_name: str) -> bool:
     return json.load(open(done, encoding="utf-8")).get("tta") == spec_name
 
 
-def _predict_fold(predictor, files, fold_dir, progress):
+def _predict_fold(predictor, files, fold_dir, progress, workers: int = 0):
     """The fold's out-of-fold predictions on disk, streamed: ``oof_points.npy`` (n, K, 2) and
     ``oof_spread.npy`` (n, K) float32 in original pixels, NaN rows for unreadable images, and the
     views' :func:`augkit.audit.pose_spread` ``oof_pose_spread.npy`` (n, 3); written under temporary
@@ -139,7 +139,7 @@ def _predict_fold(predictor, files, fold_dir, progress):
               for t, shape in zip(tmp, ((n, k, 2), (n, k), (n, 3)))]
     pts, spr, pose = arrays
     norm = predictor.scheme.norm
-    for chunk in predictor.iter_predict(files, progress=progress, keep_members=True):
+    for chunk in predictor.iter_predict(files, progress=progress, keep_members=True, workers=workers):
         sl = slice(chunk.start, chunk.start + len(chunk))
         ok = chunk.ok
         pts[sl] = np.where(ok[:, None, None], chunk.points, np.nan)
@@ -158,11 +158,22 @@ def _predict_fold(predictor, files, fold_dir, progress):
     atomic_write_text(os.path.join(fold_dir, OOF_DONE), json.dumps({"tta": predictor.spec.name, "images": n}) + "\n")
 
 
-def _fold_data(out_dir, fold_of, folds, table):
-    """Per fold: (indices into the table, out-of-fold points, spread, pose spread), memory-mapped."""
+def _rows(path, rows) -> np.ndarray:
+    """Rows (a slice or an index array) of a fold's ``.npy`` array as float64, read through a
+    memory map that is closed again: the pages of the fold's arrays do not stay mapped (and counted
+    in the process's memory) while the next chunk is read."""
+    arr = np.load(path, mmap_mode="r")
+    try:
+        return np.array(arr[rows], np.float64)
+    finally:
+        del arr
+
+
+def _fold_data(out_dir, fold_of, folds):
+    """Per fold: (fold, its indices into the table, the paths of its out-of-fold points, spread and
+    pose spread)."""
     for f in range(folds):
-        pts, spr, pose = (np.load(p, mmap_mode="r") for p in _oof_paths(os.path.join(out_dir, f"fold{f}")))
-        yield f, np.flatnonzero(fold_of == f), pts, spr, pose
+        yield f, np.flatnonzero(fold_of == f), _oof_paths(os.path.join(out_dir, f"fold{f}"))
 
 
 def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0):
@@ -173,10 +184,11 @@ def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0):
     take = np.zeros(n, bool)
     take[rng.choice(n, min(n, FIT_SAMPLE), replace=False)] = True
     parts: list[list] = [[], [], [], []]
-    for _, idx, pts, spr, pose in _fold_data(out_dir, fold_of, folds, table):
+    for _, idx, paths in _fold_data(out_dir, fold_of, folds):
         sel = np.flatnonzero(take[idx])
-        for part, arr in zip(parts, (table.points[idx[sel]], pts[sel], spr[sel], pose[sel])):
-            part.append(np.asarray(arr, np.float64))
+        parts[0].append(np.asarray(table.points[idx[sel]], np.float64))
+        for part, path in zip(parts[1:], paths):
+            part.append(_rows(path, sel))
     lab, pr, sp, pose_sd = (np.concatenate(p) for p in parts)
     ok = np.isfinite(pr).all(axis=(1, 2))
     if ok.sum() < 2:
@@ -193,16 +205,15 @@ def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0)
     names = [os.path.basename(f) for f in table.files]
     lines = table.lines if table.lines is not None else np.full(len(table), -1)
     texts, scores = [], []
-    for f, idx, pts, spr, pose in _fold_data(out_dir, fold_of, folds, table):
+    for f, idx, paths in _fold_data(out_dir, fold_of, folds):
         for a in range(0, len(idx), SCORE_CHUNK):
-            ids = idx[a:a + SCORE_CHUNK]
-            pr = np.asarray(pts[a:a + SCORE_CHUNK], np.float64)
+            ids, rows = idx[a:a + SCORE_CHUNK], slice(a, a + SCORE_CHUNK)
+            pr, spr, pose = (_rows(p, rows) for p in paths)
             ok = np.isfinite(pr).all(axis=(1, 2))
             if not ok.any():
                 continue
-            views = np.asarray(pose[a:a + SCORE_CHUNK], np.float64)[ok] if scorer.with_pose_sd else None
-            s = scorer.score(table.points[ids[ok]], pr[ok], np.asarray(spr[a:a + SCORE_CHUNK], np.float64)[ok],
-                             views, threshold)
+            s = scorer.score(table.points[ids[ok]], pr[ok], spr[ok], pose[ok] if scorer.with_pose_sd else None,
+                             threshold)
             scores.append(s.score)
             for j, i in enumerate(ids[ok]):
                 texts.append((names[i], s.kind[j], " ".join(map(str, s.points[j][:20])),
@@ -242,7 +253,7 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
     from augkit.train.checkpoint import load_model
     from augkit.data import read_dataset
 
-    from .predictor import TTAPredictor
+    from .predictor import TTAPredictor, default_workers
     from .views import get_spec
 
     table = read_dataset(data, format=train_cfg.format)
@@ -276,7 +287,8 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
         _train_fold(train_cfg, data, fold_dir, heldout, resume, log)
         predictor = TTAPredictor(load_model(RunFolder(fold_dir).best_pt, device=device), spec)
         log(f"fold {f + 1}/{folds}: predicting {len(idx)} held-out images with TTA {spec.name}")
-        _predict_fold(predictor, [table.files[i] for i in idx], fold_dir, progress)
+        workers = default_workers() if train_cfg.workers is None else int(train_cfg.workers)
+        _predict_fold(predictor, [table.files[i] for i in idx], fold_dir, progress, workers)
     scheme = load_model(RunFolder(os.path.join(out, "fold0")).best_pt, device=device).scheme
     notes = [] if scheme.flip_pairs else [f"the scheme {scheme.name!r} has no flip pairs: no 'swap' diagnosis"]
     counts, n, top = _score_all(out, fold_of, folds, table, scheme, threshold, train_cfg.seed)
@@ -295,11 +307,13 @@ def _picture(out, table, top, tta, device):
 
     from .predictor import TTAPredictor
     where = {os.path.basename(f): i for i, f in enumerate(table.files)}
-    tiles = []
+    tiles, predictors = [], {}
     for r in top:
         i = where[r["file_name"]]
-        model = load_model(RunFolder(os.path.join(out, f"fold{r['fold']}")).best_pt, device=device)
-        pred = TTAPredictor(model, tta).predict([table.files[i]]).points[0]
+        if r["fold"] not in predictors:     # each fold's model loaded once
+            predictors[r["fold"]] = TTAPredictor(
+                load_model(RunFolder(os.path.join(out, f"fold{r['fold']}")).best_pt, device=device), tta)
+        pred = predictors[r["fold"]].predict([table.files[i]]).points[0]
         img = np.ascontiguousarray(read_image(table.files[i]))
         img = img if img.ndim == 3 and img.shape[2] == 3 else cv2.cvtColor(img.reshape(img.shape[:2]),
                                                                              cv2.COLOR_GRAY2RGB)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import click
 
+from augkit.audit import DEFAULT_THRESHOLD
 from augkit.data.run_folder import RunFolder
 from augkit.train.cli import config_from_params, train_options, with_file_defaults
 from augkit.train.config import option_fields
@@ -45,8 +46,8 @@ def _set_by_audit(*flags):
 @click.option("--run", "run_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Take the training options from this run's config.json (options given here override them).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted audit in --out (folds already done are kept).")
-@click.option("--threshold", default=None, type=float,
-              help="Score (robust standard units over the set) above which a label is suspect [8.0].")
+@click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True, type=float,
+              help="Score (robust standard units over the set) above which a label is suspect.")
 @click.option("--write-fixed", default=None, type=click.Path(dir_okay=False),
               help="Also write the label file with the rows diagnosed 'swap' re-indexed (others byte-identical).")
 @click.option("--png", default=8, show_default=True, type=click.IntRange(0, 16), help="Top suspects in audit.png.")
@@ -60,15 +61,14 @@ def audit(ctx, data, out, folds, tta, run_dir, resume, threshold, write_fixed, p
     scale, mismatch, points, ok). Writes OUT/audit.csv (most suspect first) and OUT/audit.png."""
     from augkit.extras import command_requires
     command_requires("train", "augkit audit")
-    from augkit.audit import DEFAULT_THRESHOLD
 
     from .audit import run_audit
     from .audit import write_fixed as fix_labels
     cfg = _fold_config(ctx)
     try:
         res = run_audit(data, out, cfg, folds=folds, tta=tta, resume=resume,
-                        threshold=DEFAULT_THRESHOLD if threshold is None else threshold, n_png=png,
-                        device=cfg.device if cfg.device != "auto" else "cpu", log=click.echo)
+                        threshold=threshold, n_png=png,
+                        device=cfg.device, log=click.echo)
         if write_fixed:
             from augkit.data import read_dataset
             n = fix_labels(read_dataset(data, format=cfg.format).source, res.csv, res.scheme, write_fixed)
