@@ -26,9 +26,11 @@ its own statistic, measured against what right labels show on the same set:
   explains, relative to what right labels leave on that landmark. The worst ``max(3, 5% of K)``
   points' RMS. A side-swapped label is a mirrored face, which no rotation aligns: it stands out too.
 
-Every statistic is fitted on the set itself (most labels are right), put on a log scale and in
-robust standard units ``(log t - median) / spread``, the spread matched at the statistic's 95th
-percentile as for a normal law (so each statistic's tail over right labels counts the same); the
+Every statistic is fitted on the set itself (most labels are right), put on a scale where right
+labels are near normal (the pose statistics, chi-like lengths in units of the image's own
+uncertainty: ``t ** (2/3)``, Wilson-Hilferty; the fit and shape statistics, RMS values with heavy
+tails: ``log t``) and in robust standard units ``(f(t) - median) / spread``, the spread matched at the
+statistic's 95th percentile as for a normal law (so each statistic's tail over right labels counts the same); the
 fit is made twice, the second time without the labels the first finds far off. The **score** is the
 largest of the statistics, and a label is suspect above ``DEFAULT_THRESHOLD``. The calibration is
 fitted once (:meth:`LabelAuditor.fit`, on all images or a sample), so any chunk of images is scored
@@ -52,13 +54,14 @@ __all__ = ["LabelAuditor", "AuditScore", "pose_spread", "STATS", "KINDS", "DEFAU
 
 KINDS = ("swap", "shift", "scale", "mismatch", "points", "ok")
 STATS = ("shift", "scale", "fit_all", "fit_top", "shape_top")   # the per-image statistics, in this order
-DEFAULT_THRESHOLD = 4.0    # score (robust standard units of log statistics) above which a label is suspect
+DEFAULT_THRESHOLD = 4.5    # score (robust standard units over the set) above which a label is suspect
 POINT_Z = 3.0              # a point this many typical errors off (model or shape) is named in `points`
 _REFIT_Z = 4.0             # labels above this in any statistic are left out of the final fit of the set's statistics
 _FIT_CHUNK = 2048           # images whose statistics the fit computes at a time (bounds its temporaries)
 _FIRST_Q, _TAIL_Q = 84.13, 95.0   # the percentile each statistic's spread is matched at: first fit, final fit
 _ORDINARY_Z = 2.0          # a statistic below this (robust units) is what right labels show
 _MAX_MODES, _VARIANCE = 30, 0.95
+_POSE = [STATS.index("shift"), STATS.index("scale")]   # the statistics on the Wilson-Hilferty scale
 
 
 @dataclass
@@ -216,7 +219,19 @@ class LabelAuditor:
 
     def _log_stats(self, lab, pr, sp, ps) -> np.ndarray:
         """The log of each image's statistics, ``_FIT_CHUNK`` images at a time. Shape: (N, 5)."""
-        return _chunked(lambda *a: np.log(np.maximum(self._stats(*a)["stats"], 1e-12)), lab, pr, sp, ps)
+        return _chunked(lambda *a: self._transform(self._stats(*a)["stats"]), lab, pr, sp, ps)
+
+    @staticmethod
+    def _transform(stats: np.ndarray) -> np.ndarray:
+        """The scale each statistic is put in robust standard units on. Shape: (B, len(STATS)).
+
+        The pose statistics are the length of a 2-vector in units of the image's own uncertainty:
+        over right labels about a chi with 2 degrees of freedom, whose square's cube root is close
+        to normal (Wilson-Hilferty), so ``t ** (2/3)``. The fit and shape statistics are RMS values
+        of many residuals with heavy tails (real labels have their oddities): their log."""
+        out = np.log(np.maximum(stats, 1e-12))
+        out[:, _POSE] = np.maximum(stats[:, _POSE], 0.0) ** (2.0 / 3.0)
+        return out
 
     @staticmethod
     def _align(z: np.ndarray, ref: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -299,7 +314,7 @@ class LabelAuditor:
 
     def _raw(self, lab, pr, sp, ps) -> dict:
         out = self._stats(lab, pr, sp, ps)
-        out["z"] = (np.log(np.maximum(out["stats"], 1e-12)) - self.stat_centre) / self.stat_scale
+        out["z"] = (self._transform(out["stats"]) - self.stat_centre) / self.stat_scale
         return out
 
     def score(self, labels, preds, spread, pose_sd=None, threshold: float = DEFAULT_THRESHOLD) -> AuditScore:

@@ -80,6 +80,34 @@ def average_precision(score: np.ndarray, positive: np.ndarray) -> float:
     return float((precision * hit).sum() / max(hit.sum(), 1))
 
 
+RANKING_HEADER = ("| ranking | average precision | recall in top 5% | " + " | ".join(f"recall {k}" for k in KINDS)
+                  + " | kind named right (top 5%) |\n|---|---:|---:|" + "---:|" * len(KINDS) + "---:|")
+
+
+def ranking_metrics(score: np.ndarray, kind: np.ndarray, named: np.ndarray | None, fraction: float) -> dict:
+    """How well ``score`` ranks the planted rows (``kind`` != "ok", one of KINDS): average precision,
+    recall among the top ``fraction`` of rows, that recall per planted kind, and (given the
+    diagnoses ``named``) the share of planted rows in the top whose kind is named right (a planted
+    shift named ``scale`` counts as right: both are a similarity of the whole label)."""
+    planted = kind != "ok"
+    top = int(np.ceil(fraction * len(score)))
+    in_top = np.zeros(len(score), bool)
+    in_top[np.argsort(-score, kind="stable")[:top]] = True
+    out = {"ap": average_precision(score, planted), "recall": float(np.mean(in_top[planted])),
+           "per_kind": {k: float(np.mean(in_top[kind == k])) if (kind == k).any() else float("nan") for k in KINDS},
+           "named_right": None}
+    found = np.flatnonzero(in_top & planted)
+    if named is not None and len(found):
+        out["named_right"] = float(np.mean([named[i] == kind[i] or (kind[i] == "shift" and named[i] == "scale")
+                                            for i in found]))
+    return out
+
+
+def ranking_cells(m: dict) -> str:
+    """The cells of one row of RANKING_HEADER's table."""
+    right = "(no diagnosis)" if m["named_right"] is None else f"{m['named_right']:.2f}"
+    return (f"{m['ap']:.3f} | {m['recall']:.2f} | " + " | ".join(f"{m['per_kind'][k]:.2f}" for k in KINDS)
+            + f" | {right}")
 
 
 def main(argv=None):
@@ -123,30 +151,17 @@ def main(argv=None):
     with open(out / "audit.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     names = [r["file_name"] for r in rows]
-    planted = np.array([n in truth for n in names])
     kind = np.array([truth.get(n, "ok") for n in names])
+    planted = kind != "ok"
     named = np.array([r["kind"] for r in rows])
     top = int(np.ceil(a.fraction * len(rows)))
     print(f"\naugkit audit --folds {a.folds} ({a.backbone} at {a.size} px, {a.epochs} epochs per fold; {dt / 60:.1f} min): "
           f"{len(rows)} images, {planted.sum()} planted errors ({a.fraction:.0%}); top 5% = {top} images\n")
-    print("| ranking | average precision | recall in top 5% | " + " | ".join(f"recall {k}" for k in KINDS)
-          + " | kind named right (top 5%) |")
-    print("|---|---:|---:|" + "---:|" * len(KINDS) + "---:|")
+    print(RANKING_HEADER)
     for label, score in (("augkit score", np.array([float(r["score"]) for r in rows])),
                          ("plain out-of-fold MSE", np.array([float(r["mse"]) for r in rows]))):
-        order = np.argsort(-score, kind="stable")
-        in_top = np.zeros(len(rows), bool)
-        in_top[order[:top]] = True
-        per = [np.mean(in_top[kind == k]) if (kind == k).any() else float("nan") for k in KINDS]
-        if label == "augkit score":
-            found = in_top & planted
-            right = np.mean([named[i] == kind[i] or (kind[i] == "shift" and named[i] == "scale")
-                             for i in np.flatnonzero(found)]) if found.any() else float("nan")
-            right_s = f"{right:.2f}"
-        else:
-            right_s = "(no diagnosis)"
-        print(f"| {label} | {average_precision(score, planted):.3f} | {np.mean(in_top[planted]):.2f} | "
-              + " | ".join(f"{v:.2f}" for v in per) + f" | {right_s} |")
+        m = ranking_metrics(score, kind, named if label == "augkit score" else None, a.fraction)
+        print(f"| {label} | " + ranking_cells(m) + " |")
     flagged = named != "ok"
     print(f"\nsuspect at the default threshold: {flagged.sum()} images, {np.sum(flagged & planted)} of them planted; "
           "named: " + ", ".join(f"{k} {np.sum(named == k)}" for k in sorted(set(named)) if k != "ok"))

@@ -216,7 +216,7 @@ def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0)
                              threshold)
             scores.append(s.score)
             for j, i in enumerate(ids[ok]):
-                texts.append((names[i], s.kind[j], " ".join(map(str, s.points[j][:20])),
+                texts.append((names[i], s.kind[j], " ".join(map(str, s.points[j])),
                               f"{s.mse[j]:.5g}", f"{s.nme[j]:.5g}", f, int(lines[i])))
     score = np.concatenate(scores) if scores else np.zeros(0)
     del scores
