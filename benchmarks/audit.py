@@ -155,7 +155,8 @@ def main(argv=None):
     planted = kind != "ok"
     named = np.array([r["kind"] for r in rows])
     top = int(np.ceil(a.fraction * len(rows)))
-    print(f"\naugkit audit --folds {a.folds} ({a.backbone} at {a.size} px, {a.epochs} epochs per fold; {dt / 60:.1f} min): "
+    print(f"\naugkit audit --folds {a.folds} ({a.backbone} at {a.size} px, {a.epochs} epochs per fold; "
+          f"{'fold models reused' if dt != dt else f'{dt / 60:.1f} min'}): "
           f"{len(rows)} images, {planted.sum()} planted errors ({a.fraction:.0%}); top 5% = {top} images\n")
     print(RANKING_HEADER)
     for label, score in (("augkit score", np.array([float(r["score"]) for r in rows])),
