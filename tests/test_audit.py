@@ -231,3 +231,33 @@ def test_run_options_become_train_arguments(tmp_path):
                                               "--size", "32", "--channels-last"])
     cfg = _fold_config(ctx)
     assert (cfg.size, cfg.channels_last, cfg.backbone) == (32, True, "tiny")
+
+
+def test_scoring_in_chunks_writes_the_same_audit_as_in_one_go(ytf68, tmp_path, monkeypatch):
+    """audit.csv from the folds' out-of-fold files does not depend on how many images are scored
+    at a time (the chunks read each fold file through a memory map that is closed again)."""
+    from types import SimpleNamespace
+
+    import augkit.tta.audit as A
+    rng = np.random.default_rng(3)
+    truth = _points(_clean_rows(ytf68, 90))
+    pred, spread = _model_like(truth, rng)
+    lab = truth.copy()
+    lab[5] = truth[5][ak.IBUG68.perm]
+    fold_of = np.arange(len(lab)) % 2
+    for f in range(2):
+        d = tmp_path / f"fold{f}"
+        d.mkdir()
+        sel = fold_of == f
+        for name, arr in ((A.OOF_POINTS, pred[sel]), (A.OOF_SPREAD, spread[sel]),
+                          (A.OOF_POSE, np.full((int(sel.sum()), 3), 0.01))):
+            np.save(d / name, arr.astype(np.float32))
+    table = SimpleNamespace(files=[f"img{i:03d}.jpg" for i in range(len(lab))], points=lab.astype(np.float32),
+                            lines=np.arange(2, len(lab) + 2))
+    texts = []
+    for chunk in (7, 10_000):
+        monkeypatch.setattr(A, "SCORE_CHUNK", chunk)
+        counts, n, top = A._score_all(str(tmp_path), fold_of, 2, table, ak.IBUG68, DEFAULT_THRESHOLD)
+        texts.append((tmp_path / "audit.csv").read_text(encoding="utf-8"))
+        assert n == len(lab) and top[0]["file_name"] == "img005.jpg" and top[0]["kind"] == "swap"
+    assert texts[0] == texts[1]
