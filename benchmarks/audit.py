@@ -1,7 +1,9 @@
 """Plant label errors in ytf68/train, run ``augkit audit``, and measure what it finds.
 
-    python benchmarks/audit.py                 # about 30 minutes on 2 cores
+    python benchmarks/audit.py                 # resnet18, 64 px, 3 epochs: about 20 minutes on 2 cores
+    python benchmarks/audit.py --backbone tiny --size 96 --epochs 40 --work W   # better fold models: about 40 minutes
     python benchmarks/audit.py --epochs 2 --size 48 --backbone tiny    # a quick look
+    python benchmarks/audit_quality.py --work W                        # then: the same errors, scaled down
     python benchmarks/audit.py --reuse         # the last run's fold models, scored again; then the three trainings
 
 About 5% of the rows get one of four errors (in equal numbers): ``swap`` (left/right indices swapped
