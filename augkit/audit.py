@@ -181,7 +181,7 @@ class LabelAuditor:
         self.k = lab.shape[1]
         self.top = max(3, int(np.ceil(0.05 * self.k)))
         self._fit_once(lab, pr, sp, ps, _FIRST_Q)
-        keep = ((self._log_stats(lab, pr, sp, ps) - self.stat_centre) / self.stat_scale < _REFIT_Z).all(axis=1)
+        keep = (self._z(self._scaled_stats(lab, pr, sp, ps)) < _REFIT_Z).all(axis=1)
         if keep.sum() >= max(2, len(lab) // 2):   # else most labels look wrong: keep the first fit
             self._fit_once(lab[keep], pr[keep], sp[keep], ps[keep], _TAIL_Q)
         return self
@@ -215,11 +215,16 @@ class LabelAuditor:
         self.pose_centre, self.pose_scale = _robust(pose)
         # a floor under the views' pose spread (a tenth of its median): no division by ~0
         self.pose_floor = np.maximum(0.1 * np.median(ps, axis=0), 1e-9)
-        self.stat_centre, self.stat_scale = _upper(self._log_stats(lab, pr, sp, ps), q)
+        self.stat_centre, self.stat_scale = _upper(self._scaled_stats(lab, pr, sp, ps), q)
 
-    def _log_stats(self, lab, pr, sp, ps) -> np.ndarray:
-        """The log of each image's statistics, ``_FIT_CHUNK`` images at a time. Shape: (N, 5)."""
+    def _scaled_stats(self, lab, pr, sp, ps) -> np.ndarray:
+        """Each image's statistics on :meth:`_transform`'s scale, ``_FIT_CHUNK`` images at a time.
+        Shape: (N, len(STATS))."""
         return _chunked(lambda *a: self._transform(self._stats(*a)["stats"]), lab, pr, sp, ps)
+
+    def _z(self, scaled: np.ndarray) -> np.ndarray:
+        """Transformed statistics in the set's robust standard units. Shape: (N, len(STATS))."""
+        return (scaled - self.stat_centre) / self.stat_scale
 
     @staticmethod
     def _transform(stats: np.ndarray) -> np.ndarray:
@@ -314,7 +319,7 @@ class LabelAuditor:
 
     def _raw(self, lab, pr, sp, ps) -> dict:
         out = self._stats(lab, pr, sp, ps)
-        out["z"] = (self._transform(out["stats"]) - self.stat_centre) / self.stat_scale
+        out["z"] = self._z(self._transform(out["stats"]))
         return out
 
     def score(self, labels, preds, spread, pose_sd=None, threshold: float = DEFAULT_THRESHOLD) -> AuditScore:

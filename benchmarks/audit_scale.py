@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import dense971
-from harness import YTF68  # noqa: E402
+from harness import YTF68, print_table  # noqa: E402
 from scale import _kb, _mb, run
 
 K = dense971.N_POINTS
@@ -157,11 +157,10 @@ def main(argv=None) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n`augkit audit` scoring, {K} points, {a.folds} folds (fit on at most {FIT_SAMPLE:,} images, "
           f"scored {SCORE_CHUNK:,} at a time):\n")
-    print("| images | scoring s | peak RSS | float32 labels | peak RSS / labels | planted shifts flagged | suspects |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r['n']:,} | {r['seconds']:.0f} | {_mb(r['peak'])} | {_mb(r['labels_bytes'])} | "
-              f"{r['peak'] / r['labels_bytes']:.2f} | {r['found']}/{r['planted']} | {r['suspect']} |")
+    print_table(["images", "scoring s", "peak RSS", "float32 labels", "peak RSS / labels", "planted shifts flagged",
+                 "suspects"],
+                [[f"{r['n']:,}", f"{r['seconds']:.0f}", _mb(r["peak"]), _mb(r["labels_bytes"]),
+                  f"{r['peak'] / r['labels_bytes']:.2f}", f"{r['found']}/{r['planted']}", r["suspect"]] for r in results])
     lo, hi = results[0], results[-1]
     dn = hi["n"] - lo["n"]
     grow = (hi["peak"] - lo["peak"]) / dn

@@ -167,6 +167,13 @@ def test_resume_keeps_finished_folds_and_a_second_audit_is_refused(audited):
     assert res.output.count("done already") == 2
     res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(out), "--folds", "2"])
     assert res.exit_code == 1 and "pass --resume to continue it" in res.output
+    # another --tta: each fold predicts again with its trained model, nothing is retrained
+    res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(out), "--folds", "2", "--backbone",
+                                    "tiny", "--size", "48", "--epochs", "3", "--workers", "0", "--quiet", "--resume",
+                                    "--tta", "none", "--png", "0"])
+    assert res.exit_code == 0, res.output
+    assert "done already" not in res.output and res.output.count("trained already") == 2
+    assert res.output.count("with TTA none") == 2
 
 
 def test_train_exclude_leaves_out_the_suspects(audited, tmp_path):

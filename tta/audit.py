@@ -119,10 +119,10 @@ OOF_DONE = "oof.json"      # the TTA the fold's out-of-fold arrays were predicte
 
 def _predicted(fold_dir, spec_name: str) -> bool:
     """True when the fold's out-of-fold arrays are complete and were predicted with this TTA."""
-    done = os.path.join(fold_dir, OOF_DONE)
-    if not (os.path.isfile(done) and all(os.path.isfile(p) for p in _oof_paths(fold_dir))):
+    folder = RunFolder(fold_dir)
+    if not (folder.has(OOF_DONE) and all(os.path.isfile(p) for p in _oof_paths(fold_dir))):
         return False
-    return json.load(open(done, encoding="utf-8")).get("tta") == spec_name
+    return folder.read_json(OOF_DONE).get("tta") == spec_name
 
 
 def _predict_fold(predictor, files, fold_dir, progress, workers: int = 0):
@@ -155,7 +155,7 @@ def _predict_fold(predictor, files, fold_dir, progress, workers: int = 0):
     del pts, spr, pose, arrays
     for t, p in zip(tmp, final):
         os.replace(t, p)
-    atomic_write_text(os.path.join(fold_dir, OOF_DONE), json.dumps({"tta": predictor.spec.name, "images": n}) + "\n")
+    RunFolder(fold_dir).write_json(OOF_DONE, {"tta": predictor.spec.name, "images": n})
 
 
 def _rows(path, rows) -> np.ndarray:
@@ -274,6 +274,7 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
     atomic_write_text(plan, json.dumps({"data": os.path.abspath(data), "folds": folds, "group": group,
                                         "files": names, "fold": fold_of.tolist()}) + "\n")
     spec = get_spec(tta)
+    workers = default_workers() if train_cfg.workers is None else int(train_cfg.workers)
     for f in range(folds):
         fold_dir = os.path.join(out, f"fold{f}")
         if resume and _predicted(fold_dir, spec.name):
@@ -287,7 +288,6 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
         _train_fold(train_cfg, data, fold_dir, heldout, resume, log)
         predictor = TTAPredictor(load_model(RunFolder(fold_dir).best_pt, device=device), spec)
         log(f"fold {f + 1}/{folds}: predicting {len(idx)} held-out images with TTA {spec.name}")
-        workers = default_workers() if train_cfg.workers is None else int(train_cfg.workers)
         _predict_fold(predictor, [table.files[i] for i in idx], fold_dir, progress, workers)
     scheme = load_model(RunFolder(os.path.join(out, "fold0")).best_pt, device=device).scheme
     notes = [] if scheme.flip_pairs else [f"the scheme {scheme.name!r} has no flip pairs: no 'swap' diagnosis"]
