@@ -167,6 +167,9 @@ def main(argv=None) -> None:
     per_label = (hi["labels_bytes"] - lo["labels_bytes"]) / dn
     print(f"\npeak RSS grows by {_kb(grow)} per image between {lo['n']:,} and {hi['n']:,} "
           f"(the float32 labels alone: {_kb(per_label)} per image)")
+    if lo["n"] < FIT_SAMPLE:
+        print(f"(below {FIT_SAMPLE:,} images the fit's sample grows with N: the projection holds only when both "
+              "sizes are above it, as with the defaults)")
     per_s = (hi["seconds"] - lo["seconds"]) / dn
     print(f"projected to the competition's 393,930 training rows: about "
           f"{(hi['seconds'] + per_s * (393_930 - hi['n'])) / 60:.0f} min of scoring, peak RSS about "
