@@ -126,6 +126,8 @@ def main(argv=None):
                     help="passed to the audit's fold trainings (default: augkit train's)")
     ap.add_argument("--skip-training", action="store_true", help="the audit only, no clean/corrupted/excluded runs")
     ap.add_argument("--tta", default="full", help="the audit's --tta")
+    ap.add_argument("--random-control", action="store_true",
+                    help="a fourth training: the corrupted set less as many random rows as the audit flags")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the fold models and out-of-fold predictions of an audit already in --work (same seed "
                          "and options): only the scoring runs again (augkit audit --resume)")
@@ -173,11 +175,20 @@ def main(argv=None):
                                                              for k, v in confusion.items()}))
     if a.skip_training:
         return
+    runs = [("clean", "clean", Path(a.data) / "train", []),
+            ("corrupted", "corrupted", work / "corrupted", []),
+            ("corrupted + --exclude audit.csv", "corrupted_excl", work / "corrupted", ["--exclude", str(out / "audit.csv")])]
+    if a.random_control:
+        # as many rows as the audit flags, drawn at random from audit.csv: what any exclusion alone does
+        # (it renumbers the images, so every augmentation draw and batch of the run changes)
+        pick = np.random.default_rng(7).choice(len(rows), int((named != "ok").sum()), replace=False)
+        control = work / "random_exclude.csv"
+        control.write_text("file_name\n" + "".join(rows[i]["file_name"] + "\n" for i in pick), encoding="utf-8")
+        runs.append((f"corrupted + --exclude of {len(pick)} random rows", "random_excl", work / "corrupted",
+                     ["--exclude", str(control)]))
     results = []
-    for label, data, extra in (("clean", Path(a.data) / "train", []),
-                               ("corrupted", work / "corrupted", []),
-                               ("corrupted + --exclude audit.csv", work / "corrupted", ["--exclude", str(out / "audit.csv")])):
-        run = work / "runs" / label.split()[0].replace("corrupted", "corrupted" + ("_excl" if extra else ""))
+    for label, name, data, extra in runs:
+        run = work / "runs" / name
         subprocess.run(["rm", "-rf", str(run)], check=True)
         run_logged(cli + ["train", "--data", str(data), "--out", str(run), *train_opts, *extra], work / f"{run.name}.log")
         js = work / f"{run.name}.json"
