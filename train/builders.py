@@ -21,6 +21,7 @@ from augkit.presets import (
 from augkit.schemes import Scheme, get_scheme
 
 from . import data as train_data
+from .config import head_settings
 from .model import build_model
 
 __all__ = [
@@ -222,7 +223,8 @@ def make_model(cfg, n_points: int, mean_norm: np.ndarray, device: torch.device) 
         check_weights_points(cfg.weights, n_points)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.backbone, n_points, pretrained=cfg.pretrained, weights=cfg.weights,
-                        mean_shape=mean_norm).to(device)
+                        mean_shape=mean_norm, head=cfg.head, head_settings=head_settings(cfg),
+                        input_size=(cfg.size, cfg.size)).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model

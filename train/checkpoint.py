@@ -7,7 +7,8 @@ A checkpoint is the training state saved as one object
 (torch / CUDA / python / numpy states), ``world``, ``history`` (per-epoch metrics), ``best``,
 plus the run's fixed facts: ``preprocessing`` (the preprocessing pipeline's ``to_dict``),
 ``train_pipeline``, ``scheme`` (``to_dict``), ``config`` (the run's options), ``model_info``
-(backbone, n_points, input size) and ``mean_shape``. :meth:`TrainState.restore` loads it back.
+(backbone, n_points, input size, ``head``: its name and settings; a checkpoint without one is a
+regression head's) and ``mean_shape``. :meth:`TrainState.restore` loads it back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from augkit.config import atomic_write_bytes
 from augkit.data.run_folder import RunFolder
 from augkit.schemes import get_scheme
 
-from .model import build_model, decode
+from .heads import find_head
+from .model import build_model
 from .model_input import ModelInput, normalise, pick_device
 
 __all__ = ["FORMAT", "LandmarkModel", "load_model", "normalise", "read_checkpoint", "save_checkpoint"]
@@ -66,6 +68,8 @@ class LandmarkModel:
         info: the checkpoint's ``model_info``; ``config``: its run config.
         input: the :class:`~augkit.train.model_input.ModelInput` (normalisation, autocast on CUDA,
             channels_last on CUDA).
+        head: the model's :class:`~augkit.train.heads.LandmarkHead`; ``has_sigma``: it gives σ
+            (:meth:`call_with_sigma`).
     """
 
     def __init__(self, model, preprocess, scheme, input_size, device, n_points, info=None, config=None):
@@ -73,6 +77,8 @@ class LandmarkModel:
         self.input_size, self.device, self.n_points = tuple(input_size), device, int(n_points)
         self.info, self.config = info or {}, config or {}
         self.input = ModelInput.for_inference(device, input_size=self.input_size)
+        self.head = find_head(model, self.n_points, self.input_size)
+        self.has_sigma = bool(self.head.has_sigma)
 
     @property
     def amp_dtype(self):
@@ -93,12 +99,23 @@ class LandmarkModel:
 
     def forward_tensor(self, t: torch.Tensor) -> torch.Tensor:
         """One model call on a normalised batch -> input-frame pixels. Shape: (N, 3, H, W) -> (N, K, 2)."""
+        return self.forward_sigma(t)[0]
+
+    def forward_sigma(self, t: torch.Tensor) -> tuple:
+        """One model call on a normalised batch -> (points (N, K, 2), σ (N, K) or None), input-frame pixels."""
         with torch.no_grad():
-            return decode(self.input.run(self.model, t), self.input_size)
+            return self.head.decode(self.input.run(self.model, t))
 
     def __call__(self, images) -> np.ndarray:
         """uint8 (N, H, W, 3) model-input images -> (N, K, 2) float64 input-frame pixels."""
         return self.forward_tensor(self.to_tensor(images)).cpu().numpy().astype(np.float64)
+
+    def call_with_sigma(self, images) -> tuple:
+        """uint8 (N, H, W, 3) model-input images -> (points (N, K, 2), σ (N, K)) float64 input-frame
+        pixels; σ is None for a head without one."""
+        pts, sigma = self.forward_sigma(self.to_tensor(images))
+        return (pts.cpu().numpy().astype(np.float64),
+                None if sigma is None else sigma.cpu().numpy().astype(np.float64))
 
     def predict(self, images, batch_size: int = 64) -> np.ndarray:
         """Original images (a list of uint8 RGB arrays of any size) -> (N, K, 2) original pixels."""
@@ -115,7 +132,9 @@ def load_model(path, device="cpu") -> LandmarkModel:
     ck = read_checkpoint(path)
     dev = pick_device(device)
     info = ck["model_info"]
-    model = build_model(info["backbone"], info["n_points"])
+    head = info.get("head") or {"name": "regression", "settings": {}}   # older checkpoints: regression
+    model = build_model(info["backbone"], info["n_points"], head=head["name"], head_settings=head.get("settings"),
+                        input_size=info["input_size"])
     model.load_state_dict(ck["model"])
     model.eval().to(dev)
     if dev.type == "cuda":

@@ -24,7 +24,7 @@ from augkit.files import read_yaml
 
 from .readers import FORMATS
 
-__all__ = ["DATA_DEFAULTS", "DEMO_DEFAULTS", "LOSSES", "PERSON_REGEX", "ConfigFileError", "TrainConfig", "check_value",
+__all__ = ["DATA_DEFAULTS", "DEMO_DEFAULTS", "HEAD_NAMES", "HEAD_SETTINGS", "LOSSES", "PERSON_REGEX", "ConfigFileError", "TrainConfig", "check_value", "head_setting_defaults", "head_settings",
            "option_fields", "option_flag", "read_config_file", "resolve_config", "value_type"]
 
 DEMO_DEFAULTS = {"backbone": "resnet18", "size": 64, "epochs": 8, "batch_size": 32, "lr": 2e-3, "demo_train": 2000,
@@ -34,6 +34,23 @@ DATA_DEFAULTS = {"backbone": "resnet50", "size": 128, "epochs": 30, "batch_size"
 # The names of augkit.train.losses' losses live here, torch-free, so that the command line can offer
 # them without importing torch; augkit.train.losses re-exports them.
 LOSSES = ("mse", "l1", "smooth-l1", "wing")
+
+# The heads of augkit.train.heads, torch-free here for the command line: each head's settings are
+# the TrainConfig fields listed (options of their own, e.g. --rle-dist), recorded in the checkpoint.
+HEAD_NAMES = ("regression", "rle", "integral", "simcc")
+HEAD_SETTINGS = {"regression": ("loss",), "rle": ("rle_dist",), "integral": ("heatmap_stride", "loss"),
+                 "simcc": ("simcc_ratio", "simcc_sigma")}
+
+
+def head_setting_defaults(name: str) -> dict:
+    """The default of every setting of head ``name`` (the TrainConfig field defaults)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {k: defaults[k] for k in HEAD_SETTINGS[name]}
+
+
+def head_settings(cfg) -> dict:
+    """The settings of ``cfg.head`` from a (resolved) config."""
+    return {k: getattr(cfg, k) for k in HEAD_SETTINGS[cfg.head]}
 
 
 def _opt(default, help: str = "", *, choices=None, range=None, open_range=False, flag=None, path=None, lr=False,
@@ -102,7 +119,18 @@ class TrainConfig:
     restart_epochs: float | None = _opt(None, "Cosine restart period in epochs (default: no restart).")
     warmup: float = _opt(0.5, "Epochs of linear LR warm-up.")
     clip: float = _opt(5.0, "Gradient-norm clipping (0: off).")
-    loss: str = _opt("smooth-l1", "Landmark loss on normalised coordinates.", choices=LOSSES)
+    head: str = _opt("regression", "Landmark head: regression (2K coordinates), rle (coordinates + a per-landmark "
+                     "sigma trained by the residual's log-likelihood), integral (heatmaps at --heatmap-stride, "
+                     "soft-argmax; sigma from their spread) or simcc (1-D distributions per axis; sigma from them). "
+                     "Recorded in the checkpoint.", choices=HEAD_NAMES)
+    loss: str = _opt("smooth-l1", "Landmark loss on normalised coordinates (the regression and integral heads).",
+                     choices=LOSSES)
+    rle_dist: str = _opt("laplace", "rle head: the residual's density (its sigma is the standard deviation in "
+                         "both).", choices=("laplace", "gaussian"))
+    heatmap_stride: int = _opt(8, "integral head: heatmap stride in input pixels (the neck upsamples the "
+                               "backbone's map to it): 4, 8 or 16.", range=(4, 16))
+    simcc_ratio: float = _opt(2.0, "simcc head: bins per input pixel.", range=(1.0, 4.0))
+    simcc_sigma: float = _opt(2.0, "simcc head: the Gaussian label's sigma in input pixels.", range=(0.5, 20.0))
     trim: float = _opt(0.0, "Trimmed loss: leave out this fraction of each batch's worst samples (label noise).",
                        range=(0, 0.9))
     val_fraction: float = _opt(0.1, "Fraction of the images held out for validation.", range=(0, 0.9))
@@ -192,6 +220,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if d.epochs < 1 or d.batch_size < 1 or d.size < 16:
         raise ValueError("--epochs and --batch-size must be >= 1 and --size >= 16")
     d.lr = _resolve_lr(d.lr)
+    if d.heatmap_stride not in (4, 8, 16):
+        raise ValueError(f"--heatmap-stride must be 4, 8 or 16, got {d.heatmap_stride}")
     if d.lr_find_steps < 10:
         raise ValueError(f"--lr-find-steps must be at least 10, got {d.lr_find_steps}")
     if d.ema is not None and not 0.0 < d.ema < 1.0:

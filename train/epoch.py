@@ -14,8 +14,7 @@ import torch
 from . import data as train_data
 from .dist import SYNC_EVERY, Dist
 from .freeze import train_mode
-from .losses import landmark_loss
-from .model import decode
+from .heads import LandmarkHead, find_head
 from .model_input import ModelInput
 from .state import TrainState
 
@@ -37,18 +36,22 @@ class Engine:
     trim: float = 0.0
     clip: float = 0.0
 
+    head: LandmarkHead | None = None   # default: the model's own (find_head)
+
     def __post_init__(self):
         self.input = ModelInput(self.device, self.amp_dtype, self.channels_last)
         self.pin = self.input.pin
+        if self.head is None:
+            self.head = find_head(self.model, self.n_points, (self.size, self.size), self.loss)
 
     def forward(self, net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC batch -> raw float32 outputs (N, 2K)."""
+        """uint8 NHWC batch -> the head's raw float32 outputs (N, D)."""
         return self.input(net, images)
 
     def batch_loss(self, out: torch.Tensor, batch: dict, trim: float = 0.0) -> torch.Tensor:
         target = batch["target"].to(self.device, non_blocking=self.pin)
         mask = batch["mask"].to(self.device, non_blocking=self.pin)
-        return landmark_loss(out.view(out.shape[0], self.n_points, 2), target, mask, self.loss, trim)
+        return self.head.loss(out, target, mask, trim)
 
 
 class StopRule:
@@ -172,7 +175,7 @@ def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, sho
             if ok.any():
                 loss_sum += float(engine.batch_loss(out[ok], _rows(batch, ok))) * int(ok.sum())
                 count += int(ok.sum())
-            px = decode(out, (engine.size, engine.size)).cpu().numpy().astype(np.float64)
+            px = engine.head.decode(out)[0].cpu().numpy().astype(np.float64)
             px[~ok.numpy()] = np.nan
             preds.append(train_data.invert_batch(batch["matrix"].numpy(), px))
             index.append(batch["index"].numpy())

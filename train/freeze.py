@@ -1,22 +1,22 @@
 """Frozen warm-up (``augkit train --freeze-epochs N``): for the first N epochs only the regression
 head trains; the backbone's parameters get no gradients (``requires_grad`` False, so the optimiser
 skips them: no update, no weight decay) and its modules stay in eval mode (BatchNorm statistics
-and dropout as they are). The head is the model's :class:`~augkit.train.model.FP32Linear`."""
+and dropout as they are). The head is the model's :class:`~augkit.train.heads.LandmarkHead` (with its neck, for the spatial heads)."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from .model import FP32Linear
+from .heads import LandmarkHead
 
 __all__ = ["head_modules", "set_frozen", "train_mode"]
 
 
 def head_modules(model: nn.Module) -> list:
-    """The regression head(s) of a model built by :func:`~augkit.train.model.build_model`."""
-    heads = [m for m in model.modules() if isinstance(m, FP32Linear)]
+    """The landmark head(s) of a model built by :func:`~augkit.train.model.build_model`."""
+    heads = [m for m in model.modules() if isinstance(m, LandmarkHead)]
     if not heads:
-        raise ValueError("--freeze-epochs: the model has no augkit regression head to train alone")
+        raise ValueError("--freeze-epochs: the model has no augkit landmark head to train alone")
     return heads
 
 

@@ -35,6 +35,7 @@ from .config import DATA_DEFAULTS, DEMO_DEFAULTS, TrainConfig, resolve_config  #
 from .dist import Dist
 from .epoch import Engine, StopRule, _optimiser_step, train_one_epoch, validate  # noqa: F401 (re-exported)
 from .freeze import set_frozen
+from .heads import head_info
 from .run_folder import (
     LOG_COLUMNS,
     RunFolder,
@@ -180,7 +181,8 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
         state.ema_decay = cfg.ema
     fixed = {"preprocessing": pre_pipe.to_dict(), "train_pipeline": train_pipe.to_dict(), "scheme": scheme.to_dict(),
              "config": cfg.to_dict(), "mean_shape": mean_norm.tolist(),
-             "model_info": {"backbone": cfg.backbone, "n_points": data.n_points, "input_size": [cfg.size, cfg.size]}}
+             "model_info": {"backbone": cfg.backbone, "n_points": data.n_points, "input_size": [cfg.size, cfg.size],
+                            "head": head_info(engine.head)}}
     val_loader = None
     if len(val_ds):
         val_loader = train_data.make_loader(val_ds, cfg.batch_size * 2, cfg.workers,

@@ -1,9 +1,11 @@
-"""Landmark regressors: any torchvision classification backbone with a 2K-output head.
+"""Landmark models: any torchvision (or timm) classification backbone with a landmark head.
 
-The output of a model is ``(N, 2K)`` coordinates normalised to the input crop, interleaved
-``x0, y0, x1, y1, ...``: ``u = (x + 0.5) / W``, ``v = (y + 0.5) / H`` with ``(x, y)`` input-frame
-pixels in the OpenCV convention (so the crop's edges are 0 and 1). :func:`decode` and
-:func:`encode` convert.
+The head (:mod:`augkit.train.heads`, chosen by name) either replaces the classifier on the pooled
+features (``regression``, ``rle``: the parameters keep the classifier's name) or sits on the
+backbone's last feature map (``integral``, ``simcc``: a :class:`LandmarkNet` of a :class:`Trunk`
+and the head). The model's output is the head's raw ``(N, D)`` tensor; the head decodes it. For the
+regression head that is ``(N, 2K)`` unit coordinates, interleaved ``x0, y0, x1, y1, ...``
+(:func:`decode` and :func:`encode` convert; the convention is :func:`augkit.train.heads.to_unit`'s).
 
 ``backbone="tiny"`` is a small plain CNN (not torchvision) for tests and quick experiments;
 ``backbone="timm/NAME"`` is any classification model of timm (the ``[timm]`` extra), built through
@@ -15,13 +17,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .heads import FP32Linear  # noqa: F401 - kept importable here
+from .heads import from_unit, to_unit
 from .model_input import (  # the one definition; kept importable here
     IMAGENET_MEAN,
     IMAGENET_STD,
 )
 
 __all__ = ["build_model", "decode", "encode", "TinyNet", "PretrainedUnavailable", "IMAGENET_MEAN", "IMAGENET_STD",
-           "list_backbones"]
+           "list_backbones", "LandmarkNet", "Trunk"]
 
 
 class PretrainedUnavailable(RuntimeError):
@@ -110,17 +114,75 @@ def _imagenet_weights(backbone: str):
         raise ValueError(f"--pretrained: torchvision has no ImageNet weights for {backbone!r} ({e})") from None
 
 
-class FP32Linear(nn.Linear):
-    """The regression head, computed in float32 even under autocast: in bf16 the normalised
-    coordinates would be rounded to about 2**-8 of the crop (most of a pixel at 224 px)."""
+class Trunk(nn.Module):
+    """A classification backbone cut before its global pooling: ``x -> (N, C, h, w)`` features, for
+    the spatial heads. ``body`` is the backbone itself (its classifier removed), so its parameter
+    names (``trunk.body.layer1...``) follow the backbone's."""
+
+    KINDS = ("tiny", "resnet", "features", "timm")
+
+    def __init__(self, body: nn.Module, kind: str):
+        super().__init__()
+        self.body, self.kind = body, kind
 
     def forward(self, x):
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return super().forward(x.float())
+        b = self.body
+        if self.kind == "resnet":
+            x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+            return b.layer4(b.layer3(b.layer2(b.layer1(x))))
+        if self.kind == "timm":
+            return b.forward_features(x)
+        x = b.features(x)
+        return torch.relu(x) if self.kind == "features" and b.__class__.__name__ == "DenseNet" else x
 
 
-def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=None, mean_shape=None) -> nn.Module:
-    """A torchvision backbone (by name) whose classifier is replaced by a ``2 * n_points`` linear head.
+def _trunk(model: nn.Module, backbone: str) -> Trunk:
+    """``model`` cut before its pooling (its classifier dropped), or a clear error when augkit does
+    not know where its feature map is."""
+    if isinstance(model, TinyNet):
+        del model.fc, model.pool
+        return Trunk(model, "tiny")
+    if backbone.startswith(TIMM_PREFIX):
+        model.reset_classifier(0)
+        return Trunk(model, "timm")
+    if all(hasattr(model, a) for a in ("conv1", "bn1", "maxpool", "layer4", "fc")):
+        model.fc, model.avgpool = nn.Identity(), nn.Identity()
+        return Trunk(model, "resnet")
+    if isinstance(getattr(model, "features", None), nn.Module) and hasattr(model, "classifier"):
+        model.classifier = nn.Identity()
+        return Trunk(model, "features")
+    raise ValueError(f"--backbone {backbone}: augkit does not know where its feature map is, which the spatial heads "
+                     "(integral, simcc) need: use a ResNet/ResNeXt, a model with .features (efficientnet, mobilenet, "
+                     "convnext, densenet), a timm/ CNN, or --head regression/rle")
+
+
+class LandmarkNet(nn.Module):
+    """A spatial head on a :class:`Trunk`: ``x -> head(trunk(x))``, the head's raw (N, D) output."""
+
+    def __init__(self, trunk: Trunk, head: nn.Module):
+        super().__init__()
+        self.trunk, self.head = trunk, head
+
+    def forward(self, x):
+        return self.head(self.trunk(x))
+
+
+def _feature_shape(trunk: Trunk, input_size) -> tuple:
+    """(C, h, w) of the trunk's map for one ``input_size`` image (a dry run in eval mode)."""
+    was = trunk.training
+    trunk.eval()
+    with torch.no_grad():
+        f = trunk(torch.zeros(1, 3, *input_size))
+    trunk.train(was)
+    if f.ndim != 4:
+        raise ValueError(f"the backbone's features have shape {tuple(f.shape)}, not a (N, C, h, w) map: the spatial "
+                         "heads need a convolutional backbone")
+    return tuple(int(v) for v in f.shape[1:])
+
+
+def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=None, mean_shape=None,
+                head: str = "regression", head_settings: dict | None = None, input_size=(128, 128)) -> nn.Module:
+    """A backbone (by name) with a landmark head (:mod:`augkit.train.heads`).
 
     Args:
         backbone: a torchvision classification model name (``resnet50``, ``resnet18``,
@@ -131,10 +193,16 @@ def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=
             :class:`PretrainedUnavailable` when that fails, e.g. offline).
         weights: a local state dict file (an ImageNet state dict or an augkit checkpoint); keys
             whose shapes do not fit (the old classifier) are left out.
-        mean_shape: optional ``(K, 2)`` normalised mean shape: the head's bias starts there and its
-            initial weights are scaled by 0.01 (small, not zero, so gradients reach the backbone
-            from step 0), so step 0 predicts close to the mean shape.
+        mean_shape: optional ``(K, 2)`` normalised mean shape: the pooled heads start there (bias at
+            the mean shape, initial weights scaled by 0.01: small, not zero, so gradients reach the
+            backbone from step 0).
+        head: the head's name (:data:`augkit.train.heads.HEADS`); ``head_settings`` its options.
+        input_size: (h, w) of the model input (the heads decode to this frame; the spatial heads
+            size their layers for it).
     """
+    from .heads import HEADS, build_head
+    if head not in HEADS:
+        raise ValueError(f"--head must be one of {', '.join(HEADS)}, got {head!r}")
     out = 2 * int(n_points)
     if backbone == "tiny":
         if pretrained:
@@ -148,46 +216,60 @@ def build_model(backbone: str, n_points: int, pretrained: bool = False, weights=
             raise ValueError(f"--backbone {backbone}: its classifier is not one linear layer; pick another timm model")
     else:
         locate = _last_linear
-        import torchvision
-        names = torchvision.models.list_models(module=torchvision.models)
-        if backbone not in names:
-            close = [n for n in names if n.startswith(backbone[:4])][:8]
-            raise ValueError(f"unknown backbone {backbone!r}: expected a torchvision classification model name "
-                             f"(e.g. {', '.join(close or ['resnet50', 'resnet18', 'efficientnet_b0'])}) or 'tiny'")
-        kwargs = {}
-        if backbone in ("inception_v3", "googlenet"):
-            kwargs["aux_logits"] = False
-            kwargs["init_weights"] = True
-        if pretrained:
-            w = _imagenet_weights(backbone)
-            model = torchvision.models.get_model(backbone, **kwargs)
-            try:
-                state = w.get_state_dict(progress=False, check_hash=False)
-            except Exception as e:  # URLError, socket errors, HTTP errors...
-                raise PretrainedUnavailable(
-                    f"--pretrained: could not download the ImageNet weights {w} for {backbone} from {w.url} "
-                    f"({type(e).__name__}: {e}). Are you offline? Download the file elsewhere and pass "
-                    f"--weights FILE, or put it in {_hub_dir()}/checkpoints/.") from None
-            if backbone in ("inception_v3", "googlenet"):
-                state = {k: v for k, v in state.items() if not k.startswith("aux")}
-            model.load_state_dict(state)
-        else:
-            model = torchvision.models.get_model(backbone, weights=None, **kwargs)
-        found = _last_linear(model)
-        if found is None:
-            raise ValueError(f"backbone {backbone!r} has no linear classifier to replace with a regression head")
-        parent, attr, old = found
-        setattr(parent, attr, nn.Linear(old.in_features, out))
+        model = _torchvision_model(backbone, out, pretrained)
     if weights is not None:
         load_backbone_weights(model, weights)
-    parent, attr, old = locate(model)
-    head = FP32Linear(old.in_features, old.out_features)
-    head.load_state_dict(old.state_dict())
-    setattr(parent, attr, head)
+    size = tuple(int(v) for v in input_size)
+    if HEADS[head].spatial:
+        trunk = _trunk(model, backbone)
+        net: nn.Module = LandmarkNet(trunk, build_head(head, _feature_shape(trunk, size), n_points, size,
+                                                       head_settings))
+        found = net.head
+    else:
+        parent, attr, old = locate(model)
+        found = build_head(head, old.in_features, n_points, size, head_settings)
+        with torch.no_grad():   # the classifier's initial (or loaded) weights, where the shapes fit
+            found.weight[: old.out_features].copy_(old.weight)
+            found.bias[: old.out_features].copy_(old.bias)
+        setattr(parent, attr, found)
+        net = model
     if mean_shape is not None:
-        with torch.no_grad():
-            head.weight.mul_(0.01)
-            head.bias.copy_(torch.as_tensor(mean_shape, dtype=head.bias.dtype).reshape(-1))
+        found.init_mean_shape(mean_shape)
+    return net
+
+
+def _torchvision_model(backbone: str, out: int, pretrained: bool) -> nn.Module:
+    """A torchvision classification model whose last linear layer has ``out`` outputs."""
+    import torchvision
+    names = torchvision.models.list_models(module=torchvision.models)
+    if backbone not in names:
+        close = [n for n in names if n.startswith(backbone[:4])][:8]
+        raise ValueError(f"unknown backbone {backbone!r}: expected a torchvision classification model name "
+                         f"(e.g. {', '.join(close or ['resnet50', 'resnet18', 'efficientnet_b0'])}) or 'tiny'")
+    kwargs = {}
+    if backbone in ("inception_v3", "googlenet"):
+        kwargs["aux_logits"] = False
+        kwargs["init_weights"] = True
+    if pretrained:
+        w = _imagenet_weights(backbone)
+        model = torchvision.models.get_model(backbone, **kwargs)
+        try:
+            state = w.get_state_dict(progress=False, check_hash=False)
+        except Exception as e:  # URLError, socket errors, HTTP errors...
+            raise PretrainedUnavailable(
+                f"--pretrained: could not download the ImageNet weights {w} for {backbone} from {w.url} "
+                f"({type(e).__name__}: {e}). Are you offline? Download the file elsewhere and pass "
+                f"--weights FILE, or put it in {_hub_dir()}/checkpoints/.") from None
+        if backbone in ("inception_v3", "googlenet"):
+            state = {k: v for k, v in state.items() if not k.startswith("aux")}
+        model.load_state_dict(state)
+    else:
+        model = torchvision.models.get_model(backbone, weights=None, **kwargs)
+    found = _last_linear(model)
+    if found is None:
+        raise ValueError(f"backbone {backbone!r} has no linear classifier to replace with a regression head")
+    parent, attr, old = found
+    setattr(parent, attr, nn.Linear(old.in_features, out))
     return model
 
 
@@ -211,6 +293,7 @@ def load_backbone_weights(model: nn.Module, path) -> tuple:
     if not isinstance(state, dict):
         raise ValueError(f"--weights: {path}: expected a state dict, got {type(state).__name__}")
     state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k[11:] if k.startswith("trunk.body.") else k: v for k, v in state.items()}  # a spatial-head model's
     own = model.state_dict()
     fit = {k: v for k, v in state.items() if k in own and getattr(v, "shape", None) == own[k].shape}
     if not fit:
@@ -221,14 +304,10 @@ def load_backbone_weights(model: nn.Module, path) -> tuple:
 
 
 def decode(output: torch.Tensor, size_hw) -> torch.Tensor:
-    """Model output -> input-frame pixels. Shape: (N, 2K) -> (N, K, 2)."""
-    h, w = size_hw
-    p = output.reshape(output.shape[0], -1, 2)
-    scale = p.new_tensor([float(w), float(h)])
-    return p * scale - 0.5
+    """The regression head's output -> input-frame pixels. Shape: (N, 2K) -> (N, K, 2)."""
+    return from_unit(output.reshape(output.shape[0], -1, 2), size_hw)
 
 
 def encode(points: torch.Tensor, size_hw) -> torch.Tensor:
     """Input-frame pixels -> normalised targets. Shape: (N, K, 2) -> (N, K, 2) (flatten for the head)."""
-    h, w = size_hw
-    return (points + 0.5) / points.new_tensor([float(w), float(h)])
+    return to_unit(points, size_hw)
