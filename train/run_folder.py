@@ -204,7 +204,9 @@ def plot_curves(run_dir: str, history: list) -> str | None:
     ax[0].plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
     if any(h.get("val_loss") is not None for h in history):
         ax[0].plot(epochs, [h.get("val_loss") for h in history], "o-", label="val loss")
-    ax[0].set_yscale("log")
+    losses = [h[k] for h in history for k in ("train_loss", "val_loss") if h.get(k) is not None]
+    if losses and min(losses) > 0:   # a likelihood loss (the rle head's) can be negative: linear axis then
+        ax[0].set_yscale("log")
     ax[0].set_xlabel("epoch")
     ax[0].legend()
     if any(h.get("nme") is not None for h in history):
