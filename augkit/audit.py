@@ -18,7 +18,13 @@ its own statistic, measured against what right labels show on the same set:
   similarity has taken one onto the other: each point's residual divided by ``sqrt(sigma_k^2 +
   (S_k / d)^2)`` (``sigma_k`` the model's typical error on landmark k after the similarity, ``S_k``
   the views' disagreement on this image); the RMS over all points (a side swap, another face) and
-  over the worst ``max(3, 5% of K)`` (a few points).
+  over the worst ``max(3, 5% of K)`` (a few points). When the fold models predict their own
+  per-landmark uncertainty ``sigma`` (pixels, per image and landmark), it replaces ``sigma_k``: each
+  residual is divided by ``sqrt((c_k sigma / d)^2 + (S_k / d)^2)``, ``c_k`` the set's robust ratio of
+  the residual to ``sigma`` on landmark k (so a sigma off by a constant factor, or on some landmarks,
+  does not matter; what counts is which images and points the model itself calls hard). A hard face
+  whose points are all far off but within their sigma is then not blamed on its label, and a point
+  of an easy face far beyond its sigma is.
 - **shape** (``shape_top``): whether the label is a plausible face at all, without the model: the
   label aligned to the set's mean shape (rotation, scale and translation removed, generalised
   Procrustes) and projected onto the set's principal shape modes (those that hold 95% of the
@@ -45,10 +51,12 @@ points more); ``mismatch`` otherwise (no similarity makes it fit: another face's
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
-from statistics import NormalDist
-
 import numpy as np
+
+from .audit_geometry import FIT_CHUNK as _FIT_CHUNK
+from .audit_geometry import _c, _chunked, _face_size, _normalised, _robust, _similarity, _top_rms, _upper, pose_spread
 
 __all__ = ["LabelAuditor", "AuditScore", "pose_spread", "STATS", "KINDS", "DEFAULT_THRESHOLD", "POINT_Z"]
 
@@ -57,7 +65,6 @@ STATS = ("shift", "scale", "fit_all", "fit_top", "shape_top")   # the per-image 
 DEFAULT_THRESHOLD = 4.5    # score (robust standard units over the set) above which a label is suspect
 POINT_Z = 3.0              # a point this many typical errors off (model or shape) is named in `points`
 _REFIT_Z = 4.0             # labels above this in any statistic are left out of the final fit of the set's statistics
-_FIT_CHUNK = 2048           # images whose statistics the fit computes at a time (bounds its temporaries)
 _FIRST_Q, _TAIL_Q = 84.13, 95.0   # the percentile each statistic's spread is matched at: first fit, final fit
 _ORDINARY_Z = 2.0          # a statistic below this (robust units) is what right labels show
 _MAX_MODES, _VARIANCE = 30, 0.95
@@ -80,77 +87,6 @@ class AuditScore:
     extra: dict = field(default_factory=dict)
 
 
-def _c(x: np.ndarray) -> np.ndarray:
-    return x[..., 0] + 1j * x[..., 1]
-
-
-def _face_size(pts: np.ndarray, norm) -> np.ndarray:
-    if norm is not None:
-        d = np.linalg.norm(pts[:, norm[0]] - pts[:, norm[1]], axis=-1)
-    else:
-        d = np.linalg.norm(np.nanmax(pts, axis=1) - np.nanmin(pts, axis=1), axis=-1)
-    return np.maximum(d, 1e-9)
-
-
-def _similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None):
-    """Weighted least-squares similarity taking each src onto its dst, batched, in complex form
-    (``dst - m_dst ~ c (src - m_src)``, ``c = s e^{i theta}``). Shape: (B, K) complex x 2, w (B, K)
-    -> (mapped src (B, K) complex, c (B,), m_src (B,), m_dst (B,))."""
-    w = np.ones(src.shape, np.float64) if w is None else w
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
-    ms, md = (w * src).sum(axis=1), (w * dst).sum(axis=1)
-    a, b = src - ms[:, None], dst - md[:, None]
-    c = (w * np.conj(a) * b).sum(axis=1) / np.maximum((w * np.abs(a) ** 2).sum(axis=1), 1e-300)
-    return c[:, None] * a + md[:, None], c, ms, md
-
-
-def _normalised(z: np.ndarray) -> np.ndarray:
-    """Shapes centred and scaled to unit RMS radius. Shape: (B, K) complex."""
-    z = z - z.mean(axis=1, keepdims=True)
-    return z / np.maximum(np.sqrt((np.abs(z) ** 2).mean(axis=1, keepdims=True)), 1e-300)
-
-
-def _top_rms(z: np.ndarray, top: int) -> np.ndarray:
-    return np.sqrt(np.mean(np.sort(z ** 2, axis=1)[:, -top:], axis=1))
-
-
-def _robust(t: np.ndarray, axis=0):
-    """(median, 1.4826 MAD) along ``axis``."""
-    m = np.median(t, axis=axis)
-    return m, np.maximum(1.4826 * np.median(np.abs(t - m), axis=axis), 1e-9)
-
-
-def pose_spread(members: np.ndarray, merged: np.ndarray, norm=None) -> np.ndarray:
-    """How much the TTA views disagree on where the face is, how large and how turned: the spread
-    over views of the similarity taking the merged prediction onto each view's (the norm of the
-    translation's standard deviations / face size; of the log scale; of the rotation in radians).
-    Shape: members (B, M, K, 2), merged (B, K, 2) -> (B, 3); zeros for a single view."""
-    b, m, k = members.shape[:3]
-    zm = _c(np.asarray(members, np.float64)).reshape(b * m, k)
-    zp = np.repeat(_c(np.asarray(merged, np.float64)), m, axis=0)
-    _, c, ms, md = _similarity(zp, zm)
-    d = np.repeat(_face_size(np.asarray(merged, np.float64), norm), m)
-    t = (md - ms) / d
-    pose = np.stack([t.real, t.imag, np.log(np.maximum(np.abs(c), 1e-12)), np.angle(c)], axis=1).reshape(b, m, 4)
-    sd = pose.std(axis=1)
-    return np.stack([np.hypot(sd[:, 0], sd[:, 1]), sd[:, 2], sd[:, 3]], axis=1)
-
-
-def _chunked(fn, *arrays) -> np.ndarray:
-    """``fn`` of the arrays' rows ``_FIT_CHUNK`` at a time, concatenated: the fit's temporaries stay
-    those of one chunk, whatever the sample."""
-    return np.concatenate([fn(*(a[i:i + _FIT_CHUNK] for a in arrays)) for i in range(0, len(arrays[0]), _FIT_CHUNK)])
-
-
-def _upper(t: np.ndarray, q: float):
-    """(median, one-sided spread) along axis 0, the spread matched at the ``q``-th percentile as for
-    a normal law (``(q95 - median) / 1.645``): each statistic's upper tail over right labels maps to
-    the same units, so the largest of them is not always the one whose right labels have the longest
-    tail, and a log statistic's long lower tail near 0 counts for nothing."""
-    m = np.median(t, axis=0)
-    return m, np.maximum((np.percentile(t, q, axis=0) - m) / NormalDist().inv_cdf(q / 100), 1e-9)
-
-
 class LabelAuditor:
     """The statistics of one set of labels and out-of-fold predictions (:meth:`fit`, once, on all
     images or a random sample), then the score and diagnosis of any chunk (:meth:`score`).
@@ -165,28 +101,68 @@ class LabelAuditor:
         if self.perm is not None and np.array_equal(self.perm, np.arange(len(self.perm))):
             self.perm = None
         self.norm = None if norm is None else tuple(int(i) for i in norm)
+        self.with_pose_sd = self.with_sigma = False
 
     # ------------------------------------------------------------------ the set's statistics
-    def fit(self, labels, preds, spread, pose_sd=None) -> "LabelAuditor":
+    def fit(self, labels, preds, spread, pose_sd=None, sigma=None) -> "LabelAuditor":
         """Fit every statistic on (N, K, 2) labels and predictions and (N, K) spread (finite rows),
-        with the views' (N, 3) :func:`pose_spread` when there is one (then :meth:`score` needs it
-        too). Twice: first with each statistic's spread matched at its 84th percentile, then
-        without the labels that fit finds far off (``_REFIT_Z``), the spread matched at the 95th."""
+        with the views' (N, 3) :func:`pose_spread` when there is one, and the models' own (N, K)
+        ``sigma`` in pixels when they predict one (then :meth:`score` needs each of them too).
+        Twice: first with each statistic's spread matched at its 84th percentile, then without the
+        labels that fit finds far off (``_REFIT_Z``), the spread matched at the 95th."""
         lab, pr = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
         sp = np.asarray(spread, np.float64)
         self.with_pose_sd = pose_sd is not None
+        self.with_sigma = sigma is not None
         ps = np.asarray(pose_sd, np.float64) if pose_sd is not None else np.zeros((len(lab), 3))
         if len(lab) < 2:
             raise ValueError(f"{len(lab)} readable image(s) with predictions: an audit needs at least 2")
+        sg = self._check_sigma(sigma, sp.shape) if sigma is not None else np.full(sp.shape, np.nan)
         self.k = lab.shape[1]
         self.top = max(3, int(np.ceil(0.05 * self.k)))
-        self._fit_once(lab, pr, sp, ps, _FIRST_Q)
-        keep = (self._z(self._scaled_stats(lab, pr, sp, ps)) < _REFIT_Z).all(axis=1)
+        self._fit_once(lab, pr, sp, ps, _FIRST_Q, sg)
+        keep = (self._z(self._scaled_stats(lab, pr, sp, ps, sg)) < _REFIT_Z).all(axis=1)
         if keep.sum() >= max(2, len(lab) // 2):   # else most labels look wrong: keep the first fit
-            self._fit_once(lab[keep], pr[keep], sp[keep], ps[keep], _TAIL_Q)
+            self._fit_once(lab[keep], pr[keep], sp[keep], ps[keep], _TAIL_Q, sg[keep])
         return self
 
-    def _fit_once(self, lab, pr, sp, ps, q):
+    @staticmethod
+    def _check_sigma(sigma, shape) -> np.ndarray:
+        sg = np.asarray(sigma, np.float64)
+        if sg.shape != shape:
+            raise ValueError(f"sigma must be (images, points) = {shape}, got {sg.shape}")
+        return sg
+
+    def _fit_sigma_scale(self, zl, zp, d, sg) -> None:
+        """With the models' sigma: per landmark, its typical value (face units; stands in for a
+        missing one), a floor (a tenth of that: no division by ~0) and the factor ``c_k`` that
+        makes ``c_k sigma`` the landmark's typical residual after the similarity (``1.2 x median``
+        of residual / sigma, as ``fit_sigma``)."""
+        u = sg / d[:, None]
+        good = np.isfinite(u) & (u > 0)
+        um = np.where(good, u, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)    # a landmark without any sigma: NaN, replaced below
+            typical = np.nanmedian(um, axis=0) if good.any() else np.full(self.k, np.nan)
+        fallback = float(np.nanmedian(um)) if good.any() else 1.0
+        self.sigma_typical = np.where(np.isfinite(typical), typical, fallback)
+        self.sigma_floor = np.maximum(0.1 * self.sigma_typical, 1e-9)
+        ratio = _chunked(lambda a, b, s, w: np.abs(_similarity(a, b)[0] - b) / s[:, None] / self._sigma_units(w),
+                         zl, zp, d, u)
+        self.sigma_scale = np.maximum(1.2 * np.median(ratio, axis=0), 1e-6)
+
+    def _sigma_model(self, sg: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """The model's error scale on each point from its sigma, face units: ``c_k sigma / d``,
+        a missing sigma replaced and a tiny one floored. Shape: (B, K)."""
+        return self.sigma_scale[None] * self._sigma_units(sg / d[:, None])
+
+    def _sigma_units(self, u: np.ndarray) -> np.ndarray:
+        """The models' sigma in face units (B, K), a missing one replaced by the landmark's typical
+        value and every one kept above the floor."""
+        u = np.where(np.isfinite(u) & (u > 0), u, self.sigma_typical[None])
+        return np.maximum(u, self.sigma_floor[None])
+
+    def _fit_once(self, lab, pr, sp, ps, q, sg):
         d = _face_size(pr, self.norm)
         zl, zp = _c(lab), _c(pr)
         # shape prior: generalised Procrustes mean, then principal modes of the aligned shapes
@@ -215,12 +191,19 @@ class LabelAuditor:
         self.pose_centre, self.pose_scale = _robust(pose)
         # a floor under the views' pose spread (a tenth of its median): no division by ~0
         self.pose_floor = np.maximum(0.1 * np.median(ps, axis=0), 1e-9)
-        self.stat_centre, self.stat_scale = _upper(self._scaled_stats(lab, pr, sp, ps), q)
+        if self.with_sigma:
+            self._fit_sigma_scale(zl, zp, d, sg)
+            # the model's pose error per unit of the image's sigma level (robust, about the same centre)
+            level = self._sigma_model(sg, d)
+            level = np.sqrt((level ** 2).mean(axis=1))
+            self.pose_sigma = np.maximum(1.4826 * np.median(np.abs(pose - self.pose_centre) / level[:, None], axis=0),
+                                         1e-9)
+        self.stat_centre, self.stat_scale = _upper(self._scaled_stats(lab, pr, sp, ps, sg), q)
 
-    def _scaled_stats(self, lab, pr, sp, ps) -> np.ndarray:
+    def _scaled_stats(self, lab, pr, sp, ps, sg) -> np.ndarray:
         """Each image's statistics on :meth:`_transform`'s scale, ``_FIT_CHUNK`` images at a time.
         Shape: (N, len(STATS))."""
-        return _chunked(lambda *a: self._transform(self._stats(*a)["stats"]), lab, pr, sp, ps)
+        return _chunked(lambda *a: self._transform(self._stats(*a)["stats"]), lab, pr, sp, ps, sg)
 
     def _z(self, scaled: np.ndarray) -> np.ndarray:
         """Transformed statistics in the set's robust standard units. Shape: (N, len(STATS))."""
@@ -289,10 +272,12 @@ class LabelAuditor:
         return np.stack([t.real, t.imag, np.log(np.maximum(np.abs(c), 1e-12)), np.angle(c)], axis=1)
 
     # ------------------------------------------------------------------ per chunk
-    def _stats(self, lab, pr, sp, ps) -> dict:
+    def _stats(self, lab, pr, sp, ps, sg) -> dict:
         d = _face_size(pr, self.norm)
         zl, zp = _c(lab), _c(pr)
-        s_eff = np.sqrt(self.fit_sigma[None] ** 2 + (np.nan_to_num(sp) / d[:, None]) ** 2)
+        # the model's own error scale on each point: its sigma (scaled to the set) or the landmark's typical error
+        model = self._sigma_model(sg, d) if self.with_sigma else self.fit_sigma[None]
+        s_eff = np.sqrt(model ** 2 + (np.nan_to_num(sp) / d[:, None]) ** 2)
 
         def fit_z(candidate):
             mapped = _similarity(candidate, zp, 1.0 / s_eff ** 2)[0]
@@ -301,9 +286,16 @@ class LabelAuditor:
         zf = fit_z(zl)
         pose_raw = self._pose(zl, zp, d)
         pose = pose_raw - self.pose_centre
-        if self.with_pose_sd:   # in units of this image's own pose uncertainty: how far its views disagree
+        if self.with_sigma:     # the pose error the model's sigma implies: its typical one x this image's sigma level
+            pose_model = self.pose_sigma[None] * np.sqrt((model ** 2).mean(axis=1))[:, None]
+        if self.with_pose_sd and self.with_sigma:   # and how far the views disagree, per parameter
+            sd = np.sqrt(ps ** 2 + self.pose_floor ** 2)[:, [0, 0, 1, 2]] / (np.sqrt(2), np.sqrt(2), 1, 1)
+            pose = pose / np.sqrt(sd ** 2 + pose_model ** 2)
+        elif self.with_pose_sd:   # in units of this image's own pose uncertainty: how far its views disagree
             sd = np.sqrt(ps ** 2 + self.pose_floor ** 2)
             pose = pose / sd[:, [0, 0, 1, 2]] * (np.sqrt(2), np.sqrt(2), 1, 1)   # sd[:, 0] is of both axes
+        elif self.with_sigma:   # in units of the pose error the model's sigma implies for this image
+            pose = pose / pose_model
         else:                   # in units of the model's typical pose error over the set
             pose = pose / self.pose_scale
         zs = self._shape_residual(zl, robust=False) / self.shape_sigma
@@ -317,19 +309,27 @@ class LabelAuditor:
             out["swap_fit"] = np.sqrt((fit_z(zl[:, self.perm]) ** 2).mean(axis=1))
         return out
 
-    def _raw(self, lab, pr, sp, ps) -> dict:
-        out = self._stats(lab, pr, sp, ps)
+    def _raw(self, lab, pr, sp, ps, sg) -> dict:
+        out = self._stats(lab, pr, sp, ps, sg)
         out["z"] = self._z(self._transform(out["stats"]))
         return out
 
-    def score(self, labels, preds, spread, pose_sd=None, threshold: float = DEFAULT_THRESHOLD) -> AuditScore:
+    def score(self, labels, preds, spread, pose_sd=None, threshold: float = DEFAULT_THRESHOLD,
+              sigma=None) -> AuditScore:
         """Score and diagnose a chunk: (B, K, 2) labels and predictions in pixels, (B, K) spread,
-        (B, 3) :func:`pose_spread` if the fit had one."""
+        (B, 3) :func:`pose_spread` if the fit had one, (B, K) the models' ``sigma`` (pixels) if the
+        fit had it."""
         lab, pr = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
+        sp = np.asarray(spread, np.float64)
         if self.with_pose_sd and pose_sd is None:
             raise ValueError("the auditor was fitted with the views' pose spread: score needs it too")
+        if self.with_sigma and sigma is None:
+            raise ValueError("the auditor was fitted with the models' sigma: score needs it too")
+        if not self.with_sigma and sigma is not None:
+            raise ValueError("the auditor was fitted without the models' sigma: fit it with sigma to score with it")
         ps = np.asarray(pose_sd, np.float64) if pose_sd is not None else np.zeros((len(lab), 3))
-        r = self._raw(lab, pr, np.asarray(spread, np.float64), ps)
+        sg = self._check_sigma(sigma, sp.shape) if sigma is not None else np.full(sp.shape, np.nan)
+        r = self._raw(lab, pr, sp, ps, sg)
         z = r["z"]
         score = z.max(axis=1)
         err = np.linalg.norm(lab - pr, axis=-1)

@@ -4,7 +4,9 @@
 
 On CUDA it prints: training img/s of ResNet-50 (random weights) at 128 and 224 px, float32 vs
 bf16 + channels_last, and at 128 px bf16 with the ``--ema`` weight average updated every step
-and as timm's resnet50 (``--backbone timm/resnet50``); the share of each training step spent
+and as timm's resnet50 (``--backbone timm/resnet50``); each landmark head (``--head regression,
+rle, integral, simcc``) at the competition's 971 points, 128 px bf16: img/s, peak GPU memory and
+the ratio to the regression head; the share of each training step spent
 waiting for data with
 workers = cores - 1 (JPEGs of synthetic faces in a temporary folder, the default augmentation);
 TTA img/s with all views stacked vs one forward per view for ``flip`` and ``full``; a 1-epoch
@@ -91,7 +93,7 @@ def _sync():
 
 # ------------------------------------------------------------------------------ training speed
 
-def _engine(backbone: str, size: int, amp: bool, channels_last: bool):
+def _engine(backbone: str, size: int, amp: bool, channels_last: bool, head: str = "regression", n_points: int = 68):
     import torch
     from augkit.train.loop import Engine
     from augkit.train.model import build_model
@@ -99,33 +101,35 @@ def _engine(backbone: str, size: int, amp: bool, channels_last: bool):
     from augkit.train.state import TrainState
     dev = torch.device(RUN["device"])
     torch.manual_seed(0)
-    model = build_model(backbone, 68).to(dev)
+    model = build_model(backbone, n_points, head=head, input_size=(size, size)).to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    engine = Engine(model, model, dev, torch.bfloat16 if amp else None, channels_last, 68, size, "smooth-l1")
+    engine = Engine(model, model, dev, torch.bfloat16 if amp else None, channels_last, n_points, size, "smooth-l1")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     state = TrainState(model, opt, LRSchedule("none", 1e-4, 100, 1), torch.amp.GradScaler("cuda", enabled=False))
     return engine, state
 
 
 def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float, backbone: str | None = None,
-                ema: float | None = None) -> float:
+                ema: float | None = None, head: str = "regression", n_points: int = 68) -> float:
     """Training img/s of ResNet-50 (or ``backbone``) on batches already on the GPU (model speed
     alone); with ``ema`` the weight average (``torch.optim.swa_utils.AveragedModel``, as
-    ``augkit train --ema``) is updated after every step."""
+    ``augkit train --ema``) is updated after every step. ``head`` / ``n_points``: the landmark head
+    (``augkit train --head``) and K; with a head other than regression (or K other than 68) the
+    row also gives the peak GPU memory of the steps."""
     import torch
     from augkit.train.loop import _optimiser_step
     dev = RUN["device"]
     backbone = backbone or RUN["backbone"]
-    engine, state = _engine(backbone, size, amp and dev == "cuda", amp and dev == "cuda")
+    engine, state = _engine(backbone, size, amp and dev == "cuda", amp and dev == "cuda", head, n_points)
     averaged = None
     if ema is not None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         averaged = AveragedModel(engine.model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
     g = torch.Generator(device=dev).manual_seed(0)
     batch_d = {"image": torch.randint(0, 255, (batch, size, size, 3), dtype=torch.uint8, device=dev, generator=g),
-               "target": torch.rand(batch, 68, 2, device=dev, generator=g),
-               "mask": torch.ones(batch, 68, dtype=torch.bool, device=dev)}
+               "target": torch.rand(batch, n_points, 2, device=dev, generator=g),
+               "mask": torch.ones(batch, n_points, dtype=torch.bool, device=dev)}
 
     def step():
         loss = engine.batch_loss(engine.forward(engine.net, batch_d["image"]), batch_d)
@@ -136,6 +140,8 @@ def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float, 
     for _ in range(3):
         step()
     _sync()
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t0, n = time.perf_counter(), 0
     while n < 5 or time.perf_counter() - t0 < seconds:
         step()
@@ -152,7 +158,12 @@ def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float, 
         moved = max(float((a[k].float() - w[k].float()).abs().max()) for k in w if w[k].is_floating_point())
         note += f"; EMA {ema} over {int(averaged.n_averaged)} steps, max |EMA - weights| {moved:.2g}"
         mode += f" + EMA {ema}"
-    table.add(f"train {backbone} {size}px {mode}", f"{ips:.0f} img/s", note)
+    label = f"train {backbone} {size}px {mode}"
+    if head != "regression" or n_points != 68:
+        label = f"train {backbone} {size}px head {head} K={n_points}"
+        note += (f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if dev == "cuda"
+                 else "; memory: CUDA only")
+    table.add(label, f"{ips:.0f} img/s", note)
     engine = state = averaged = None  # free the GPU memory before the next row
     if dev == "cuda":
         torch.cuda.empty_cache()
@@ -340,6 +351,14 @@ def main() -> int:
                                                                      ema=0.999), 45)
     measure(table, f"train {RUN['timm_backbone']} {size0} bf16",
             lambda s: train_speed(table, size0, True, batch0, 12 * scale, backbone=RUN["timm_backbone"]), 60)
+    heads = {}
+    for head in ("regression", "rle", "integral", "simcc"):   # the heads at the competition's K, as trained
+        measure(table, f"train head {head} K=971",
+                lambda s, head=head: heads.__setitem__(head, train_speed(table, size0, True, batch0, 8 * scale,
+                                                                         head=head, n_points=971)), 60)
+    if "regression" in heads:
+        table.add("  ratio head / regression (img/s)",
+                  "  ".join(f"{h} x{heads[h] / heads['regression']:.2f}" for h in heads if h != "regression"))
     measure(table, "data wait share", lambda s: data_wait(table, 25 * scale), 90)
     for preset in ("flip", "full"):
         measure(table, f"TTA {preset}", lambda s, preset=preset: tta_speed(table, preset, 16 * scale), 60)

@@ -201,7 +201,8 @@ def test_971_points_train_fit_and_predict_a_submission(tmp_path, labels68, ytf68
     res = subprocess.run(cli + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "2 members x 971 landmarks" in res.stdout
+    assert "fitted per member x landmark" in res.stdout and "chosen: " in res.stdout   # weights per landmark at K=971
+    assert "wrote " in res.stdout and (run / "tta.yaml").is_file()
     res = subprocess.run(cli + ["predict", "--run", str(run), "--data", str(root / "test"),
                                 "--out", str(tmp_path / "sub.csv")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr

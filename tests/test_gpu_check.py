@@ -23,6 +23,7 @@ def test_smoke_on_cpu_fills_every_row_of_the_table():
     assert r.returncode == 0, r.stderr[-3000:]
     table = r.stdout.split("measurement")[-1]
     for row in ("train tiny 32px", "train tiny 48px", "ratio", "data wait share", "TTA flip (2 views) stacked",
-                "TTA full", "augkit train demo", "CUDA vs CPU prediction", "+ EMA 0.999", "train timm/resnet18 32px"):
+                "TTA full", "augkit train demo", "CUDA vs CPU prediction", "+ EMA 0.999", "train timm/resnet18 32px",
+                "head rle K=971", "head integral K=971", "head simcc K=971", "ratio head / regression"):
         assert row in table, row
     assert "ERROR" not in table and " skipped " not in table, table

@@ -2,6 +2,8 @@
 old checkpoints, and a checkpoint of every head through train / resume / --weights / predict /
 evaluate / tta fit (tiny backbone, a few ytf68 images)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -173,14 +175,40 @@ def test_every_head_predicts_evaluates_and_fits(trained, ytf68, tmp_path):
     assert res.exit_code == 0, res.output
     assert len(sub.read_text().splitlines()) > 10
     res = run.invoke(main, ["evaluate", "--checkpoint", ck, "--data", str(ytf68 / "train"), "--limit", "16",
-                            "--tta", "none", "--tta", "flip", "--workers", "0", "--json", str(tmp_path / "e.json")],
+                            "--tta", "none", "--tta", "flip", "--workers", "0", "--json", str(tmp_path / "e.json"),
+                            "--png", str(tmp_path / "worst.png")],
                      catch_exceptions=False)
     assert res.exit_code == 0, res.output
+    ev = res
     res = run.invoke(main, ["tta", "fit", "--checkpoint", ck, "--data", str(ytf68 / "train"), "--limit", "16",
                             "--tta", "flip", "--out", str(tmp_path / "tta.yaml"), "--workers", "0"],
                      catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "tta.yaml").is_file()
+    assert ("model sigma calibration" in ev.output) == HEADS[name].has_sigma
+    if not HEADS[name].has_sigma:
+        return
+    # a head with σ: its calibration in evaluate, σ columns in predict, --calibrate in tta fit
+    report = json.loads((tmp_path / "e.json").read_text())
+    cal = report["results"][0]["calibration"]
+    assert 0.0 <= cal["coverage_1"] <= cal["coverage_2"] <= 1.0 and cal["scale"] > 0
+    assert (tmp_path / "calibration.png").stat().st_size > 1000
+    pts = tmp_path / "pts.csv"
+    res = run.invoke(main, ["predict", "--checkpoint", ck, "--data", str(ytf68 / "test"), "--tta", "flip",
+                            "--out", str(pts), "--format", "csv", "--uncertainty", "--workers", "0"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    head, row = pts.read_text().splitlines()[:2]
+    cols = head.split(",")
+    assert cols[-1] == "Point_67_SIGMA" and cols.index("Point_0_SIGMA") == cols.index("Point_67_S") + 1
+    sig = np.array(row.split(",")[cols.index("Point_0_SIGMA"):], dtype=float)
+    assert sig.shape == (68,) and (sig > 0).all() and np.isfinite(sig).all()
+    res = run.invoke(main, ["tta", "fit", "--checkpoint", ck, "--data", str(ytf68 / "train"), "--limit", "16",
+                            "--tta", "flip", "--out", str(tmp_path / "cal.yaml"), "--workers", "0", "--calibrate"],
+                     catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "σ calibration: sigma_scale" in res.output and "sigma+robust" in res.output
+    from augkit.tta import load_spec
+    assert load_spec(tmp_path / "cal.yaml").sigma_scale != 1.0
 
 
 def test_a_checkpoint_without_a_head_loads_as_regression(tmp_path):

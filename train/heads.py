@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["HEADS", "LandmarkHead", "RegressionHead", "RLEHead", "IntegralHead", "SimCCHead", "FP32Linear",

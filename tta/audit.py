@@ -8,7 +8,9 @@ the views' disagreement on the face's place and size is each image's own pose un
 predictions go to ``OUT/fold<i>/oof_*.npy`` (float32, streamed, renamed once complete), so an
 interrupted audit resumes with the folds still missing. Then :class:`augkit.audit.LabelAuditor`
 fits the set's statistics on a sample of at most ``FIT_SAMPLE`` images and scores every image in
-chunks; memory grows by one row of audit.csv per image.
+chunks; memory grows by one row of audit.csv per image. Fold models that predict their own
+per-landmark sigma also write ``oof_sigma.npy`` (streamed the same way), and when every fold has it
+the residuals are scored against that sigma (see :mod:`augkit.audit`).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def _train_fold(train_cfg, data, fold_dir, heldout, resume: bool, log):
 
 # a fold's out-of-fold predictions: points (n, K, 2), spread (n, K), views' pose spread (n, 3)
 OOF_POINTS, OOF_SPREAD, OOF_POSE = "oof_points.npy", "oof_spread.npy", "oof_pose_spread.npy"
+OOF_SIGMA = "oof_sigma.npy"   # the models' own sigma (n, K), only from models that predict one
 FIT_SAMPLE = 10_000        # images (at most) the set-wide statistics of the score are fitted on
 SCORE_CHUNK = 2048         # images scored at a time
 
@@ -122,15 +125,20 @@ def _predicted(fold_dir, spec_name: str) -> bool:
     folder = RunFolder(fold_dir)
     if not (folder.has(OOF_DONE) and all(os.path.isfile(p) for p in _oof_paths(fold_dir))):
         return False
-    return folder.read_json(OOF_DONE).get("tta") == spec_name
+    done = folder.read_json(OOF_DONE)
+    if done.get("sigma") and not os.path.isfile(os.path.join(fold_dir, OOF_SIGMA)):
+        return False
+    return done.get("tta") == spec_name
 
 
 def _predict_fold(predictor, files, fold_dir, progress, workers: int = 0):
     """The fold's out-of-fold predictions on disk, streamed: ``oof_points.npy`` (n, K, 2) and
     ``oof_spread.npy`` (n, K) float32 in original pixels, NaN rows for unreadable images, and the
-    views' :func:`augkit.audit.pose_spread` ``oof_pose_spread.npy`` (n, 3); written under temporary
-    names and renamed once complete, then ``oof.json`` names the TTA (a fold with all four files and
-    the same TTA is done; another ``--tta`` on ``--resume`` predicts again, without retraining)."""
+    views' :func:`augkit.audit.pose_spread` ``oof_pose_spread.npy`` (n, 3); when the model predicts
+    its own sigma (the chunks carry ``sigma``), ``oof_sigma.npy`` (n, K) too. Written under
+    temporary names and renamed once complete, then ``oof.json`` names the TTA (a fold with all its
+    files and the same TTA is done; another ``--tta`` on ``--resume`` predicts again, without
+    retraining)."""
     from numpy.lib.format import open_memmap
     n, k = len(files), predictor.scheme.n_points
     final = _oof_paths(fold_dir)
@@ -138,6 +146,10 @@ def _predict_fold(predictor, files, fold_dir, progress, workers: int = 0):
     arrays = [open_memmap(t, mode="w+", dtype=np.float32, shape=shape)
               for t, shape in zip(tmp, ((n, k, 2), (n, k), (n, 3)))]
     pts, spr, pose = arrays
+    sig, sig_tmp = None, os.path.join(fold_dir, OOF_SIGMA[:-4] + ".partial.npy")
+    stale = os.path.join(fold_dir, OOF_SIGMA)
+    if os.path.isfile(stale):       # from an earlier prediction: this one writes its own, or none
+        os.remove(stale)
     norm = predictor.scheme.norm
     for chunk in predictor.iter_predict(files, progress=progress, keep_members=True, workers=workers):
         sl = slice(chunk.start, chunk.start + len(chunk))
@@ -150,12 +162,23 @@ def _predict_fold(predictor, files, fold_dir, progress, workers: int = 0):
             pose[sl] = ps
         else:
             pose[sl] = np.nan
+        sigma = getattr(chunk, "sigma", None)
+        if sigma is not None:
+            if sig is None:         # made on the first chunk with a sigma; rows without one stay NaN
+                sig = open_memmap(sig_tmp, mode="w+", dtype=np.float32, shape=(n, k))
+                sig[:] = np.nan
+            sig[sl] = np.where(ok[:, None], np.asarray(sigma, np.float64), np.nan)
     for arr in arrays:
         arr.flush()
     del pts, spr, pose, arrays
+    if sig is not None:
+        sig.flush()
+        del sig
+        os.replace(sig_tmp, stale)
     for t, p in zip(tmp, final):
         os.replace(t, p)
-    RunFolder(fold_dir).write_json(OOF_DONE, {"tta": predictor.spec.name, "images": n})
+    RunFolder(fold_dir).write_json(OOF_DONE, {"tta": predictor.spec.name, "images": n,
+                                              "sigma": os.path.isfile(stale)})
 
 
 def _rows(path, rows) -> np.ndarray:
@@ -176,6 +199,13 @@ def _fold_data(out_dir, fold_of, folds):
         yield f, np.flatnonzero(fold_of == f), _oof_paths(os.path.join(out_dir, f"fold{f}"))
 
 
+def _sigma_paths(out_dir, folds) -> list | None:
+    """The folds' ``oof_sigma.npy``, or None unless every fold has one (then the audit scores the
+    residuals against the models' sigma)."""
+    paths = [os.path.join(out_dir, f"fold{f}", OOF_SIGMA) for f in range(folds)]
+    return paths if all(os.path.isfile(p) for p in paths) else None
+
+
 def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0):
     """The :class:`LabelAuditor` of this set, its statistics fitted on a random sample of at most
     ``FIT_SAMPLE`` readable images of all folds."""
@@ -183,19 +213,21 @@ def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0):
     n = len(fold_of)
     take = np.zeros(n, bool)
     take[rng.choice(n, min(n, FIT_SAMPLE), replace=False)] = True
-    parts: list[list] = [[], [], [], []]
-    for _, idx, paths in _fold_data(out_dir, fold_of, folds):
+    sigma_paths = _sigma_paths(out_dir, folds)
+    parts: list[list] = [[], [], [], [], []]
+    for f, idx, paths in _fold_data(out_dir, fold_of, folds):
         sel = np.flatnonzero(take[idx])
         parts[0].append(np.asarray(table.points[idx[sel]], np.float64))
-        for part, path in zip(parts[1:], paths):
+        for part, path in zip(parts[1:], paths + ((sigma_paths[f],) if sigma_paths else ())):
             part.append(_rows(path, sel))
-    lab, pr, sp, pose_sd = (np.concatenate(p) for p in parts)
+    lab, pr, sp, pose_sd = (np.concatenate(p) for p in parts[:4])
     ok = np.isfinite(pr).all(axis=(1, 2))
     if ok.sum() < 2:
         raise ValueError(f"only {int(ok.sum())} image(s) could be read and predicted: nothing to audit")
     perm = scheme.perm if scheme.flip_pairs else None
     views = pose_sd[ok] if np.nanmax(pose_sd[ok]) > 0 else None   # one view: no pose spread
-    return LabelAuditor(perm, scheme.norm).fit(lab[ok], pr[ok], sp[ok], views)
+    sigma = np.concatenate(parts[4])[ok] if sigma_paths else None
+    return LabelAuditor(perm, scheme.norm).fit(lab[ok], pr[ok], sp[ok], views, sigma=sigma)
 
 
 def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0):
@@ -204,6 +236,7 @@ def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0)
     scorer = _fit_scorer(out_dir, fold_of, folds, table, scheme, seed)
     names = [os.path.basename(f) for f in table.files]
     lines = table.lines if table.lines is not None else np.full(len(table), -1)
+    sigma_paths = _sigma_paths(out_dir, folds) if scorer.with_sigma else None
     texts, scores = [], []
     for f, idx, paths in _fold_data(out_dir, fold_of, folds):
         for a in range(0, len(idx), SCORE_CHUNK):
@@ -212,8 +245,9 @@ def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0)
             ok = np.isfinite(pr).all(axis=(1, 2))
             if not ok.any():
                 continue
+            sigma = _rows(sigma_paths[f], rows)[ok] if sigma_paths else None
             s = scorer.score(table.points[ids[ok]], pr[ok], spr[ok], pose[ok] if scorer.with_pose_sd else None,
-                             threshold)
+                             threshold, sigma=sigma)
             scores.append(s.score)
             for j, i in enumerate(ids[ok]):
                 texts.append((names[i], s.kind[j], " ".join(map(str, s.points[j])),
@@ -291,6 +325,8 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
         _predict_fold(predictor, [table.files[i] for i in idx], fold_dir, progress, workers)
     scheme = load_model(RunFolder(os.path.join(out, "fold0")).best_pt, device=device).scheme
     notes = [] if scheme.flip_pairs else [f"the scheme {scheme.name!r} has no flip pairs: no 'swap' diagnosis"]
+    if _sigma_paths(out, folds):
+        notes.append("the fold models predict their own sigma: the residuals are scored against it")
     counts, n, top = _score_all(out, fold_of, folds, table, scheme, threshold, train_cfg.seed)
     png = _picture(out, table, top[:n_png], tta, device) if top and n_png else None
     return AuditResult(os.path.join(out, "audit.csv"), png, counts, n,

@@ -119,7 +119,9 @@ def _report_errors(errors, shown: int = 10) -> None:
                                       "gives the submission when --data has test_points.csv, else CSV of all "
                                       "points; another extension needs --format.")
 @click.option("--uncertainty", is_flag=True, help="Add each landmark's TTA spread (std of the inverted views, "
-                                                  "original pixels) to the CSV/JSON.")
+                                                  "original pixels; Point_k_S) to the CSV/JSON; with models that "
+                                                  "report σ also the merged model σ (original pixels, after the "
+                                                  "spec's sigma_scale; Point_k_SIGMA, JSON \"sigma\").")
 @click.option("--strict", is_flag=True, help="Fail on the first unreadable image instead of the fallback (submission) "
                                              "or skip (CSV/JSON).")
 @_max_batch
@@ -177,16 +179,21 @@ def _print_predict(s) -> None:
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False), help="Also write the table as JSON.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate a random subset of this many images.")
 @click.option("--threshold", default=0.08, show_default=True, type=float, help="NME above which an image fails.")
+@click.option("--calibration-png", default=None, type=click.Path(dir_okay=False),
+              help="With models that predict a per-landmark sigma: picture of its calibration (reliability and "
+                   "coverage curves). Default: calibration.png next to --png.")
 @_max_batch
 @_device
 @_scheme
 @_workers
 @_runs
-def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, max_batch, device, scheme, workers,
-             runs):
+def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, calibration_png, max_batch, device,
+             scheme, workers, runs):
     """MSE (original pixels), NME and failure rate for no TTA and each TTA setting side by side,
     next to the mean-shape baseline, the Spearman correlation of the TTA spread with the real
-    error, and a PNG of the worst cases."""
+    error, and a PNG of the worst cases. With models that predict a per-landmark sigma, also how
+    well that sigma is calibrated (coverage at 1 and 2 sigma, its rank correlation with the error,
+    the maximum-likelihood scale factor) and a picture of it."""
     from .evaluate_run import evaluate_tta, report_lines
     checkpoints, ttas = _models_and_tta(runs, checkpoints, ttas, "ttas", "augkit evaluate",
                                         "comparing no TTA with --tta " + " ".join(ttas))
@@ -194,7 +201,8 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
         report = evaluate_tta(list(checkpoints), data, tta=ttas, threshold=threshold, n_worst=n_worst, limit=limit,
                               png=png, json_out=json_out, scheme=scheme, max_batch=max_batch,
                               workers=_workers_or_default(workers), progress=True,
-                              checkpoints=list(checkpoints), loader=_loader(device), warn=_warn)
+                              checkpoints=list(checkpoints), loader=_loader(device), warn=_warn,
+                              calibration_png=calibration_png)
     _report_errors(report.errors)
     for line in report_lines(report, len(checkpoints)):
         click.echo(line)
@@ -202,6 +210,8 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
         click.echo(f"wrote {report.json_path}")
     if report.png_path:
         click.echo(f"wrote {report.png_path} (worst predictions of {report.png_label})")
+    if report.calibration_path:
+        click.echo(f"wrote {report.calibration_path} (calibration of the model sigma)")
 
 
 # ----------------------------------------------------------------------------------------- tta
@@ -228,12 +238,19 @@ def tta():
                    "auto: whichever has the lower cross-validated MSE.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 50))
 @click.option("--limit", default=None, type=click.IntRange(2), help="Use a random subset of this many images.")
+@click.option("--calibrate", is_flag=True, help="Also fit one factor for the models' σ on the validation images "
+                                                "(maximum likelihood, isotropic Gaussian error of the chosen merge) "
+                                                "and write it as sigma_scale; needs models that report σ.")
 @_max_batch
 @_device
 @_scheme
 @_workers
-def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, device, scheme, workers):
-    """Fit non-negative merge weights summing to one on validation data and write them into a spec."""
+def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, calibrate, max_batch, device, scheme, workers):
+    """Choose the merge by cross-validated MSE on validation data and write it into a spec.
+
+    Compared: no TTA (the identity view alone), the plain average, non-negative weights summing to
+    one fitted per member (and landmark), the robust merge and, with models that report σ, the
+    sigma and sigma+robust merges. The lowest wins; no TTA is kept unless something beats it."""
     from .fit import fit_report_lines
     from .run_folder import resolve_fit
     if run is not None and data is None:
@@ -243,8 +260,8 @@ def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, max_batch, d
     checkpoints, data, out = resolve_fit(run, checkpoints, data, out)
     with _errors():
         report = runners.fit_tta(list(checkpoints), data, tta=tta_spec, level=level, folds=folds, limit=limit, out=out,
-                             scheme=scheme, max_batch=max_batch, workers=_workers_or_default(workers),
-                             progress=True, loader=_loader(device), warn=_warn)
+                                 scheme=scheme, max_batch=max_batch, workers=_workers_or_default(workers),
+                                 progress=True, loader=_loader(device), warn=_warn, calibrate=calibrate)
     _report_errors(report.errors)
     for line in fit_report_lines(report):
         click.echo(line)

@@ -4,7 +4,9 @@ common, and a picture of the worst predictions.
 :class:`EvalAccumulator` computes one setting's metrics chunk by chunk in bounded memory: running
 sums for MSE, NME and the failure rate, a bounded heap of the worst images, and bounded uniform
 samples (reservoirs) of (spread, error) pairs for the Spearman correlations — exact whenever the
-data fits in the sample. :func:`evaluate_settings` is one ``add`` per setting.
+data fits in the sample. :func:`evaluate_settings` is one ``add`` per setting. When the models give a
+per-landmark sigma, each setting also gets the calibration of that sigma against the real errors
+(:class:`augkit.calibration.CalibrationAccumulator`) and :func:`calibration_png` draws it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from augkit import metrics
+from augkit.calibration import CalibrationAccumulator
 
+from . import predictor as _predictor
 from .predictor import TTAPredictor, merge_members
 from .views import TTASpec, get_spec
 
@@ -23,7 +27,10 @@ __all__ = [
     "EvalAccumulator",
     "SettingResult",
     "add_settings_chunk",
+    "calibration_png",
     "evaluate_settings",
+    "merge_member_sigma",
+    "merge_setting",
     "spearman_spread_error",
     "union_predict",
     "union_views",
@@ -40,6 +47,7 @@ class SettingResult:
     points: np.ndarray      # (N, K, 2)
     spread: np.ndarray      # (N, K)
     metrics: dict           # EvalAccumulator.result() keys plus members
+    sigma: np.ndarray | None = None     # (N, K) the merged model sigma, None without sigma models
 
 
 def union_views(specs, n_models: int):
@@ -71,6 +79,34 @@ def union_predict(models, specs, images, *, preprocess=None, scheme=None, max_ba
                         max_batch=max_batch)
     members = pred.predict_members(images, progress=progress)
     return members, member_idx, pred
+
+
+def merge_member_sigma(member_sigma, spec: TTASpec, n_models: int) -> np.ndarray:
+    """The sigma of a setting's merged prediction from its members' sigma (original pixels, the
+    spec's ``sigma_scale`` already applied, as the predictor gives them), for a predictor without
+    ``merge_chunk``: per landmark, the mean of the members' sigma weighted by the spec's member
+    weights for a ``mean`` merge, plain otherwise. Shape: ``(n, M, K) -> (n, K)``."""
+    s = np.asarray(member_sigma, dtype=np.float64)
+    if s.ndim != 3:
+        raise ValueError(f"member sigma must be (images, members, points), a 3-D array; got a {s.ndim}-D array")
+    if spec.merge == "mean":
+        w = spec.member_weights(n_models, s.shape[2])            # (M, K), summing to one per landmark
+        if w.shape != s.shape[1:]:
+            raise ValueError(f"{w.shape[0]} member weights for {s.shape[1]} members with sigma")
+        return np.einsum("nmk,mk->nk", s, w)
+    return s.mean(axis=1)
+
+
+def merge_setting(members, member_sigma, spec: TTASpec, n_models: int):
+    """``(points (n, K, 2), spread (n, K), sigma (n, K) or None)`` of one setting's members
+    ``(n, M, K, 2)`` and their sigma ``(n, M, K)`` (None: models without sigma): the predictor's
+    ``merge_chunk`` (the sigma merges need the sigma), else its ``merge_members`` and
+    :func:`merge_member_sigma`."""
+    chunk_merge = getattr(_predictor, "merge_chunk", None)
+    if chunk_merge is not None:
+        return chunk_merge(members, member_sigma, spec, n_models)
+    pts, spr = merge_members(members, spec, n_models)
+    return pts, spr, None if member_sigma is None else merge_member_sigma(member_sigma, spec, n_models)
 
 
 def spearman_spread_error(spread, pred, truth, scheme=None) -> tuple[float, float]:
@@ -137,9 +173,16 @@ class EvalAccumulator:
         n_points: K, points per image in the labels.
         scheme: landmark scheme for the NME normaliser (``None``: bounding-box diagonal).
         n_worst: how many of the worst images to keep.
-        spearman_sample: most (spread, error) pairs kept for each Spearman correlation.
+        spearman_sample: most (spread, error) pairs kept for each Spearman correlation (and for
+            those of the calibration).
         seed: seed of the sampling.
         threshold: NME above which an image fails (``fr``).
+
+    With ``sigma`` given to :meth:`add` (the models' per-landmark sigma, merged), ``result()`` also
+    has ``calibration``: :meth:`augkit.calibration.CalibrationAccumulator.result` of the readable
+    images (coverage at 1 and 2 sigma next to the Gaussian's promise, the Spearman correlations of
+    error and sigma per image and per point, the ML scale factor, the reliability bins and the
+    coverage curve). Without sigma there is no ``calibration`` key.
     """
 
     def __init__(self, n_points: int, scheme=None, n_worst: int = 8, spearman_sample: int = 200_000,
@@ -147,6 +190,8 @@ class EvalAccumulator:
         if spearman_sample < 3:
             raise ValueError(f"spearman_sample must be at least 3, got {spearman_sample}")
         self.n_points, self.scheme, self.n_worst, self.threshold = int(n_points), scheme, int(n_worst), threshold
+        self._sample, self._seed = int(spearman_sample), int(seed)
+        self.calibration: CalibrationAccumulator | None = None    # made by the first add with a sigma
         self._points = _Reservoir(int(spearman_sample), 2, seed)
         self._images = _Reservoir(int(spearman_sample), 2, seed + 1)
         self._heap: list = []                  # (nme, -index): the smallest on top
@@ -157,14 +202,23 @@ class EvalAccumulator:
         self._pt_sq, self._pt_n = np.zeros(self.n_points), np.zeros(self.n_points)
         self._pt_ne, self._pt_ne_n = np.zeros(self.n_points), np.zeros(self.n_points)
 
-    def add(self, pred, spread, truth, index) -> None:
+    def add(self, pred, spread, truth, index, sigma=None) -> None:
         """Add one chunk: ``pred`` (B, K, 2) merged points (an all-NaN row is an unreadable image),
         ``spread`` (B, K), ``truth`` (B, K, 2) (NaN points are left out), ``index`` (B,) the images'
-        positions in the full list (reported in ``worst``)."""
+        positions in the full list (reported in ``worst``), ``sigma`` (B, K) the models' merged
+        sigma in original pixels (None: models without sigma)."""
         p, s, t, idx = self._check(pred, spread, truth, index)
         self.n_offered += len(p)
         ok = ~np.isnan(p).all(axis=(1, 2))
         p, s, t, idx = p[ok], s[ok], t[ok], idx[ok]
+        if sigma is not None:
+            sg = np.asarray(sigma, dtype=np.float64)
+            if sg.shape != ok.shape + (self.n_points,):
+                raise ValueError(f"sigma must be (images, points) = ({len(ok)}, {self.n_points}), got {sg.shape}")
+            if self.calibration is None:
+                self.calibration = CalibrationAccumulator(self._sample, self._seed + 2)
+            if len(p):
+                self.calibration.add(p, t, sg[ok])
         if not len(p):
             return
         self.n_images += len(p)
@@ -231,7 +285,7 @@ class EvalAccumulator:
                 f"all {self.n_offered} were unreadable" if self.n_offered else "none was given"))
         pts, img = self._points.sample(), self._images.sample()
         worst = sorted(self._heap, reverse=True)
-        return {
+        out = {
             "mse": self._sq_sum / self._sq_n if self._sq_n else float("nan"),
             "nme": self._nme_sum / self.n_images,
             "fr": self._n_fail / self.n_images,
@@ -242,6 +296,9 @@ class EvalAccumulator:
             "n_unreadable": self.n_offered - self.n_images,
             "parts": self.part_metrics(),
         }
+        if self.calibration is not None and self.calibration.n_points:
+            out["calibration"] = self.calibration.result()
+        return out
 
     def part_metrics(self) -> dict:
         """MSE and NME of each part of the scheme (``{}`` without parts): the squared error over
@@ -258,23 +315,27 @@ class EvalAccumulator:
         return out
 
 
-def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, start: int, ok=None) -> list:
+def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, start: int, ok=None,
+                       member_sigma=None) -> list:
     """Merge one chunk of union members per setting and add it to that setting's accumulator.
 
     The one step shared by the streaming :func:`augkit.tta.evaluate_tta` and the in-memory
     :func:`evaluate_settings`. ``members`` (B, M_union, K, 2), ``truth`` (B, K, 2), ``start`` the
-    chunk's first image position, ``ok`` (B,) readable (None: all). Returns ``[(points, spread)]``
-    per setting, unreadable rows NaN.
+    chunk's first image position, ``ok`` (B,) readable (None: all), ``member_sigma`` (B, M_union, K)
+    the members' sigma (None: models without sigma; else each setting's is merged by
+    :func:`merge_setting` and calibrated). Returns ``[(points, spread)]`` per setting, unreadable
+    rows NaN, and ``[(points, spread, sigma)]`` with sigma.
     """
     b = len(members)
     ok = np.ones(b, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
     pos = np.arange(start, start + b)
     out = []
     for acc, spec, ix in zip(accs, specs, member_idx):
-        pts, spr = merge_members(members[:, ix], spec, n_models)
+        msig = None if member_sigma is None else np.asarray(member_sigma)[:, ix]
+        pts, spr, sig = merge_setting(members[:, ix], msig, spec, n_models)
         pts = np.where(ok[:, None, None], pts, np.nan)
-        acc.add(pts, spr, truth, pos)
-        out.append((pts, spr))
+        acc.add(pts, spr, truth, pos, sigma=sig)
+        out.append((pts, spr) if sig is None else (pts, spr, sig))
     return out
 
 
@@ -301,12 +362,14 @@ def evaluate_settings(models, settings, images, truth, *, preprocess=None, schem
     if len(truth) != len(members.ok):
         raise ValueError(f"{len(members.ok)} images but {len(truth)} rows of labels")
     accs = [EvalAccumulator(truth.shape[1], pred.scheme) for _ in specs]
-    merged = add_settings_chunk(accs, specs, idx, len(pred.models), members.points, truth, 0, members.ok)
+    msig = getattr(members, "sigma", None)
+    merged = add_settings_chunk(accs, specs, idx, len(pred.models), members.points, truth, 0, members.ok,
+                                member_sigma=msig)
     out = []
-    for (label, _), spec, ix, acc, (pts, spr) in zip(settings, specs, idx, accs, merged):
+    for (label, _), spec, ix, acc, (pts, spr, *sig) in zip(settings, specs, idx, accs, merged):
         m = acc.result()
         m["members"] = len(ix)
-        out.append(SettingResult(label, spec, pts, spr, m))
+        out.append(SettingResult(label, spec, pts, spr, m, sig[0] if sig else None))
     return out, members
 
 
@@ -352,3 +415,15 @@ def worst_png(path, files, truth, pred, spread, scheme=None, n: int = 8, title: 
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return worst.tolist()
+
+
+def calibration_png(path, labels, results, title: str = "") -> list:
+    """Draw the calibration of the model sigma of each setting whose metrics have a
+    ``calibration`` block (see :func:`augkit.calibration.calibration_png`). Returns the labels
+    drawn (none: nothing is written)."""
+    from augkit.calibration import calibration_png as draw
+    pairs = [(label, m["calibration"]) for label, m in zip(labels, results) if m.get("calibration")]
+    if pairs:
+        draw(path, [c for _, c in pairs], [label for label, _ in pairs],
+             title or "calibration of the model sigma per TTA setting (dashed: perfectly calibrated)")
+    return [label for label, _ in pairs]

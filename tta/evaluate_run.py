@@ -5,6 +5,12 @@ settings is predicted once); each chunk is merged per setting and added to that 
 :class:`~augkit.tta.evaluate.EvalAccumulator`, then dropped. Next to the settings, a mean-shape
 baseline row: the training mean shape the checkpoint carries (mapped through its preprocessing to
 each image), else the mean of the labels. :func:`report_lines` gives the printed table.
+
+When the models give a per-landmark sigma (the chunks carry ``member_sigma``), each setting's
+metrics also hold ``calibration`` (coverage at 1 and 2 sigma against the Gaussian's promise, the
+Spearman correlations of error and sigma, the ML scale factor of sigma; see
+:mod:`augkit.calibration`), the printed report has a calibration table and ``calibration.png`` is
+drawn next to the worst-cases picture. Models without sigma: none of these.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from . import inputs as ins
 from .evaluate import EvalAccumulator, add_settings_chunk, union_views
 from .inputs import RunError
 
-__all__ = ["EvalReport", "MeanShapeBaseline", "evaluate_tta", "format_table", "part_table", "report_lines"]
+__all__ = ["EvalReport", "MeanShapeBaseline", "calibration_table", "evaluate_tta", "format_table", "part_table",
+           "report_lines"]
 
 
 class MeanShapeBaseline:
@@ -97,6 +104,12 @@ class EvalReport:
     json_path: str | None = None
     png_path: str | None = None
     png_label: str | None = None
+    calibration_path: str | None = None
+
+    @property
+    def has_sigma(self) -> bool:
+        """True when the settings' metrics hold the calibration of the models' sigma."""
+        return any(m.get("calibration") for m in self.results)
 
     @property
     def best(self) -> int:
@@ -113,10 +126,14 @@ def _settings(tta) -> list:
 
 def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_worst: int = 8, limit=None, png=None,
              json_out=None, scheme=None, max_batch: int = 64, workers: int = 0, progress=None, checkpoints=None,
-             loader=None, warn=None, seed: int = 0) -> EvalReport:
+             loader=None, warn=None, seed: int = 0, calibration_png=None) -> EvalReport:
     """MSE (original pixels), NME and failure rate of no TTA and each setting in ``tta``, a
     mean-shape baseline, the Spearman correlation of the TTA spread with the real error, and
     optionally a JSON of the table (``json_out``) and a PNG of the worst cases of the best setting.
+
+    With models that give a per-landmark sigma, also the calibration of that sigma per setting
+    (``calibration`` in each result) and its picture: ``calibration_png``, by default
+    ``calibration.png`` in the folder of ``png`` (nothing when both are None).
 
     ``models``: callables or checkpoint paths (see :func:`augkit.tta.predict_to_file`); ``data``: a
     labelled dataset; ``limit``: a random subset of that many images. Streaming: the memory held
@@ -133,6 +150,9 @@ def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_wors
         if path:
             ins.check_writable_out(path)
     pred, k, _ = _prepare(models, settings[0][1], scheme, loader, max_batch, truth, data)
+    cal_png = _calibration_path(calibration_png, png)
+    if cal_png and any(getattr(m, "has_sigma", False) for m in pred.models):
+        ins.check_writable_out(cal_png)
     for _, s in settings[1:]:
         ins.check_merge_weights(s, len(pred.models), k)
     results, base, source, n_ok, errors = _stream(pred, [s for _, s in settings], files, truth, threshold, n_worst,
@@ -141,6 +161,10 @@ def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_wors
     report = EvalReport(os.fspath(data), n_ok, len(pred.models), [label for label, _ in settings], results,
                         base.result(), source, threshold, errors)
     report.baseline.pop("worst", None)
+    if cal_png and report.has_sigma:
+        from .evaluate import calibration_png as draw
+        draw(cal_png, [os.path.basename(label) for label in report.labels], report.results)
+        report.calibration_path = os.fspath(cal_png)
     if json_out:
         _write_json(report, json_out, names or [getattr(m, "name", "model") for m in pred.models])
     if n_worst and png:
@@ -150,6 +174,18 @@ def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_wors
                    report.png_label)
         report.png_path = os.fspath(png)
     return report
+
+
+def _calibration_path(calibration_png, png):
+    """Where the calibration picture goes: ``calibration_png``, else ``calibration.png`` beside
+    ``png`` (``<stem>_calibration.png`` if ``png`` is itself named so), else None."""
+    if calibration_png is not None:
+        return calibration_png
+    if png is None:
+        return None
+    png = os.fspath(png)
+    out = os.path.join(os.path.dirname(png), "calibration.png")
+    return os.path.splitext(png)[0] + "_calibration.png" if os.path.basename(png) == "calibration.png" else out
 
 
 def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress):
@@ -177,7 +213,8 @@ def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress):
                 errors.extend(chunk.errors)
                 if not chunk.ok.any():   # nothing to add (and the metrics count readable images only)
                     continue
-                add_settings_chunk(accs, specs, idx, n_models, chunk.members, t, chunk.start, chunk.ok)
+                add_settings_chunk(accs, specs, idx, n_models, chunk.members, t, chunk.start, chunk.ok,
+                                   member_sigma=getattr(chunk, "member_sigma", None))
                 bp = base.points(files[chunk.start:chunk.start + len(chunk)], chunk.ok)
                 base_acc.add(bp, np.zeros(bp.shape[:2]), t, np.arange(chunk.start, chunk.start + len(chunk)))
     except ValueError as e:
@@ -193,7 +230,11 @@ def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress):
 
 
 def _json_value(v):
-    """NaN -> None (JSON has no NaN); anything else as it is."""
+    """NaN -> None (JSON has no NaN), inside dicts and lists too; anything else as it is."""
+    if isinstance(v, dict):
+        return {key: _json_value(x) for key, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
@@ -202,8 +243,11 @@ def _write_json(report: EvalReport, path, checkpoints) -> None:
     rows = [{"setting": label, **{key: _json_value(v) for key, v in m.items() if key != "worst"}}
             for label, m in zip(report.labels, report.results)]
     base = {key: _json_value(v) for key, v in report.baseline.items()}
-    atomic_write_text(path, json.dumps({"data": report.data, "checkpoints": list(checkpoints), "results": rows,
-                                        "mean_shape": {"source": report.baseline_source, **base}}, indent=1) + "\n")
+    out = {"data": report.data, "checkpoints": list(checkpoints), "results": rows,
+           "mean_shape": {"source": report.baseline_source, **base}}
+    if report.calibration_path:
+        out["calibration_png"] = report.calibration_path
+    atomic_write_text(path, json.dumps(out, indent=1) + "\n")
     report.json_path = os.fspath(path)
 
 
@@ -246,9 +290,35 @@ def _f(x) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
+def _pct(x) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def calibration_table(labels: list, results: list) -> list:
+    """Lines of the calibration table of the models' sigma (one row per setting with a
+    ``calibration`` block) and its legend; none without sigma."""
+    rows, promised = [], None
+    for label, m in zip(labels, results):
+        c = m.get("calibration")
+        if not c:
+            continue
+        promised = (c["promised_1"], c["promised_2"])
+        rows.append([os.path.basename(label), _pct(c["coverage_1"]), _pct(c["coverage_2"]), _f(c["rho_image"]),
+                     _f(c["rho_point"]), _f(c["scale"])])
+    if not rows or promised is None:
+        return []
+    header = ["setting", f"in_1sd ({_pct(promised[0])})", f"in_2sd ({_pct(promised[1])})", "rho_img", "rho_pt",
+              "ML_scale"]
+    return (["model sigma calibration:"] + format_table(header, rows)
+            + ["in_ksd: points with |error| <= k sigma (in brackets: what an isotropic Gaussian promises); "
+               "rho_img / rho_pt: Spearman(sigma, error)",
+               "over images (RMS over points) / over points; ML_scale: the factor on sigma that fits the errors "
+               "best (1: calibrated, above 1: sigma too small)"])
+
+
 def report_lines(report: EvalReport, n_checkpoints: int | None = None) -> list:
     """The printed evaluation: a header line, the table (mean-shape row first), the legend, the
-    per-part table."""
+    per-part table, and with sigma models the calibration table of their sigma."""
     n = report.n_models if n_checkpoints is None else n_checkpoints
     table = []
     if report.baseline is not None:
@@ -271,4 +341,4 @@ def report_lines(report: EvalReport, n_checkpoints: int | None = None) -> list:
     results = report.results
     if report.baseline is not None and report.baseline.get("parts"):
         labels, results = ["mean-shape"] + labels, [report.baseline] + results
-    return lines + part_table(labels, results)
+    return lines + part_table(labels, results) + calibration_table(report.labels, report.results)

@@ -17,6 +17,13 @@ Only the Gram matrices are needed, so :class:`FitAccumulator` sums them chunk by
 and landmark) and never holds the members of more than one chunk; :func:`fit_weights` is one
 ``add`` of all rows. Folds are a function of an image's position in the full list
 (:func:`fold_of`), so a stream assigns them without knowing which images will turn out unreadable.
+
+Merges without fitted parameters (:class:`Candidate`: no TTA = the identity view(s) alone, the
+plain mean, ``robust``, ``sigma``, ``sigma+robust``) are not linear in the residuals: for them
+:class:`MergeAccumulator` merges each chunk by each candidate and sums the squared errors per fold
+(same folds, same skipped folds as :class:`FitAccumulator`, so every cross-validated MSE of
+``augkit tta fit`` is over the same images), plus the sums of the σ calibration
+(:meth:`MergeAccumulator.sigma_scale`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import numpy as np
 
 __all__ = [
     "LAMBDAS",
+    "Candidate",
     "FitAccumulator",
+    "MergeAccumulator",
     "FitResult",
     "fit_report_lines",
     "fit_weights",
@@ -341,6 +350,135 @@ def fit_weights(members, truth, per_landmark: bool = True, lambdas=LAMBDAS, fold
     return acc.result()
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A merge without fitted parameters that ``augkit tta fit`` compares: ``method`` (see
+    :mod:`augkit.tta.merge`) over the members ``members`` (indices; None: all) with equal base
+    weights. ``name``: its row in the report (``none``, ``plain``, ``robust``, ``sigma``, ...)."""
+
+    name: str
+    method: str = "mean"
+    members: tuple | None = None
+
+
+class MergeAccumulator:
+    """Per-fold sums of squared error of fixed merges (:class:`Candidate`), chunk by chunk.
+
+    Holds ``folds x candidates`` sums of squared errors, ``folds`` counts of squared terms (as
+    :class:`FitAccumulator`: two per labelled point) and per candidate the sums of the σ
+    calibration; nothing grows with the images seen. Folds: :func:`fold_of`, as
+    :class:`FitAccumulator` with the same ``n_images``, ``folds`` and ``seed``.
+    """
+
+    def __init__(self, candidates, n_members: int, n_points: int, n_images: int, folds: int = 5, seed: int = 0):
+        self.candidates = list(candidates)
+        if not self.candidates:
+            raise ValueError("candidates is empty: give at least one merge to compare")
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidate names must differ, got {names}")
+        for c in self.candidates:
+            if c.members is not None and (not c.members or min(c.members) < 0 or max(c.members) >= n_members):
+                raise ValueError(f"candidate {c.name!r}: members must be indices in 0..{n_members - 1}, got {c.members}")
+        self.n_members, self.n_points, self.n_images = int(n_members), int(n_points), int(n_images)
+        self.n_folds = max(1, min(int(folds), self.n_images))
+        self._fold = fold_of(np.arange(self.n_images), self.n_images, self.n_folds, seed)
+        self.sse = np.zeros((self.n_folds, len(self.candidates)))
+        self.count = np.zeros(self.n_folds)
+        self.calib = np.zeros((len(self.candidates), 2))      # sum |err|^2 / (2 sigma^2), points
+
+    def add(self, members, truth, index, sigma=None) -> None:
+        """Add one chunk: ``members`` (B, M, K, 2), ``truth`` (B, K, 2), ``index`` (B,) positions in
+        the full list, ``sigma`` (B, M, K) member σ or None (then the σ candidates are refused).
+        Rows with a NaN member and NaN true points are left out, as by :class:`FitAccumulator`."""
+        p = np.asarray(members, dtype=np.float64)
+        t = np.asarray(truth, dtype=np.float64)
+        idx = np.asarray(index, dtype=np.int64)
+        if p.ndim != 4 or p.shape[1:] != (self.n_members, self.n_points, 2):
+            raise ValueError(f"members must have shape (B, {self.n_members}, {self.n_points}, 2), got {p.shape}")
+        if t.shape != (p.shape[0], self.n_points, 2) or idx.shape != (p.shape[0],):
+            raise ValueError(f"truth must have shape ({p.shape[0]}, {self.n_points}, 2) and index ({p.shape[0]},), "
+                             f"got {t.shape} and {idx.shape}")
+        keep = np.isfinite(p).all(axis=(1, 2, 3))
+        sig = None
+        if sigma is not None:
+            sig = np.asarray(sigma, dtype=np.float64)
+            if sig.shape != p.shape[:3]:
+                raise ValueError(f"sigma must have shape {p.shape[:3]}, got {sig.shape}")
+            sig = sig[keep]
+        p, t, idx = p[keep], t[keep], idx[keep]
+        mask = np.isfinite(t).all(axis=-1)                          # (B, K)
+        if not mask.any():
+            return
+        tt = np.where(mask[..., None], t, 0.0)
+        fold = self._fold[idx]
+        self.count += np.bincount(fold, weights=2.0 * mask.sum(axis=1), minlength=self.n_folds)
+        from .merge import merge_with_sigma
+        for j, c in enumerate(self.candidates):
+            sel = slice(None) if c.members is None else list(c.members)
+            s_c = None if sig is None else sig[:, sel]
+            merged, msig = merge_with_sigma(p[:, sel], s_c, None, c.method)
+            err2 = np.where(mask, ((merged - tt) ** 2).sum(axis=-1), 0.0)   # (B, K)
+            self.sse[:, j] += np.bincount(fold, weights=err2.sum(axis=1), minlength=self.n_folds)
+            if msig is not None:
+                ok = mask & np.isfinite(msig) & (msig > 0)
+                self.calib[j, 0] += float((err2[ok] / (2.0 * msig[ok] ** 2)).sum())
+                self.calib[j, 1] += int(ok.sum())
+
+    def cv(self) -> dict:
+        """Cross-validated MSE per candidate name: the folds' squared errors over their counts,
+        over the folds :class:`FitAccumulator` tests (neither side empty); NaN when none is."""
+        tot = self.count.sum()
+        used = (self.count > 0) & (self.count < tot)
+        n = self.count[used].sum()
+        return {c.name: float(self.sse[used, j].sum() / n) if n > 0 else float("nan")
+                for j, c in enumerate(self.candidates)}
+
+    def in_sample(self) -> dict:
+        """MSE per candidate name on all images added (NaN when none)."""
+        n = self.count.sum()
+        return {c.name: float(self.sse[:, j].sum() / n) if n > 0 else float("nan")
+                for j, c in enumerate(self.candidates)}
+
+    def sigma_scale(self, name: str) -> tuple[float, int]:
+        """``(s, points)``: the maximum-likelihood factor of the merged σ of candidate ``name`` for
+        an isotropic 2-D Gaussian error, ``s² = mean(|err|² / (2 σ²))`` over the labelled points
+        with finite positive σ (NaN when there are none), and how many points that is."""
+        j = [c.name for c in self.candidates].index(name)
+        total, n = self.calib[j]
+        return (float(np.sqrt(total / n)) if n > 0 else float("nan")), int(n)
+
+
+#: order of preference among equal cross-validated MSEs: the simplest first (no TTA wins ties)
+CHOICE_ORDER = ("none", "plain", "per_view", "per_landmark", "sigma", "robust", "sigma+robust")
+
+
+def choose_merge(cv: dict, rel_tol: float = 1e-9) -> str:
+    """The candidate with the lowest cross-validated MSE in ``cv`` (name -> MSE); a later one in
+    :data:`CHOICE_ORDER` must be lower by more than ``rel_tol`` (relative) to win, so ``none`` (no
+    TTA) is kept unless something is strictly better. NaN entries never win."""
+    names = [n for n in CHOICE_ORDER if n in cv] + [n for n in cv if n not in CHOICE_ORDER]
+    best = None
+    for n in names:
+        v = cv[n]
+        if not np.isfinite(v):
+            continue
+        if best is None or v < cv[best] * (1.0 - rel_tol):
+            best = n
+    return best if best is not None else names[0]
+
+
+_CHOICE_LABEL = {
+    "none": "no TTA (identity view)",
+    "plain": "plain average",
+    "per_view": "fitted per member",
+    "per_landmark": "fitted per member x landmark",
+    "sigma": "sigma (inverse variance)",
+    "robust": "robust (reweighted)",
+    "sigma+robust": "sigma+robust",
+}
+
+
 def _pct(a, b) -> str:
     return f"{100.0 * (a - b) / b:+.1f}%" if b else "n/a"
 
@@ -349,6 +487,7 @@ def fit_report_lines(report) -> list:
     """The printed report of :func:`augkit.tta.fit_tta` (a ``FitReport``): each member's MSE alone,
     its gain and weight, then the cross-validated MSE of no TTA, the plain average and the fits."""
     res, names = report.result, report.member_names
+    table = getattr(report, "cv", None) or {}
     lines = [(f"{report.data}: {report.n_images} validation images, {len(names)} members "
               f"({report.n_models} model(s) x {report.n_views} views); MSE in original pixels"),
              f"{'member':<34}{'alone':>10}{'gain':>10}{'weight':>9}"]
@@ -357,7 +496,9 @@ def fit_report_lines(report) -> list:
     lines.append("(alone: the member's own MSE; gain: how much the plain average's MSE rises without it)")
     cv = res.cv
     lines.append(f"{report.folds}-fold cross-validated MSE:")
-    if report.identity_view is not None:
+    if "none" in table:
+        lines.append(f"  no TTA (identity view)       {table['none']:10.3f}   (nothing fitted)")
+    elif report.identity_view is not None:
         lines.append(f"  no TTA (identity view)       {res.solo[report.identity_view]:10.3f}   (nothing fitted)")
     lines.append(f"  plain average                {cv['plain']:10.3f}")
     lines.append(f"  fitted per member            {cv['per_view']:10.3f}   ({_pct(cv['per_view'], cv['plain'])} "
@@ -365,8 +506,25 @@ def fit_report_lines(report) -> list:
     if report.level != "view":
         lines.append(f"  fitted per member x landmark {cv['per_landmark']:10.3f}   "
                      f"({_pct(cv['per_landmark'], cv['plain'])} vs plain; shrinkage lambda={res.lam:g})")
-    w = res.per_view if report.used == "per_view" else res.per_landmark
+    for key in ("robust", "sigma", "sigma+robust"):
+        if key in table:
+            lines.append(f"  {_CHOICE_LABEL[key]:<28} {table[key]:10.3f}   ({_pct(table[key], cv['plain'])} vs plain)")
+    choice = getattr(report, "choice", None) or report.used
+    if table:
+        base = f"; no TTA {table['none']:.3f}" if "none" in table else "; no identity view to compare with"
+        lines.append(f"chosen: {_CHOICE_LABEL.get(choice, choice)} (cross-validated MSE "
+                     f"{table.get(choice, float('nan')):.3f}{base})")
+    scale = getattr(report, "sigma_scale", None)
+    if scale is not None:
+        lines.append(f"σ calibration: sigma_scale {scale:.4g} (the models' σ x {getattr(report, 'sigma_factor', 1.0):.4g}, "
+                     f"maximum likelihood on {getattr(report, 'sigma_points', 0)} validation points)")
     if report.out:
-        lines.append(f"wrote {report.out} ({report.used.replace('_', '-')} weights, {w.shape[0]} members"
-                     f"{'' if w.ndim == 1 else ' x ' + str(w.shape[1]) + ' landmarks'})")
+        if choice in ("per_view", "per_landmark"):
+            w = res.per_view if choice == "per_view" else res.per_landmark
+            lines.append(f"wrote {report.out} ({choice.replace('_', '-')} weights, {w.shape[0]} members"
+                         f"{'' if w.ndim == 1 else ' x ' + str(w.shape[1]) + ' landmarks'})")
+        elif choice == "none":
+            lines.append(f"wrote {report.out} (the identity view only: no TTA setting beat it)")
+        else:
+            lines.append(f"wrote {report.out} (merge {choice}, {len(names)} members, equal base weights)")
     return lines

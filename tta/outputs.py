@@ -1,5 +1,9 @@
 """Prediction files: the competition submission, and CSV/JSON of all points (+ uncertainty).
 
+Uncertainty columns: ``Point_k_S``, the TTA spread (std of the inverted views), for every k; then,
+with models that report σ, ``Point_k_SIGMA``, the merged model σ (original pixels, after the spec's
+``sigma_scale``), for every k. JSON: ``"uncertainty"`` (the spread) and ``"sigma"``.
+
 Each format has a streaming writer (rows written as chunks of predictions come back) used inside
 ``augkit.config.atomic_open`` (a temporary file renamed onto the real one at the end), and a
 one-shot ``*_text`` / ``write_*`` form built on the same writer. File names are CSV-quoted by the
@@ -105,11 +109,13 @@ def write_submission(path, test_points, predictions: dict) -> list:
 
 
 class PointsCSVWriter:
-    """Streams ``file_name,Point_0_X,Point_0_Y,...`` (+ ``Point_k_S``, the spread, when ``with_spread``);
-    the header is written with the first row (K is known then)."""
+    """Streams ``file_name,Point_0_X,Point_0_Y,...`` (+ ``Point_k_S``, the spread, when ``with_spread``;
+    + ``Point_k_SIGMA``, the model σ, after all of them when ``with_sigma``); the header is written
+    with the first row (K is known then)."""
 
-    def __init__(self, f, with_spread: bool = False, decimals: int = 3):
+    def __init__(self, f, with_spread: bool = False, decimals: int = 3, with_sigma: bool = False):
         self.f, self.with_spread, self.fmt = f, with_spread, f"{{:.{decimals}f}}"
+        self.with_sigma = with_sigma
         self._w = csv.writer(f, lineterminator="\n")
         self.k = None
         self.rows = 0
@@ -118,16 +124,21 @@ class PointsCSVWriter:
         cols = ["file_name"] + [f"Point_{i}_{a}" for i in range(k) for a in ("X", "Y")]
         if self.with_spread:
             cols += [f"Point_{i}_S" for i in range(k)]
+        if self.with_sigma:
+            cols += [f"Point_{i}_SIGMA" for i in range(k)]
         self._w.writerow(cols)
         self.k = k
 
-    def write(self, name: str, points, spread=None) -> None:
+    def write(self, name: str, points, spread=None, sigma=None) -> None:
+        """One row: ``points`` (K, 2), ``spread`` (K,) and ``sigma`` (K,) when the writer has them."""
         pts = np.asarray(points, dtype=np.float64)
         if self.k is None:
             self._header(pts.shape[0])
         vals = [self.fmt.format(v) for v in pts.reshape(-1).tolist()]
         if self.with_spread:
             vals += [self.fmt.format(v) for v in np.asarray(spread, dtype=np.float64).reshape(-1).tolist()]
+        if self.with_sigma:
+            vals += [self.fmt.format(v) for v in _sigma_row(sigma, name)]
         self._w.writerow([name] + vals)
         self.rows += 1
 
@@ -137,18 +148,29 @@ class PointsCSVWriter:
             self._header(k)
 
 
-class PointsJSONWriter:
-    """Streams ``{"images": [{"file_name", "points": [[x, y], ...], "uncertainty": [...]}]}``
-    (the same text as ``json.dumps(..., indent=1)`` of the whole list)."""
+def _sigma_row(sigma, name: str) -> list:
+    if sigma is None:
+        raise ValueError(f"{name}: the writer has σ columns but no σ was given for this row")
+    return np.asarray(sigma, dtype=np.float64).reshape(-1).tolist()
 
-    def __init__(self, f, with_spread: bool = False, decimals: int = 3):
+
+class PointsJSONWriter:
+    """Streams ``{"images": [{"file_name", "points": [[x, y], ...], "uncertainty": [...], "sigma": [...]}]}``
+    (``uncertainty``, the spread, when ``with_spread``; ``sigma``, the model σ, when ``with_sigma``;
+    the same text as ``json.dumps(..., indent=1)`` of the whole list)."""
+
+    def __init__(self, f, with_spread: bool = False, decimals: int = 3, with_sigma: bool = False):
         self.f, self.with_spread, self.decimals = f, with_spread, decimals
+        self.with_sigma = with_sigma
         self.rows = 0
 
-    def write(self, name: str, points, spread=None) -> None:
+    def write(self, name: str, points, spread=None, sigma=None) -> None:
+        """One image: ``points`` (K, 2), ``spread`` (K,) and ``sigma`` (K,) when the writer has them."""
         d = {"file_name": name, "points": np.round(np.asarray(points, dtype=np.float64), self.decimals).tolist()}
         if self.with_spread:
             d["uncertainty"] = np.round(np.asarray(spread, dtype=np.float64), self.decimals).tolist()
+        if self.with_sigma:
+            d["sigma"] = np.round(np.array(_sigma_row(sigma, name)), self.decimals).tolist()
         text = json.dumps(d, indent=1).replace("\n", "\n  ")
         self.f.write(('{\n "images": [\n  ' if self.rows == 0 else ",\n  ") + text)
         self.rows += 1
@@ -157,34 +179,36 @@ class PointsJSONWriter:
         self.f.write('{\n "images": []\n}\n' if self.rows == 0 else "\n ]\n}\n")
 
 
-def points_writer(f, fmt: str, with_spread: bool = False, decimals: int = 3):
+def points_writer(f, fmt: str, with_spread: bool = False, decimals: int = 3, with_sigma: bool = False):
     """A ``PointsCSVWriter`` (``fmt="csv"``) or ``PointsJSONWriter`` (``"json"``) on ``f``."""
     if fmt not in ("csv", "json"):
         raise ValueError(f"points format must be csv or json, got {fmt!r}")
     cls = PointsJSONWriter if fmt == "json" else PointsCSVWriter
-    return cls(f, with_spread, decimals)
+    return cls(f, with_spread, decimals, with_sigma)
 
 
-def _points_text(fmt, names, points, spread=None, decimals: int = 3) -> str:
+def _points_text(fmt, names, points, spread=None, decimals: int = 3, sigma=None) -> str:
     out = io.StringIO()
-    w = points_writer(out, fmt, spread is not None, decimals)
+    w = points_writer(out, fmt, spread is not None, decimals, sigma is not None)
     for j, name in enumerate(names):
-        w.write(name, points[j], None if spread is None else spread[j])
+        w.write(name, points[j], None if spread is None else spread[j], None if sigma is None else sigma[j])
     w.close(np.asarray(points).shape[1] if np.asarray(points).ndim == 3 else 0)
     return out.getvalue()
 
 
-def points_csv_text(names, points, spread=None, decimals: int = 3) -> str:
-    """CSV with ``file_name,Point_0_X,Point_0_Y,...`` (+ ``Point_k_S``, the spread, when given)."""
-    return _points_text("csv", names, points, spread, decimals)
+def points_csv_text(names, points, spread=None, decimals: int = 3, sigma=None) -> str:
+    """CSV with ``file_name,Point_0_X,Point_0_Y,...`` (+ ``Point_k_S``, the spread, when given; +
+    ``Point_k_SIGMA``, the model σ (N, K), when given)."""
+    return _points_text("csv", names, points, spread, decimals, sigma)
 
 
-def points_json_text(names, points, spread=None, decimals: int = 3) -> str:
-    """JSON ``{"images": [{"file_name", "points": [[x, y], ...], "uncertainty": [...]}]}``."""
-    return _points_text("json", names, points, spread, decimals)
+def points_json_text(names, points, spread=None, decimals: int = 3, sigma=None) -> str:
+    """JSON ``{"images": [{"file_name", "points": [[x, y], ...], "uncertainty": [...], "sigma": [...]}]}``."""
+    return _points_text("json", names, points, spread, decimals, sigma)
 
 
-def write_points(path, names, points, spread=None, fmt: str | None = None) -> None:
-    """Write all points as CSV or JSON (by ``fmt`` or the extension), atomically."""
+def write_points(path, names, points, spread=None, fmt: str | None = None, sigma=None) -> None:
+    """Write all points as CSV or JSON (by ``fmt`` or the extension), atomically; ``spread`` and
+    ``sigma`` (N, K) add their columns when given."""
     fmt = fmt or ("json" if os.fspath(path).lower().endswith(".json") else "csv")
-    atomic_write_text(path, _points_text(fmt, names, points, spread))
+    atomic_write_text(path, _points_text(fmt, names, points, spread, sigma=sigma))

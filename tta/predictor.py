@@ -19,6 +19,14 @@ view warps run in :class:`ViewSource`, in worker processes when ``workers > 0`` 
 ``DataLoader`` prefetching while the model runs); the model call, the inverse and the merge stay
 in the main process.
 
+Uncertainty σ: a model with ``has_sigma = True`` and a method ``call_with_sigma(batch) ->
+(points, sigma)`` (``sigma`` (B, K): isotropic σ per landmark in input-frame pixels, numpy or torch)
+is called through that method, once per batch as ``__call__`` would be. Each member's σ is mapped to
+original pixels by its fused record (:func:`invert_sigma`: times ``sqrt(|det A^-1|)``, flip pairs
+swapped back like the points) and multiplied by the spec's ``sigma_scale``. When every model has
+σ, chunks and results carry ``member_sigma`` (n, M, K) and the merged ``sigma`` (n, K) (see
+:mod:`augkit.tta.merge`); otherwise they are None and nothing changes.
+
 Unreadable images: left NaN (``ok`` False) by default. With ``fallback="grey"`` they are predicted
 on a mid-grey (128) image of their size (read from the file header when it can be; else the median
 header size of up to 64 other listed images; else the first model's input size) so a submission is
@@ -32,16 +40,17 @@ from functools import partial
 
 import numpy as np
 
-from augkit.compose import Compose, invert_points
+from augkit.compose import Compose, _flips, _matrix, invert_points
 from augkit.schemes import get_scheme
 from augkit.workers import default_workers as _default_workers
 
-from .merge import merge, spread
+from .merge import merge_with_sigma, spread
 from .sources import FALLBACK_GREY, ViewSource, _name, iter_views
 from .views import TTASpec, get_spec
 
 __all__ = ["TTAPredictor", "MemberPredictions", "TTAResult", "TorchCallable", "predict", "as_points",
-           "Chunk", "ViewSource", "default_workers", "FALLBACK_GREY"]
+           "as_sigma", "invert_sigma", "merge_members", "merge_chunk", "model_has_sigma", "Chunk", "ViewSource",
+           "default_workers", "FALLBACK_GREY"]
 
 TTA_MAX_WORKERS = 8          # decoding/warping workers by default: beyond that a GPU is rarely starved
 
@@ -53,7 +62,9 @@ default_workers = partial(_default_workers, cap=TTA_MAX_WORKERS)
 class MemberPredictions:
     """Every member's prediction (models x views, model-major) in original pixels.
 
-    Shape: ``points`` (N, M, K, 2), NaN for images that could not be read; ``ok`` (N,).
+    Shape: ``points`` (N, M, K, 2), NaN for images that could not be read; ``ok`` (N,);
+    ``sigma`` (N, M, K) each member's σ in original pixels (after ``sigma_scale``), or None when
+    a model reports no σ.
     """
 
     names: list
@@ -62,18 +73,23 @@ class MemberPredictions:
     errors: list = field(default_factory=list)   # (name, message) of unreadable images
     member_names: list = field(default_factory=list)
     fallback: np.ndarray | None = None           # (N,) predicted on the fallback image
+    sigma: np.ndarray | None = None
 
     def merge(self, spec: TTASpec, n_models: int = 1, members=None) -> "TTAResult":
         """Merge (a subset of) the members by ``spec``; ``members`` indexes ``points`` axis 1."""
-        pts = self.points if members is None else self.points[:, list(members)]
-        merged, spr = merge_members(pts, spec, n_models)
-        return TTAResult(self.names, merged, spr, pts, self.ok, self.errors)
+        sel = slice(None) if members is None else list(members)
+        pts = self.points[:, sel]
+        sig = None if self.sigma is None else self.sigma[:, sel]
+        merged, spr, msig = merge_chunk(pts, sig, spec, n_models)
+        return TTAResult(self.names, merged, spr, pts, self.ok, self.errors, msig, sig)
 
 
 @dataclass
 class TTAResult:
     """Merged TTA prediction. Shape: ``points`` (N, K, 2) and ``spread`` (N, K) in original pixels
-    (NaN for unreadable images), ``members`` (N, M, K, 2), ``ok`` (N,)."""
+    (NaN for unreadable images), ``members`` (N, M, K, 2), ``ok`` (N,). With σ models: ``sigma``
+    (N, K) the merged σ (the merge-weighted mean of the members' σ) and ``member_sigma``
+    (N, M, K), original pixels after ``sigma_scale``; else None."""
 
     names: list
     points: np.ndarray
@@ -81,6 +97,8 @@ class TTAResult:
     members: np.ndarray
     ok: np.ndarray
     errors: list = field(default_factory=list)
+    sigma: np.ndarray | None = None
+    member_sigma: np.ndarray | None = None
 
 
 @dataclass
@@ -91,6 +109,9 @@ class Chunk:
     (NaN rows for unreadable images without a fallback); ``points`` (n, K, 2) and ``spread`` (n, K)
     once merged (:meth:`TTAPredictor.iter_predict`); ``ok`` (n,) decoded; ``fallback`` (n,)
     predicted on the fallback image. ``errors``: (name, message) of this chunk's unreadable images.
+    With σ models (else None): ``member_sigma`` (n, M, K) float64, each member's σ in original
+    pixels after the spec's ``sigma_scale`` (NaN rows for unreadable images), and ``sigma`` (n, K)
+    the merged σ once merged.
     """
 
     start: int
@@ -101,15 +122,60 @@ class Chunk:
     errors: list
     points: np.ndarray | None = None
     spread: np.ndarray | None = None
+    member_sigma: np.ndarray | None = None
+    sigma: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
 
 
-def merge_members(pts: np.ndarray, spec: TTASpec, n_models: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(merged (n, K, 2), spread (n, K))`` of member predictions ``(n, M, K, 2)`` by ``spec``."""
-    w = spec.member_weights(n_models, pts.shape[2]) if spec.merge == "mean" else None
-    return merge(pts, w, spec.merge, spec.trim), spread(pts)
+def merge_chunk(pts: np.ndarray, sigma, spec: TTASpec,
+                n_models: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(merged (n, K, 2), spread (n, K), merged σ (n, K) or None)`` of member predictions
+    ``(n, M, K, 2)`` and member σ ``(n, M, K)`` (or None) by ``spec``.
+
+    Raises:
+        ValueError: the spec's merge needs σ (``sigma``, ``sigma+robust``) and ``sigma`` is None.
+    """
+    if sigma is None and spec.needs_sigma:
+        raise ValueError(f"{spec.source or 'spec ' + repr(spec.name)}: merge {spec.merge!r} needs the models' σ, "
+                         "but the members carry none")
+    w = spec.member_weights(n_models, pts.shape[2]) if spec.uses_weights else None
+    merged, msig = merge_with_sigma(pts, sigma, w, spec.merge, spec.trim)
+    return merged, spread(pts), msig
+
+
+def merge_members(pts: np.ndarray, spec: TTASpec, n_models: int, sigma=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(merged (n, K, 2), spread (n, K))`` of member predictions ``(n, M, K, 2)`` by ``spec``;
+    ``sigma`` (n, M, K) the members' σ, needed by the σ merges (see :func:`merge_chunk`)."""
+    merged, spr, _ = merge_chunk(pts, sigma, spec, n_models)
+    return merged, spr
+
+
+def model_has_sigma(model) -> bool:
+    """True when ``model`` reports σ: ``has_sigma`` is true and it has ``call_with_sigma``."""
+    return bool(getattr(model, "has_sigma", False)) and callable(getattr(model, "call_with_sigma", None))
+
+
+def invert_sigma(record: dict, sigma, scheme=None) -> np.ndarray:
+    """Map isotropic σ from a record's output frame back to its input frame, as
+    :func:`augkit.compose.invert_points` maps the points: times ``sqrt(|det A^-1|)`` (``A`` the
+    2x2 linear part of the record's ``M``) and, after an odd number of flips, the scheme's left/right
+    permutation (none without a scheme, as for an ``unordered`` record). A new array is returned.
+
+    Shape: ``sigma`` (..., K) -> (..., K).
+    """
+    s = np.asarray(sigma, dtype=np.float64)
+    m = _matrix(record)
+    det = abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+    if det < 1e-12:
+        raise ValueError(f"the record's field 'M' is singular ({record['M']!r}): its σ cannot be mapped back")
+    if _flips(record) % 2 and scheme is not None:
+        scheme = get_scheme(scheme)
+        if s.shape[-1] != scheme.n_points:
+            raise ValueError(f"σ has {s.shape[-1]} points, the scheme {scheme.name!r} has {scheme.n_points}")
+        s = s[..., scheme.perm]
+    return s / np.sqrt(det)
 
 
 def as_points(out, n: int, n_points: int | None = None) -> np.ndarray:
@@ -126,15 +192,29 @@ def as_points(out, n: int, n_points: int | None = None) -> np.ndarray:
     return arr
 
 
+def as_sigma(out, n: int, n_points: int) -> np.ndarray:
+    """A model's σ output as a NEW float64 (n, K) array; σ must be finite and non-negative."""
+    if hasattr(out, "detach"):  # torch tensor, without importing torch
+        out = out.detach().float().cpu().numpy()
+    arr = np.array(out, dtype=np.float64, copy=True)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.shape != (n, n_points):
+        raise ValueError(f"the model returned σ of shape {arr.shape} for a batch of {n}; expected ({n}, {n_points})")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError("the model returned a σ that is negative or not finite; σ must be finite and >= 0")
+    return arr
+
+
 # --------------------------------------------------------------------------------- predictor
 
 class _Pending:
     """Members of one image still waiting for model calls."""
 
-    __slots__ = ("members", "left", "ok", "fallback", "error")
+    __slots__ = ("members", "sigma", "left", "ok", "fallback", "error")
 
     def __init__(self, left: int, ok: bool, fallback: bool, error):
-        self.members = None
+        self.members = self.sigma = None
         self.left, self.ok, self.fallback, self.error = left, ok, fallback, error
 
 
@@ -199,15 +279,26 @@ class _MemberStream:
         if not buf:
             return
         mi = key[0]
-        raw = self.p.models[mi](self.batchers[mi].batch([b[0] for b in buf]))
+        batch = self.batchers[mi].batch([b[0] for b in buf])
+        sig = None
+        if self.p.has_sigma:
+            raw, raw_sigma = self.p.models[mi].call_with_sigma(batch)
+        else:
+            raw = self.p.models[mi](batch)
         self.p.calls += 1
         pts = as_points(raw, len(buf), self.n_points)
         self.n_points = pts.shape[1]
-        for (_, i, v, rec), pt in zip(buf, pts):
+        if self.p.has_sigma:
+            sig = as_sigma(raw_sigma, len(buf), pts.shape[1]) * self.p.spec.sigma_scale
+        for j, ((_, i, v, rec), pt) in enumerate(zip(buf, pts)):
             entry = self.pending[i]
             if entry.members is None:
                 entry.members = np.full((self.nm * self.nv, pts.shape[1], 2), np.nan)
             entry.members[mi * self.nv + v] = invert_points(rec, pt, self.p.scheme)
+            if sig is not None:
+                if entry.sigma is None:
+                    entry.sigma = np.full((self.nm * self.nv, pts.shape[1]), np.nan)
+                entry.sigma[mi * self.nv + v] = invert_sigma(rec, sig[j], self.p.scheme)
             entry.left -= 1
         self.buffers[key] = []
 
@@ -224,17 +315,20 @@ class _MemberStream:
             return None
         n = i - i0
         members = np.full((n, self.nm * self.nv, self.n_points or 0, 2), np.nan)
+        sigma = np.full(members.shape[:3], np.nan) if self.p.has_sigma else None
         ok, fb = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         errors = []
         for j in range(i0, i):
             e = self.pending.pop(j)
             if e.members is not None:
                 members[j - i0] = e.members
+            if sigma is not None and e.sigma is not None:
+                sigma[j - i0] = e.sigma
             ok[j - i0], fb[j - i0] = e.ok, e.fallback
             if e.error:
                 errors.append((self.names[j], e.error))
         self.next = i
-        return Chunk(i0, self.names[i0:i], ok, fb, members, errors)
+        return Chunk(i0, self.names[i0:i], ok, fb, members, errors, member_sigma=sigma)
 
 
 class TTAPredictor:
@@ -250,6 +344,9 @@ class TTAPredictor:
             all have one size).
         scheme: landmark scheme for flip views; default: the first model's ``.scheme``.
         max_batch: most images per model call.
+        A model with ``has_sigma`` and ``call_with_sigma`` reports σ (see the module doc); σ is
+        collected when every model does. A spec whose merge needs σ with a model without it is
+        refused here.
         stacked: True: all views of all images of a chunk in one call. False: one view per call
             (the way ttach does it; for comparison).
     """
@@ -263,6 +360,11 @@ class TTAPredictor:
             if not callable(m):
                 raise TypeError(f"a model must be callable (uint8 NHWC batch -> (N, K, 2) points), got {type(m).__name__}")
         self.spec = get_spec(tta)
+        self.has_sigma = all(model_has_sigma(m) for m in self.models)
+        if self.spec.needs_sigma and not self.has_sigma:
+            i, lacking = next((i, m) for i, m in enumerate(self.models) if not model_has_sigma(m))
+            raise ValueError(f"merge {self.spec.merge!r} needs the models' σ, but model "
+                             f"{getattr(lacking, 'name', f'model{i}')!r} reports none (no has_sigma/call_with_sigma)")
         pres = preprocess if isinstance(preprocess, (list, tuple)) else [preprocess] * len(self.models)
         if len(pres) != len(self.models):
             raise ValueError(f"{len(pres)} preprocessing pipelines for {len(self.models)} models")
@@ -338,12 +440,14 @@ class TTAPredictor:
 
     def iter_predict(self, images, names=None, *, workers: int = 0, fallback: str | None = None,
                      progress=None, keep_members: bool = False):
-        """Yield merged :class:`Chunk` s (``points``, ``spread``) in input order; ``members`` is
-        kept only when ``keep_members`` (else None, so the caller holds nothing per member)."""
+        """Yield merged :class:`Chunk` s (``points``, ``spread``, and ``sigma`` with σ models) in input
+        order; ``members`` and ``member_sigma`` are kept only when ``keep_members`` (else None, so the
+        caller holds nothing per member)."""
         for chunk in self.iter_members(images, names, workers=workers, fallback=fallback, progress=progress):
-            chunk.points, chunk.spread = merge_members(chunk.members, self.spec, len(self.models))
+            chunk.points, chunk.spread, chunk.sigma = merge_chunk(chunk.members, chunk.member_sigma, self.spec,
+                                                                  len(self.models))
             if not keep_members:
-                chunk.members = None
+                chunk.members = chunk.member_sigma = None
             yield chunk
 
     # ------------------------------------------------------------------ in memory
@@ -357,11 +461,15 @@ class TTAPredictor:
         chunks = list(self.iter_members(items, names, workers=workers, fallback=fallback, progress=progress))
         k = chunks[0].members.shape[2] if chunks else 0
         pts = np.concatenate([c.members for c in chunks]) if chunks else np.full((0, self.n_members, k, 2), np.nan)
+        sigma = None
+        if self.has_sigma:
+            sigma = (np.concatenate([c.member_sigma for c in chunks]) if chunks
+                     else np.full((0, self.n_members, k), np.nan))
         all_names = [n for c in chunks for n in c.names]
         ok = np.concatenate([c.ok for c in chunks]) if chunks else np.zeros(0, dtype=bool)
         fb = np.concatenate([c.fallback for c in chunks]) if chunks else np.zeros(0, dtype=bool)
         errors = [e for c in chunks for e in c.errors]
-        return MemberPredictions(all_names, pts, ok, errors, self.member_names, fb)
+        return MemberPredictions(all_names, pts, ok, errors, self.member_names, fb, sigma)
 
     def predict(self, images, names=None, progress=None, **kwargs) -> TTAResult:
         """Merged prediction (original pixels) with the per-landmark spread; see ``predict_members``."""

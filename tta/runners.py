@@ -141,7 +141,8 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
             an earlier ``out`` as it was).
         tta: preset name, spec file or ``TTASpec``.
         fmt: ``auto`` (see :func:`~augkit.tta.inputs.output_format`), ``submission``, ``csv``, ``json``.
-        uncertainty: add each landmark's spread (CSV/JSON only).
+        uncertainty: add each landmark's spread (CSV/JSON only); with models that report σ also
+            the merged model σ (``Point_k_SIGMA`` columns after the spread's; JSON ``"sigma"``).
         strict: fail on the first unreadable image; else a submission row comes from a mid-grey
             image of its size and CSV/JSON leave it out.
         checkpoints: the checkpoint paths the models came from, to check a fitted spec against.
@@ -210,8 +211,9 @@ def _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, prog
     n_ok, errors, missing = 0, [], []
     try:
         with atomic_open(out, "w", newline="") as f:
+            with_sigma = uncertainty and pred.has_sigma
             writer = (outputs.SubmissionWriter(f, max((len(i) for _, i in tp), default=0)) if submission
-                      else outputs.points_writer(f, fmt, uncertainty))
+                      else outputs.points_writer(f, fmt, uncertainty, with_sigma=with_sigma))
             for chunk in pred.iter_predict(paths, names, workers=workers, progress=progress,
                                            fallback="grey" if submission and not strict else None):
                 if chunk.errors and strict:
@@ -226,7 +228,8 @@ def _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, prog
                         if not writer.write(name, tp[chunk.start + j][1], chunk.points[j]):
                             missing.append(name)
                     elif chunk.ok[j]:
-                        writer.write(name, chunk.points[j], chunk.spread[j] if uncertainty else None)
+                        writer.write(name, chunk.points[j], chunk.spread[j] if uncertainty else None,
+                                     chunk.sigma[j] if with_sigma else None)
             if n_ok == 0:
                 first = errors[0][1] if errors else "no images"
                 raise RunError(f"{_where(data)}: none of the {len(paths)} image(s) could be read (first: {first}); "
@@ -243,8 +246,11 @@ def _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, prog
 @dataclass
 class FitReport:
     """What :func:`fit_tta` found: ``result`` (:class:`~augkit.tta.fit.FitResult`: solo, drop-one,
-    cross-validated MSEs and both weightings), the level used, the fitted ``spec`` (written to
-    ``out`` when given), member names, and the counts the report prints."""
+    cross-validated MSEs and both weightings), ``used`` the better fitted weighting (``per_view`` or
+    ``per_landmark``, within ``level``), ``choice`` the merge written (see :func:`fit_tta`), ``cv``
+    the cross-validated MSE of every candidate (name -> MSE), the fitted ``spec`` (written to
+    ``out`` when given), member names, the counts the report prints, and with ``calibrate``:
+    ``sigma_scale`` written (the old one x ``sigma_factor``, fitted on ``sigma_points`` points)."""
 
     data: str
     n_images: int
@@ -259,28 +265,87 @@ class FitReport:
     identity_view: int | None
     out: str | None = None
     errors: list = field(default_factory=list)
+    choice: str = "per_view"
+    cv: dict = field(default_factory=dict)
+    sigma_scale: float | None = None
+    sigma_factor: float = 1.0
+    sigma_points: int = 0
+
+
+def _candidates(n_models: int, n_views: int, ident, has_sigma: bool) -> list:
+    """The parameter-free merges :func:`fit_tta` compares (see :class:`~augkit.tta.fit.Candidate`)."""
+    from .fit import Candidate
+    out = [Candidate("plain", "mean"), Candidate("robust", "robust")]
+    if ident is not None:
+        out.insert(0, Candidate("none", "mean", tuple(mi * n_views + ident for mi in range(n_models))))
+    if has_sigma:
+        out += [Candidate("sigma", "sigma"), Candidate("sigma+robust", "sigma+robust")]
+    return out
+
+
+def _chosen_spec(spec, choice: str, res, ident, n_models: int, names, scale: float, fit_info: dict):
+    """The spec :func:`fit_tta` writes for ``choice``: fitted weights, or equal weights under the
+    chosen merge, or the identity view alone (``none``)."""
+    from dataclasses import replace
+
+    from .views import TTASpec, with_weights
+    if choice in ("per_view", "per_landmark"):
+        w = res.per_view if choice == "per_view" else res.per_landmark
+        out = with_weights(spec, w, models=names, name=f"{spec.name}-fitted")
+    elif choice == "none":
+        only = TTASpec([replace(spec.views[ident], weight=1.0)], name=spec.name)
+        out = with_weights(only, np.full(n_models, 1.0 / n_models), models=names, name=f"{spec.name}-fitted")
+    else:
+        m = n_models * len(spec.views)
+        merge = "mean" if choice == "plain" else choice
+        out = with_weights(spec, np.full(m, 1.0 / m), models=names, name=f"{spec.name}-fitted", merge=merge)
+    return replace(out, sigma_scale=scale, fit=fit_info, source=None)
 
 
 def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, limit=None, out=None, scheme=None,
-        max_batch: int = 64, workers: int = 0, progress=None, loader=None, warn=None, seed: int = 0) -> FitReport:
-    """Fit non-negative merge weights summing to one on labelled VALIDATION data, streaming.
+        max_batch: int = 64, workers: int = 0, progress=None, loader=None, warn=None, seed: int = 0,
+        calibrate: bool = False) -> FitReport:
+    """Choose and fit the TTA merge on labelled VALIDATION data, streaming; never worse than no TTA.
 
-    One pass: each chunk's member predictions go into the fit's sufficient statistics and are
-    dropped (:class:`~augkit.tta.fit.FitAccumulator`). ``level``: ``view`` (per member),
-    ``landmark`` (per member and landmark, shrunk toward the per-member weights) or ``auto``
-    (the lower cross-validated MSE). ``out``: write the fitted spec there (YAML, JSON for .json).
-    ``models`` and the other arguments as in :func:`predict_to_file`; ``limit`` a random subset.
+    One pass: each chunk's member predictions go into the weight fit's sufficient statistics
+    (:class:`~augkit.tta.fit.FitAccumulator`) and into the per-fold squared errors of the
+    parameter-free merges (:class:`~augkit.tta.fit.MergeAccumulator`), and are dropped. Candidates,
+    compared by cross-validated MSE on the same folds: ``none`` (the identity view alone, weight 1;
+    when the views have one), ``plain`` (equal weights), the fitted weights ``per_view`` /
+    ``per_landmark`` (``level``: ``view``, ``landmark`` or ``auto`` for both; fitted on the other
+    folds), ``robust`` and, when every model reports σ, ``sigma`` and ``sigma+robust``. The lowest
+    wins; ``none`` is kept unless a candidate is strictly lower, so the written spec is never worse
+    than no TTA on these folds. The spec records the choice and the table under ``fit``.
+
+    ``calibrate``: also fit one σ factor, the maximum likelihood of an isotropic 2-D Gaussian error
+    of the chosen merge (``s² = mean(|err|² / (2 σ²))``; for fitted weights, of the plain average's
+    error and σ: the weights are known only after the pass), and write ``sigma_scale`` = the spec's
+    ``sigma_scale`` x ``s``. Needs models that report σ.
+
+    ``out``: write the spec there (YAML, JSON for .json). ``models`` and the other arguments as in
+    :func:`predict_to_file`; ``limit`` a random subset.
     """
-    from .fit import FitAccumulator
-    from .views import save_spec, with_weights
+    from dataclasses import replace
+
+    from .fit import FitAccumulator, MergeAccumulator, choose_merge
+    from .views import save_spec
     if level not in ("auto", "view", "landmark"):
         raise RunError(f"level must be auto, view or landmark, got {level!r}")
     spec = ins.as_spec(tta)
     if out is not None:
         ins.check_writable_out(out)
     files, truth = ins.read_labelled(data, limit, seed, warn)
-    pred, _, names = _prepare(models, spec, scheme, loader, max_batch, truth, data, check_weights=False)
+    run_spec = replace(spec, merge="mean") if spec.needs_sigma else spec   # the fit merges by itself
+    pred, _, names = _prepare(models, run_spec, scheme, loader, max_batch, truth, data, check_weights=False)
+    if calibrate and not pred.has_sigma:
+        from .predictor import model_has_sigma
+        i = next(i for i, m in enumerate(pred.models) if not model_has_sigma(m))
+        raise RunError(f"--calibrate needs models that report σ, but model {names[i]!r} reports none "
+                       "(no has_sigma/call_with_sigma)")
+    ident = next((i for i, v in enumerate(spec.views) if not v.pipeline.steps), None)
     acc = FitAccumulator(pred.n_members, truth.shape[1], len(files), per_landmark=level != "view", folds=folds)
+    macc = MergeAccumulator(_candidates(len(pred.models), len(spec.views), ident, pred.has_sigma), pred.n_members,
+                            truth.shape[1], len(files), folds=folds)
     n_ok, errors = 0, []
     try:
         with progress_callback(progress, len(files), "tta fit") as step:
@@ -288,8 +353,10 @@ def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, li
                 n_ok += int(chunk.ok.sum())
                 errors.extend(chunk.errors)
                 if chunk.ok.any():   # unreadable rows are left out by the fit anyway
-                    acc.add(chunk.members, truth[chunk.start:chunk.start + len(chunk)],
-                            np.arange(chunk.start, chunk.start + len(chunk)))
+                    rows = truth[chunk.start:chunk.start + len(chunk)]
+                    pos = np.arange(chunk.start, chunk.start + len(chunk))
+                    acc.add(chunk.members, rows, pos)
+                    macc.add(chunk.members, rows, pos, chunk.member_sigma)
     except ValueError as e:
         raise RunError(ins.last_line(e)) from None
     ins.check_some_readable(n_ok, len(files), errors, data)
@@ -298,13 +365,27 @@ def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, li
     except ValueError as e:
         raise RunError(f"{data}: {e}") from None
     used = {"view": "per_view", "landmark": "per_landmark", "auto": res.best}[level]
-    weights = res.per_view if used == "per_view" else res.per_landmark
-    fitted = with_weights(spec, weights, models=names, name=f"{spec.name}-fitted")
+    table = macc.cv()
+    for key in {"view": ("per_view",), "landmark": ("per_landmark",), "auto": ("per_view", "per_landmark")}[level]:
+        table[key] = float(res.cv[key])
+    choice = choose_merge(table)
+    scale, factor, n_cal = None, 1.0, 0
+    if calibrate:
+        factor, n_cal = macc.sigma_scale(choice if choice in table and choice not in ("per_view", "per_landmark")
+                                         else "plain")
+        if not np.isfinite(factor) or factor <= 0:
+            raise RunError(f"{data}: --calibrate: no labelled point with a finite positive σ to fit the scale on")
+        scale = spec.sigma_scale * factor
+    info = {"merge": choice, "folds": int(folds), "cv_mse": {k: round(float(v), 6) for k, v in table.items()}}
+    if scale is not None:
+        info["sigma_factor"] = round(float(factor), 6)
+    fitted = _chosen_spec(spec, choice, res, ident, len(pred.models), names,
+                          spec.sigma_scale if scale is None else scale, info)
     if out is not None:
         try:
             save_spec(fitted, out)
         except OSError as e:
             raise RunError(f"{out}: cannot write: {e}") from None
-    ident = next((i for i, v in enumerate(spec.views) if not v.pipeline.steps), None)
     return FitReport(os.fspath(data), n_ok, len(pred.models), len(spec.views), pred.member_names, res, level, used,
-                     fitted, folds, ident, None if out is None else os.fspath(out), errors)
+                     fitted, folds, ident, None if out is None else os.fspath(out), errors, choice, table, scale,
+                     factor, n_cal)

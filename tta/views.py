@@ -7,8 +7,9 @@ model's scheme to ``augkit.invert_points`` so that flip views swap left/right in
 Spec file (YAML or JSON)::
 
     name: my-tta                # optional
-    merge: mean                 # mean (weighted) | median | trimmed
+    merge: mean                 # mean (weighted) | median | trimmed | sigma | robust | sigma+robust
     trim: 0.2                   # trimmed only: fraction cut at EACH end, in [0, 0.5)
+    sigma_scale: 1.0            # optional: calibration factor of every model σ (`augkit tta fit --calibrate`)
     preset: flip                # optional: start from a preset's views ...
     views:                      # ... and/or list views (appended after the preset's)
       - name: identity
@@ -20,8 +21,14 @@ Spec file (YAML or JSON)::
       kind: per_view            # per_view | per_landmark
       models: [a.pt, b.pt]      # the ensemble members the weights are for (model-major order)
       values: [0.3, 0.2, ...]   # per_view: models*views numbers; per_landmark: models*views lists of K
+    fit:                        # optional, written by `augkit tta fit`: what it chose and why (not used)
+      merge: sigma              #   the chosen merge (none = the identity view alone)
+      cv_mse: {none: 4.1, plain: 3.9, ...}   # cross-validated MSE per candidate, original pixels
 
-Weights are non-negative and are normalised to sum to one (per landmark) when merging.
+Weights are non-negative and are normalised to sum to one (per landmark) when merging. ``sigma``,
+``robust`` and ``sigma+robust`` (see :mod:`augkit.tta.merge`) start from the same static weights;
+``sigma`` and ``sigma+robust`` need models that report σ (``has_sigma``). Files without
+``sigma_scale`` (or written before the σ merges) load unchanged, with ``sigma_scale`` 1.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from augkit.files import atomic_write_text, dump_yaml, read_yaml
 from augkit.geometric import Affine, HFlip
 from augkit.steps import steps_from_dicts
 
+from .merge import MERGES, SIGMA_MERGES, WEIGHTED_MERGES
+
 __all__ = [
     "PRESETS",
     "SpecError",
@@ -50,7 +59,8 @@ __all__ = [
     "spec_to_dict",
 ]
 
-MERGE_METHODS = ("mean", "median", "trimmed")
+MERGE_METHODS = MERGES
+
 
 
 class SpecError(ValueError):
@@ -95,7 +105,8 @@ class TTASpec:
 
     ``weights`` (when set) holds one weight per ensemble member (models x views, model-major),
     shape ``(members,)``, or one per member and landmark, shape ``(members, K)``; ``models``
-    names the models the weights were fitted for.
+    names the models the weights were fitted for. ``sigma_scale``: the factor every model σ is
+    multiplied by (a calibration, ``augkit tta fit --calibrate``); positive and finite.
     """
 
     views: list
@@ -105,6 +116,8 @@ class TTASpec:
     weights: np.ndarray | None = None
     models: list | None = None
     source: str | None = field(default=None, compare=False)
+    sigma_scale: float = 1.0
+    fit: dict | None = field(default=None, compare=False)
 
     def __post_init__(self):
         where = self.source or "spec"
@@ -123,6 +136,20 @@ class TTASpec:
                 raise SpecError(f"{where}: weights: expected non-negative numbers, one per member "
                                 f"(a multiple of the {len(self.views)} views), got shape {w.shape}")
             self.weights = w
+        scale = self.sigma_scale
+        if not _positive_finite(scale):
+            raise SpecError(f"{where}: sigma_scale: must be a positive finite number, got {scale!r}")
+        self.sigma_scale = float(scale)
+
+    @property
+    def needs_sigma(self) -> bool:
+        """True when the merge needs the models' σ (``sigma``, ``sigma+robust``)."""
+        return self.merge in SIGMA_MERGES
+
+    @property
+    def uses_weights(self) -> bool:
+        """True when the merge starts from the static weights (all but ``median`` / ``trimmed``)."""
+        return self.merge in WEIGHTED_MERGES
 
     @property
     def view_weights(self) -> np.ndarray:
@@ -203,13 +230,18 @@ def preset_views(name: str) -> list:
 
 # -------------------------------------------------------------------------------- spec files
 
-_SPEC_KEYS = {"name", "merge", "trim", "preset", "views", "weights"}
+_SPEC_KEYS = {"name", "merge", "trim", "preset", "views", "weights", "sigma_scale", "fit"}
 _VIEW_KEYS = {"name", "steps", "weight"}
 _WEIGHT_KEYS = {"kind", "models", "values"}
 
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _positive_finite(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and bool(
+        np.isfinite(x) and x > 0)
 
 
 def spec_from_dict(d, where: str = "spec") -> TTASpec:
@@ -260,8 +292,14 @@ def spec_from_dict(d, where: str = "spec") -> TTASpec:
     weights = models = None
     if d.get("weights") is not None:
         weights, models = _weights_from_dict(d["weights"], f"{where}: weights", len(views))
+    scale = d.get("sigma_scale", 1.0)
+    if not _number(scale):
+        raise SpecError(f"{where}: sigma_scale: must be a positive finite number, got {scale!r}")
+    fit = d.get("fit")
+    if fit is not None and not isinstance(fit, dict):
+        raise SpecError(f"{where}: fit: expected a mapping (what `augkit tta fit` chose), got {fit!r}")
     return TTASpec(views, merge=merge, trim=float(trim), name=str(d.get("name", d.get("preset") or "custom")),
-                   weights=weights, models=models, source=where)
+                   weights=weights, models=models, source=where, sigma_scale=float(scale), fit=fit)
 
 
 def _weights_from_dict(w, where: str, n_views: int):
@@ -309,6 +347,8 @@ def spec_to_dict(spec: TTASpec) -> dict:
     d = {"name": spec.name, "merge": spec.merge}
     if spec.merge == "trimmed":
         d["trim"] = spec.trim
+    if spec.sigma_scale != 1.0:
+        d["sigma_scale"] = float(f"{spec.sigma_scale:.6g}")
     d["views"] = [v.to_dict() for v in spec.views]
     if spec.weights is not None:
         w = {"kind": "per_view" if spec.weights.ndim == 1 else "per_landmark"}
@@ -316,6 +356,8 @@ def spec_to_dict(spec: TTASpec) -> dict:
             w["models"] = [str(m) for m in spec.models]
         w["values"] = np.round(spec.weights, 6).tolist()
         d["weights"] = w
+    if spec.fit:
+        d["fit"] = spec.fit
     return d
 
 
@@ -354,7 +396,7 @@ def get_spec(tta) -> TTASpec:
     raise TypeError(f"tta must be a preset name, a spec path, a TTASpec or a list of views, got {type(tta).__name__}")
 
 
-def with_weights(spec: TTASpec, weights, models=None, name=None) -> TTASpec:
-    """A copy of ``spec`` with fitted weights."""
+def with_weights(spec: TTASpec, weights, models=None, name=None, merge: str = "mean") -> TTASpec:
+    """A copy of ``spec`` with fitted weights (the base of ``merge``, by default the weighted mean)."""
     return replace(spec, weights=np.asarray(weights, dtype=np.float64), models=models,
-                   name=name or spec.name, merge="mean")
+                   name=name or spec.name, merge=merge)
