@@ -5,6 +5,7 @@
     python benchmarks/audit.py --epochs 2 --size 48 --backbone tiny    # a quick look
     python benchmarks/audit_quality.py --work W                        # then: the same errors, scaled down
     python benchmarks/audit.py --reuse         # the last run's fold models, scored again; then the three trainings
+    python benchmarks/audit.py --skip-training --head rle --work W2   # fold models with σ: the score uses their σ
 
 About 5% of the rows get one of four errors (in equal numbers): ``swap`` (left/right indices swapped
 by the ibug68 flip pairs), ``shift`` (the whole label moved by 10-20% of the face's size), ``mismatch``
@@ -126,6 +127,8 @@ def main(argv=None):
                     help="passed to the audit's fold trainings (default: augkit train's)")
     ap.add_argument("--skip-training", action="store_true", help="the audit only, no clean/corrupted/excluded runs")
     ap.add_argument("--tta", default="full", help="the audit's --tta")
+    ap.add_argument("--head", default="regression",
+                    help="the fold models' --head (rle, integral, simcc: the score uses their own σ)")
     ap.add_argument("--random-control", action="store_true",
                     help="a fourth training: the corrupted set less as many random rows as the audit flags")
     ap.add_argument("--reuse", action="store_true",
@@ -136,7 +139,7 @@ def main(argv=None):
     truth = plant(Path(a.data) / "train", work / "corrupted", a.fraction, a.seed)
     cli = [sys.executable, "-m", "augkit.cli"]
     train_opts = ["--backbone", a.backbone, "--size", str(a.size), "--epochs", str(a.epochs), "--val-group", "person",
-                  "--batch-size", "32", "--workers", "1", "--seed", str(a.seed), "--quiet"]
+                  "--batch-size", "32", "--workers", "1", "--seed", str(a.seed), "--quiet", "--head", a.head]
     if a.preprocess:
         train_opts += ["--preprocess", a.preprocess]
     out = work / "audit"
@@ -159,7 +162,7 @@ def main(argv=None):
     planted = kind != "ok"
     named = np.array([r["kind"] for r in rows])
     top = int(np.ceil(a.fraction * len(rows)))
-    print(f"\naugkit audit --folds {a.folds} ({a.backbone} at {a.size} px, {a.epochs} epochs per fold; "
+    print(f"\naugkit audit --folds {a.folds} ({a.backbone} at {a.size} px, head {a.head}, {a.epochs} epochs per fold; "
           f"{'fold models reused' if dt != dt else f'{dt / 60:.1f} min'}): "
           f"{len(rows)} images, {planted.sum()} planted errors ({a.fraction:.0%}); top 5% = {top} images\n")
     print(RANKING_HEADER)

@@ -129,11 +129,11 @@ def evaluate(run_dir: Path, test_dir: Path, parts: dict | None) -> dict:
             m["parts"] = {p: float(np.nanmean(d2[:, a:b + 1])) for p, (a, b) in parts.items()}
         sigma = getattr(res, "sigma", None)
         if sigma is not None:
-            c = coverage(pred, t, sigma)
-            m["cov1"], m["cov2"] = c[1.0], c[2.0]
-            m["rank"] = rank_correlation(pred, t, sigma)["per_image"]
+            c = coverage(pred, t, sigma)                          # at k = 1 and 2 (augkit.calibration.COVERAGE_K)
+            m["cov1"], m["cov2"] = float(c[0]), float(c[1])
+            m["rank"] = rank_correlation(pred, t, sigma)[0]      # per image: RMS error ~ RMS σ
         if setting == "fitted":
-            m["merge"] = load_spec(run_dir / "tta.yaml").merge
+            m["merge"] = (spec.fit or {}).get("merge", spec.merge)
         out[setting] = m
     return out
 

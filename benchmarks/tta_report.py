@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from harness import YTF68 as YTF  # noqa: E402
+
+from augkit.tta import load_spec  # noqa: E402
+
 PERSON = re.compile(r"^(.+?)_\d+_[^_]+$")
 
 
@@ -100,8 +103,9 @@ def main():
                  "--tta", spec, "--json", metrics_json, "--png", work / "worst.png", "--max-batch", args.max_batch]
        + (["--limit", args.limit] if args.limit else []))
     rows = json.loads(metrics_json.read_text())["results"]
+    chosen = (load_spec(spec).fit or {}).get("merge", "?")     # what `tta fit` chose by cross-validated MSE
     label = {"none": "no TTA", "flip": "`flip` (2 views)", "full": "`full` (24 views)",
-             str(spec): "`full`, weights fitted on validation"}
+             str(spec): f"`full`, `tta fit` on validation (chose: {chosen})"}
     base = rows[0]["mse"]
     print(f"\nytf68/test, {args.backbone} at {args.size}px trained by `augkit train` on {parts['fit'][1]} "
           f"images; MSE in original pixels (the competition metric), NME by inter-ocular distance\n")

@@ -268,3 +268,25 @@ def test_scoring_in_chunks_writes_the_same_audit_as_in_one_go(ytf68, tmp_path, m
         texts.append((tmp_path / "audit.csv").read_text(encoding="utf-8"))
         assert n == len(lab) and top[0]["file_name"] == "img005.jpg" and top[0]["kind"] == "swap"
     assert texts[0] == texts[1]
+
+
+def test_audit_with_a_sigma_head_writes_and_scores_with_the_fold_sigma(ytf68, tmp_path):
+    """Fold models with σ (--head rle): each fold writes oof_sigma.npy and the scoring uses it."""
+    pytest.importorskip("torch")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "images").symlink_to(ytf68 / "train" / "images")
+    header, rows = _labels(ytf68, 60)
+    (data / "landmarks.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    out = tmp_path / "audit"
+    res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(out), "--folds", "2",
+                                    "--backbone", "tiny", "--size", "32", "--epochs", "1", "--workers", "0",
+                                    "--quiet", "--head", "rle", "--tta", "flip", "--png", "0"])
+    assert res.exit_code == 0, res.output
+    for fold in (0, 1):
+        sig = np.load(out / f"fold{fold}" / "oof_sigma.npy")
+        assert sig.ndim == 2 and sig.shape[1] == 68 and np.isfinite(sig).all() and (sig > 0).all()
+    with open(out / "audit.csv", encoding="utf-8", newline="") as f:
+        scored = list(csv.DictReader(f))
+    assert len(scored) == 60 and all(np.isfinite(float(r["score"])) for r in scored)
+    assert "scored against it" in res.output

@@ -84,6 +84,38 @@ def test_every_head_trains_under_its_loss_and_decodes_shapes(name):
         assert sigma.shape == (4, 5) and (sigma > 0).all()
 
 
+@pytest.mark.parametrize("name", ["integral", "simcc"])
+def test_spatial_heads_sit_on_a_timm_trunk_and_freeze_leaves_only_the_head_training(name):
+    pytest.importorskip("timm")
+    from augkit.train.freeze import set_frozen, train_mode
+    torch.manual_seed(0)
+    model = build_model("timm/resnet18", 7, head=name, input_size=(64, 64))
+    head = find_head(model)
+    assert head.spatial and head.name == name
+    set_frozen(model, True)
+    train_mode(model, True)
+    out = model(torch.randn(2, 3, 64, 64))
+    head.loss(out, torch.rand(2, 7, 2), torch.ones(2, 7, dtype=torch.bool), 0.0).backward()
+    own = {id(p) for p in head.parameters()}
+    grads = {id(p): p.grad is not None for p in model.parameters()}
+    assert all(grads[i] for i in own)                                   # the head (and its neck) learn
+    assert not any(g for i, g in grads.items() if i not in own)         # the timm backbone does not
+    assert not model.trunk.training and head.training
+    pts, sigma = head.decode(out)
+    assert pts.shape == (2, 7, 2) and sigma.shape == (2, 7)
+
+
+def test_a_spatial_head_trains_with_ema_and_freeze_epochs_from_the_command_line(ytf68, tmp_path):
+    out = tmp_path / "ema"
+    _train(["--data", str(ytf68 / "train"), "--limit", "24", "--head", "simcc", "--epochs", "2",
+            "--freeze-epochs", "1", "--ema", "0.9", "--out", str(out)])
+    ck = read_checkpoint(out / "last.pt")
+    assert ck["model_info"]["head"]["name"] == "simcc" and ck.get("ema") is not None
+    m = load_model(out / "best.pt")
+    pts, sigma = m.call_with_sigma(np.zeros((1, 32, 32, 3), dtype=np.uint8))
+    assert pts.shape == (1, 68, 2) and sigma.shape == (1, 68) and np.isfinite(sigma).all()
+
+
 @pytest.mark.parametrize("dist", ["laplace", "gaussian"])
 def test_rle_sigma_learns_the_ratio_of_two_noise_levels(dist):
     """Two groups of samples, labels around a fixed point with noise 1 px and 4 px: the head learns

@@ -116,6 +116,28 @@ def test_robust_merge_ignores_a_view_that_failed_on_the_whole_face():
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
 
 
+def test_one_corrupted_view_per_image_robust_and_sigma_recover_the_clean_answer_the_mean_does_not():
+    """Each image has one view (a different one per image) that failed: moved by 30-60 px on
+    every point, and its σ says so (the head is unsure where it fails)."""
+    rng = np.random.default_rng(7)
+    n, m, k = 50, 8, 30
+    truth = rng.uniform(0, 200, (n, k, 2))
+    p = truth[:, None] + rng.normal(0, 1.0, (n, m, k, 2))
+    sigma = np.full((n, m, k), 1.0)
+    bad = rng.integers(0, m, n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    shift = rng.uniform(30, 60, n)[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    p[np.arange(n), bad] += shift[:, None]
+    sigma[np.arange(n), bad] = 25.0
+    clean = np.stack([np.delete(p[i], bad[i], axis=0).mean(axis=0) for i in range(n)])   # the good views' mean
+    mse = {name: float(((merge(p, method=name, sigma=sigma) - truth) ** 2).mean())
+           for name in ("mean", "robust", "sigma", "sigma+robust")}
+    ideal = float(((clean - truth) ** 2).mean())                        # about 1/7: the seven good views
+    assert mse["mean"] > 100 * ideal
+    for name in ("robust", "sigma", "sigma+robust"):
+        assert mse[name] < 1.5 * ideal, (name, mse)
+
+
 def test_with_two_members_only_sigma_tells_which_is_wrong():
     p = np.zeros((1, 2, 3, 2))
     p[0, 1] += 8.0
