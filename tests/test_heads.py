@@ -84,6 +84,27 @@ def test_every_head_trains_under_its_loss_and_decodes_shapes(name):
         assert sigma.shape == (4, 5) and (sigma > 0).all()
 
 
+@pytest.mark.parametrize("name", list(HEADS))
+def test_every_head_under_bf16_autocast_and_channels_last_matches_float32(name):
+    torch.manual_seed(0)
+    model = build_model("tiny", 5, head=name, input_size=(32, 32)).eval()
+    head = find_head(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref, _ = head.decode(model(x))
+        cl = model.to(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = cl(x.to(memory_format=torch.channels_last))
+        pts, sigma = head.decode(out)
+    assert pts.dtype == torch.float32 and torch.isfinite(pts).all()
+    assert (pts - ref).abs().max() < 0.5            # input pixels of a 32 px crop: bf16 features, fp32 decoding
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = head.loss(model(x), torch.rand(2, 5, 2), torch.ones(2, 5, dtype=torch.bool), 0.0)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("name", ["integral", "simcc"])
 def test_spatial_heads_sit_on_a_timm_trunk_and_freeze_leaves_only_the_head_training(name):
     pytest.importorskip("timm")

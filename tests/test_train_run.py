@@ -148,13 +148,15 @@ def test_resume_is_exact_after_an_epoch(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
 
 
-def test_ddp_two_processes_gloo(tmp_path):
+@pytest.mark.parametrize("head", ["regression", "simcc"])
+def test_ddp_two_processes_gloo(tmp_path, head):
     out = tmp_path / "ddp"
-    r = subprocess.run(_cmd("--nproc", "2", "--demo-train", "32", "--demo-val", "12", "--epochs", "1", "--out", str(out)),
+    r = subprocess.run(_cmd("--nproc", "2", "--demo-train", "32", "--demo-val", "12", "--epochs", "1", "--out", str(out),
+                            "--head", head),
                        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ck = read_checkpoint(out / "last.pt")
-    assert ck["world"] == 2 and ck["epoch"] == 1
+    assert ck["world"] == 2 and ck["epoch"] == 1 and ck["model_info"]["head"]["name"] == head
     assert ck["global_step"] == 2  # 32 images / 2 processes / 8 per batch
     row = ck["history"][0]
     assert np.isfinite(row["nme"]) and row["base_nme"] > 0
