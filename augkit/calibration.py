@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["CalibrationAccumulator", "calibration_png", "calibration_summary", "coverage", "gaussian_coverage",
+__all__ = ["CalibrationAccumulator", "Reservoir", "calibration_png", "calibration_summary", "coverage", "gaussian_coverage",
            "ml_scale", "rank_correlation", "reliability", "spearman", "COVERAGE_K", "MAX_PAIRS"]
 
 COVERAGE_K = (1.0, 2.0)      # the multiples of sigma whose coverage is reported
@@ -164,20 +164,21 @@ def calibration_summary(pred, truth, sigma, max_pairs: int = MAX_PAIRS, seed: in
     return acc.result()
 
 
-class _Sample:
-    """A uniform sample of at most ``size`` rows of two numbers (reservoir sampling, fixed seed);
-    while everything fits it holds every row in arrival order, so the correlations are exact."""
+class Reservoir:
+    """A uniform sample of at most ``size`` rows of ``width`` numbers (reservoir sampling, fixed
+    seed); while everything fits it holds every row in arrival order, so statistics of it are exact."""
 
-    def __init__(self, size: int, seed: int):
+    def __init__(self, size: int, seed: int, width: int = 2):
         self.size = int(size)
-        self.rows = np.empty((min(self.size, 4096), 2))
+        self.rows = np.empty((min(self.size, 4096), int(width)))   # grows (doubling) up to size
         self.n_seen = 0
         self._rng = np.random.default_rng(seed)
 
     def add(self, rows: np.ndarray) -> None:
+        """Offer ``rows`` (B, width) to the sample."""
         fill = min(max(self.size - self.n_seen, 0), len(rows))
         if self.n_seen + fill > len(self.rows):
-            grown = np.empty((min(self.size, max(self.n_seen + fill, 2 * len(self.rows))), 2))
+            grown = np.empty((min(self.size, max(self.n_seen + fill, 2 * len(self.rows))), self.rows.shape[1]))
             grown[:self.n_seen] = self.rows[:self.n_seen]
             self.rows = grown
         self.rows[self.n_seen:self.n_seen + fill] = rows[:fill]
@@ -190,6 +191,7 @@ class _Sample:
         self.n_seen += len(rows)
 
     def sample(self) -> np.ndarray:
+        """The rows kept: (min(seen, size), width)."""
         return self.rows[:min(self.n_seen, self.size)]
 
 
@@ -219,8 +221,8 @@ class CalibrationAccumulator:
         self._r_edges = np.arange(_R_MAX * _R_STEP + 1) / _R_STEP
         self._r_count = np.zeros(len(self._r_edges) + 1)    # r <= edge[0], then (edge[i-1], edge[i]], then more
         self._ratio_sum = 0.0                          # sum of |err|^2 / (2 sigma^2)
-        self._points = _Sample(max_pairs, seed)
-        self._images = _Sample(max_pairs, seed + 1)
+        self._points = Reservoir(max_pairs, seed)
+        self._images = Reservoir(max_pairs, seed + 1)
         self.n_points = self.n_images = 0
 
     def add(self, pred, truth, sigma) -> None:

@@ -36,9 +36,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ROOT, YTF68, mean_spread, print_table  # noqa: E402
 
-HEADS = ("regression", "rle", "integral", "simcc")
+HEADS = ("regression", "rle", "rle-gaussian", "integral", "simcc")
 SETTINGS = ("none", "flip", "full", "fitted")
-HEAD_SIGMA = {"regression": False, "rle": True, "integral": True, "simcc": True}
+HEAD_SIGMA = {"regression": False, "rle": True, "rle-gaussian": True, "integral": True, "simcc": True}
+# a row that is a head with other settings: its `augkit train` options
+HEAD_ARGS = {"rle-gaussian": ["--head", "rle", "--rle-dist", "gaussian"]}
 
 
 def activation_bytes(head: str, backbone: str = "resnet50", k: int = 971, size: int = 128, batch: int = 2) -> float:
@@ -70,7 +72,7 @@ def activation_bytes(head: str, backbone: str = "resnet50", k: int = 971, size: 
 
 def memory_table() -> None:
     rows = []
-    for head in HEADS:
+    for head in (h for h in HEADS if h not in HEAD_ARGS):   # the memory of a head, not of its settings
         row = [head]
         for size in (128, 224):
             row.append(activation_bytes(head, size=size))
@@ -186,7 +188,7 @@ def main(argv=None):
                     cmd = [sys.executable, "-m", "augkit.cli", "train", "--data", root / "train", "--val-group",
                            "person", "--limit", a.limit, "--backbone", a.backbone, "--size", a.size, "--epochs",
                            a.epochs, "--batch-size", a.batch_size, "--workers", a.workers, "--time-budget", a.cap_min,
-                           "--head", head, "--seed", seed, "--out", run_dir, "--quiet"]
+                           *HEAD_ARGS.get(head, ["--head", head]), "--seed", seed, "--out", run_dir, "--quiet"]
                     if scheme:
                         cmd += ["--scheme", scheme]
                     if run_dir.exists():

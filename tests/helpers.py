@@ -149,3 +149,18 @@ def blob_set(tmp_path, seed: int, n: int = 10):
     ck = tmp_path / "model.pt"
     ck.write_bytes(b"stand-in")
     return folder, names, pts, str(ck)
+
+
+def write_oof_folds(root, pred, spread, folds: int = 2) -> np.ndarray:
+    """The out-of-fold arrays an audit writes, for rows ``i % folds``: ``root/fold<f>/oof_*.npy``
+    (points, spread, a small pose spread). Returns the (N,) fold of each row."""
+    import augkit.tta.audit as A
+    fold_of = np.arange(len(pred)) % folds
+    for f in range(folds):
+        d = Path(root) / f"fold{f}"
+        d.mkdir()
+        sel = fold_of == f
+        for name, arr in ((A.OOF_POINTS, pred[sel]), (A.OOF_SPREAD, spread[sel]),
+                          (A.OOF_POSE, np.full((int(sel.sum()), 3), 0.01))):
+            np.save(d / name, arr.astype(np.float32))
+    return fold_of

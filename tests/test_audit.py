@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import write_oof_folds
 
 import augkit as ak
 from augkit.audit import DEFAULT_THRESHOLD, LabelAuditor
@@ -251,14 +252,7 @@ def test_scoring_in_chunks_writes_the_same_audit_as_in_one_go(ytf68, tmp_path, m
     pred, spread = _model_like(truth, rng)
     lab = truth.copy()
     lab[5] = truth[5][ak.IBUG68.perm]
-    fold_of = np.arange(len(lab)) % 2
-    for f in range(2):
-        d = tmp_path / f"fold{f}"
-        d.mkdir()
-        sel = fold_of == f
-        for name, arr in ((A.OOF_POINTS, pred[sel]), (A.OOF_SPREAD, spread[sel]),
-                          (A.OOF_POSE, np.full((int(sel.sum()), 3), 0.01))):
-            np.save(d / name, arr.astype(np.float32))
+    fold_of = write_oof_folds(tmp_path, pred, spread)
     table = SimpleNamespace(files=[f"img{i:03d}.jpg" for i in range(len(lab))], points=lab.astype(np.float32),
                             lines=np.arange(2, len(lab) + 2))
     texts = []

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import YTF68, BlobModel, blob_set
+from helpers import YTF68, BlobModel, blob_set, write_oof_folds
 
 import augkit as ak
 from augkit import calibration as cal
@@ -335,14 +335,7 @@ def test_audit_scores_against_the_folds_sigma_files(tmp_path, monkeypatch):
     spread = np.full((120, 68), 0.01)
     lab = truth.copy()
     lab[5, [10, 20, 30]] += 8 * sigma[5, 0]
-    fold_of = np.arange(120) % 2
-    for f in range(2):
-        d = tmp_path / f"fold{f}"
-        d.mkdir()
-        sel = fold_of == f
-        for name, arr in ((A.OOF_POINTS, pred[sel]), (A.OOF_SPREAD, spread[sel]),
-                          (A.OOF_POSE, np.full((int(sel.sum()), 3), 0.01))):
-            np.save(d / name, arr.astype(np.float32))
+    fold_of = write_oof_folds(tmp_path, pred, spread)
     table = SimpleNamespace(files=[f"img{i:03d}.jpg" for i in range(120)], points=lab.astype(np.float32),
                             lines=np.arange(2, 122))
     assert A._sigma_paths(str(tmp_path), 2) is None

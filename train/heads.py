@@ -43,6 +43,8 @@ import math
 import torch
 from torch import nn
 
+from .losses import counted, masked_mean
+
 __all__ = ["HEADS", "LandmarkHead", "RegressionHead", "RLEHead", "IntegralHead", "SimCCHead", "FP32Linear",
            "build_head", "find_head", "head_info", "to_unit", "from_unit", "masked_mean", "SIMCC_MARGIN"]
 
@@ -59,35 +61,6 @@ def from_unit(u: torch.Tensor, size_hw) -> torch.Tensor:
     """Unit coordinates -> input-frame pixels (the inverse of :func:`to_unit`). Shape: (..., 2)."""
     h, w = size_hw
     return u * u.new_tensor([float(w), float(h)]) - 0.5
-
-
-def masked_mean(e: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, trim: float = 0.0,
-                return_per_sample: bool = False):
-    """Mean of the per-point losses ``e`` (N, K) over the points that count (``mask`` and a finite
-    target (N, K, 2)), per sample, then over the batch; ``trim`` leaves out that fraction of the
-    batch's worst samples (at least one is kept). A sample without any counted point adds nothing."""
-    if not 0.0 <= trim < 1.0:
-        raise ValueError(f"trim must be a fraction in [0, 1), got {trim}")
-    m = counted(target, mask)
-    e = torch.where(m, e, torch.zeros_like(e))
-    count = m.sum(-1)
-    per_sample = e.sum(-1) / count.clamp(min=1)
-    valid = count > 0
-    if trim > 0 and valid.sum() > 1:
-        n_valid = int(valid.sum())
-        keep = max(1, n_valid - int(math.floor(trim * n_valid)))
-        scores = torch.where(valid, per_sample.detach(), torch.full_like(per_sample, float("inf")))
-        kept = torch.zeros_like(valid)
-        kept[torch.argsort(scores)[:keep]] = True
-        valid = valid & kept
-    loss = (per_sample * valid).sum() / valid.sum() if valid.any() else (e * 0).sum()
-    return (loss, per_sample) if return_per_sample else loss
-
-
-def counted(target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """(N, K) True where a point counts in the loss: finite target, and ``mask`` where given."""
-    finite = torch.isfinite(target).all(-1)
-    return finite if mask is None else (mask.bool() & finite)
 
 
 def _safe(target: torch.Tensor, m: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from .config import LOSSES  # the names live torch-free there, for the command line
 
-__all__ = ["landmark_loss", "LOSSES", "elementwise"]
+__all__ = ["landmark_loss", "LOSSES", "elementwise", "masked_mean", "counted"]
 
 
 def elementwise(pred: torch.Tensor, target: torch.Tensor, kind: str, beta: float = 0.01,
@@ -54,12 +54,21 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     Returns:
         the scalar loss (and, with ``return_per_sample``, the (N,) per-sample losses).
     """
+    m = counted(target, mask)
+    safe_target = torch.where(m[..., None], target, pred.detach())
+    e = elementwise(pred.float(), safe_target.float(), kind, **kw)
+    return masked_mean(e, target, mask, trim, return_per_sample)
+
+
+def masked_mean(e: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, trim: float = 0.0,
+                return_per_sample: bool = False):
+    """Mean of the per-point losses ``e`` (N, K) over the points that count (``mask`` and a finite
+    target (N, K, 2)), per sample, then over the batch; ``trim`` leaves out that fraction of the
+    batch's worst samples (at least one is kept). A sample without any counted point adds nothing."""
     if not 0.0 <= trim < 1.0:
         raise ValueError(f"trim must be a fraction in [0, 1), got {trim}")
-    finite = torch.isfinite(target).all(-1)
-    m = finite if mask is None else (mask.bool() & finite)
-    safe_target = torch.where(m[..., None], target, pred.detach())
-    e = elementwise(pred.float(), safe_target.float(), kind, **kw) * m
+    m = counted(target, mask)
+    e = torch.where(m, e, torch.zeros_like(e))
     count = m.sum(-1)
     per_sample = e.sum(-1) / count.clamp(min=1)
     valid = count > 0
@@ -67,12 +76,14 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
         n_valid = int(valid.sum())
         keep = max(1, n_valid - int(math.floor(trim * n_valid)))
         scores = torch.where(valid, per_sample.detach(), torch.full_like(per_sample, float("inf")))
-        idx = torch.argsort(scores)[:keep]
         kept = torch.zeros_like(valid)
-        kept[idx] = True
+        kept[torch.argsort(scores)[:keep]] = True
         valid = valid & kept
-    if valid.any():
-        loss = (per_sample * valid).sum() / valid.sum()
-    else:
-        loss = (pred * 0).sum()
+    loss = (per_sample * valid).sum() / valid.sum() if valid.any() else (e * 0).sum()
     return (loss, per_sample) if return_per_sample else loss
+
+
+def counted(target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(N, K) True where a point counts in the loss: finite target, and ``mask`` where given."""
+    finite = torch.isfinite(target).all(-1)
+    return finite if mask is None else (mask.bool() & finite)

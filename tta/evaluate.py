@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augkit import metrics
-from augkit.calibration import CalibrationAccumulator
+from augkit.calibration import CalibrationAccumulator, Reservoir
 
 from . import predictor as _predictor
 from .predictor import TTAPredictor, merge_members
@@ -130,36 +130,6 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic) if a.size > 2 and np.ptp(a) > 0 else float("nan")
 
 
-class _Reservoir:
-    """A uniform sample of at most ``size`` rows of ``width`` numbers (reservoir sampling); while
-    everything fits it holds every row, in arrival order."""
-
-    def __init__(self, size: int, width: int, seed: int):
-        self.size = int(size)
-        self.rows = np.empty((min(self.size, 4096), width))      # grows (doubling) up to size
-        self.n_seen = 0
-        self._rng = np.random.default_rng(seed)
-
-    def add(self, rows: np.ndarray) -> None:
-        cap = self.size
-        fill = min(max(cap - self.n_seen, 0), len(rows))
-        if self.n_seen + fill > len(self.rows):
-            grown = np.empty((min(cap, max(self.n_seen + fill, 2 * len(self.rows))), self.rows.shape[1]))
-            grown[:self.n_seen] = self.rows[:self.n_seen]
-            self.rows = grown
-        self.rows[self.n_seen:self.n_seen + fill] = rows[:fill]
-        rest = rows[fill:]
-        if len(rest):
-            pos = self.n_seen + fill + np.arange(len(rest))      # 0-based positions in the stream
-            slot = self._rng.integers(0, pos + 1)
-            take = slot < cap
-            self.rows[slot[take]] = rest[take]
-        self.n_seen += len(rows)
-
-    def sample(self) -> np.ndarray:
-        return self.rows[:min(self.n_seen, self.size)]
-
-
 class EvalAccumulator:
     """One setting's metrics (original pixels), accumulated chunk by chunk in bounded memory.
 
@@ -192,8 +162,8 @@ class EvalAccumulator:
         self.n_points, self.scheme, self.n_worst, self.threshold = int(n_points), scheme, int(n_worst), threshold
         self._sample, self._seed = int(spearman_sample), int(seed)
         self.calibration: CalibrationAccumulator | None = None    # made by the first add with a sigma
-        self._points = _Reservoir(int(spearman_sample), 2, seed)
-        self._images = _Reservoir(int(spearman_sample), 2, seed + 1)
+        self._points = Reservoir(int(spearman_sample), seed)
+        self._images = Reservoir(int(spearman_sample), seed + 1)
         self._heap: list = []                  # (nme, -index): the smallest on top
         self.n_offered = self.n_images = 0
         self._sq_sum, self._sq_n = 0.0, 0
