@@ -2,6 +2,7 @@
 calibration of σ, seconds per epoch and activation memory per image.
 
     python benchmarks/heads.py                       # ytf68 and the dense 971-point ytf68, every head, seeds 0 and 1
+                                                     # (rle twice: --rle-dist laplace and gaussian)
     python benchmarks/heads.py --reuse               # evaluate the finished runs again, train only what is missing
     python benchmarks/heads.py --memory-only         # the activation-memory table alone (seconds)
 
@@ -36,11 +37,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ROOT, YTF68, mean_spread, print_table  # noqa: E402
 
-HEADS = ("regression", "rle", "rle-gaussian", "integral", "simcc")
+HEADS = ("regression", "rle-laplace", "rle-gaussian", "integral", "simcc")   # the rows
 SETTINGS = ("none", "flip", "full", "fitted")
-HEAD_SIGMA = {"regression": False, "rle": True, "rle-gaussian": True, "integral": True, "simcc": True}
-# a row that is a head with other settings: its `augkit train` options
-HEAD_ARGS = {"rle-gaussian": ["--head", "rle", "--rle-dist", "gaussian"]}
+HEAD_SIGMA = {"regression": False, "rle-laplace": True, "rle-gaussian": True, "integral": True, "simcc": True}
+# a row that is a head with explicit settings: its `augkit train` options (rle's default is gaussian)
+HEAD_ARGS = {"rle-laplace": ["--head", "rle", "--rle-dist", "laplace"],
+             "rle-gaussian": ["--head", "rle", "--rle-dist", "gaussian"]}
+MEMORY_HEADS = ("regression", "rle", "integral", "simcc")   # the registry's heads (memory does not depend on rle's density)
 
 
 def activation_bytes(head: str, backbone: str = "resnet50", k: int = 971, size: int = 128, batch: int = 2) -> float:
@@ -72,7 +75,7 @@ def activation_bytes(head: str, backbone: str = "resnet50", k: int = 971, size: 
 
 def memory_table() -> None:
     rows = []
-    for head in (h for h in HEADS if h not in HEAD_ARGS):   # the memory of a head, not of its settings
+    for head in MEMORY_HEADS:
         row = [head]
         for size in (128, 224):
             row.append(activation_bytes(head, size=size))

@@ -125,8 +125,10 @@ class TrainConfig:
                      "Recorded in the checkpoint.", choices=HEAD_NAMES)
     loss: str = _opt("smooth-l1", "Landmark loss on normalised coordinates (the regression and integral heads).",
                      choices=LOSSES)
-    rle_dist: str = _opt("laplace", "rle head: the residual's density (its sigma is the standard deviation in "
-                         "both).", choices=("laplace", "gaussian"))
+    rle_dist: str = _opt("gaussian", "rle head: the residual's density (its sigma is the standard deviation in "
+                         "both). gaussian: a sigma-weighted squared error, the competition's metric; laplace: an "
+                         "L1 that fits the median (benchmarks/heads.py: gaussian lower MSE on both sets).",
+                         choices=("laplace", "gaussian"))
     heatmap_stride: int = _opt(8, "integral head: heatmap stride in input pixels (the neck upsamples the "
                                "backbone's map to it): 4, 8 or 16.", range=(4, 16))
     simcc_ratio: float = _opt(2.0, "simcc head: bins per input pixel.", range=(1.0, 4.0))

@@ -149,7 +149,7 @@ class RLEHead(FP32Linear, LandmarkHead):
     name = "rle"
     has_sigma = True
 
-    def __init__(self, in_features: int, n_points: int, input_size, dist: str = "laplace"):
+    def __init__(self, in_features: int, n_points: int, input_size, dist: str = "gaussian"):
         if dist not in ("laplace", "gaussian"):
             raise ValueError(f"--rle-dist must be laplace or gaussian, got {dist!r}")
         super().__init__(in_features, 4 * n_points)
