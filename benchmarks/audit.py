@@ -6,6 +6,7 @@
     python benchmarks/audit_quality.py --work W                        # then: the same errors, scaled down
     python benchmarks/audit.py --reuse         # the last run's fold models, scored again; then the three trainings
     python benchmarks/audit.py --skip-training --head rle --work W2   # fold models with σ: the score uses their σ
+    python benchmarks/audit.py --skip-training --head rle --work W2 --reuse --no-sigma   # the same folds without σ
 
 About 5% of the rows get one of four errors (in equal numbers): ``swap`` (left/right indices swapped
 by the ibug68 flip pairs), ``shift`` (the whole label moved by 10-20% of the face's size), ``mismatch``
@@ -129,6 +130,8 @@ def main(argv=None):
     ap.add_argument("--tta", default="full", help="the audit's --tta")
     ap.add_argument("--head", default="regression",
                     help="the fold models' --head (rle, integral, simcc: the score uses their own σ)")
+    ap.add_argument("--no-sigma", action="store_true",
+                    help="augkit audit --no-sigma: score without the fold models' σ (with --reuse: the same folds)")
     ap.add_argument("--random-control", action="store_true",
                     help="a fourth training: the corrupted set less as many random rows as the audit flags")
     ap.add_argument("--reuse", action="store_true",
@@ -144,7 +147,7 @@ def main(argv=None):
         train_opts += ["--preprocess", a.preprocess]
     out = work / "audit"
     audit = cli + ["audit", "--data", str(work / "corrupted"), "--out", str(out), "--folds", str(a.folds),
-                   "--tta", a.tta, *train_opts]
+                   "--tta", a.tta, *train_opts] + (["--no-sigma"] if a.no_sigma else [])
     if a.reuse and (out / "folds.json").is_file():
         # the folds' models and out-of-fold arrays are kept; the scoring runs again with this code
         print(f"reusing the fold models in {out} (the same planted errors: seed {a.seed}); scoring again")
@@ -162,7 +165,7 @@ def main(argv=None):
     planted = kind != "ok"
     named = np.array([r["kind"] for r in rows])
     top = int(np.ceil(a.fraction * len(rows)))
-    print(f"\naugkit audit --folds {a.folds} ({a.backbone} at {a.size} px, head {a.head}, {a.epochs} epochs per fold; "
+    print(f"\naugkit audit --folds {a.folds} ({a.backbone} at {a.size} px, head {a.head}{' (σ not used)' if a.no_sigma else ''}, {a.epochs} epochs per fold; "
           f"{'fold models reused' if dt != dt else f'{dt / 60:.1f} min'}): "
           f"{len(rows)} images, {planted.sum()} planted errors ({a.fraction:.0%}); top 5% = {top} images\n")
     print(RANKING_HEADER)

@@ -284,3 +284,10 @@ def test_audit_with_a_sigma_head_writes_and_scores_with_the_fold_sigma(ytf68, tm
         scored = list(csv.DictReader(f))
     assert len(scored) == 60 and all(np.isfinite(float(r["score"])) for r in scored)
     assert "scored against it" in res.output
+    before = (out / "audit.csv").read_text()
+    res = CliRunner().invoke(main, ["audit", "--data", str(data), "--out", str(out), "--folds", "2",
+                                    "--backbone", "tiny", "--size", "32", "--epochs", "1", "--workers", "0",
+                                    "--quiet", "--head", "rle", "--tta", "flip", "--png", "0", "--resume", "--no-sigma"])
+    assert res.exit_code == 0, res.output
+    assert "not used (--no-sigma)" in res.output and res.output.count("done already") == 2
+    assert (out / "audit.csv").read_text() != before          # the same folds, scored without σ

@@ -206,14 +206,15 @@ def _sigma_paths(out_dir, folds) -> list | None:
     return paths if all(os.path.isfile(p) for p in paths) else None
 
 
-def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0):
+def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0, use_sigma: bool = True):
     """The :class:`LabelAuditor` of this set, its statistics fitted on a random sample of at most
-    ``FIT_SAMPLE`` readable images of all folds."""
+    ``FIT_SAMPLE`` readable images of all folds (with the folds' sigma when they all have it and
+    ``use_sigma``)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3141]))
     n = len(fold_of)
     take = np.zeros(n, bool)
     take[rng.choice(n, min(n, FIT_SAMPLE), replace=False)] = True
-    sigma_paths = _sigma_paths(out_dir, folds)
+    sigma_paths = _sigma_paths(out_dir, folds) if use_sigma else None
     parts: list[list] = [[], [], [], [], []]
     for f, idx, paths in _fold_data(out_dir, fold_of, folds):
         sel = np.flatnonzero(take[idx])
@@ -230,10 +231,10 @@ def _fit_scorer(out_dir, fold_of, folds, table, scheme, seed: int = 0):
     return LabelAuditor(perm, scheme.norm).fit(lab[ok], pr[ok], sp[ok], views, sigma=sigma)
 
 
-def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0):
+def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0, use_sigma: bool = True):
     """audit.csv from the folds' out-of-fold predictions: every image scored in chunks against
     the set's statistics, most suspect first. Holds a few numbers and one row of text per image."""
-    scorer = _fit_scorer(out_dir, fold_of, folds, table, scheme, seed)
+    scorer = _fit_scorer(out_dir, fold_of, folds, table, scheme, seed, use_sigma)
     names = [os.path.basename(f) for f in table.files]
     lines = table.lines if table.lines is not None else np.full(len(table), -1)
     sigma_paths = _sigma_paths(out_dir, folds) if scorer.with_sigma else None
@@ -275,7 +276,7 @@ def _score_all(out_dir, fold_of, folds, table, scheme, threshold, seed: int = 0)
 
 def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = False,
               threshold: float = DEFAULT_THRESHOLD, group: str | None = None, device: str = "cpu",
-              n_png: int = 8, log=print, progress=None) -> AuditResult:
+              n_png: int = 8, log=print, progress=None, use_sigma: bool = True) -> AuditResult:
     """Audit the labels of ``data`` into the folder ``out`` (see the module docstring).
 
     Args:
@@ -283,6 +284,8 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
             (its data, out and exclude are set per fold).
         group: regex (or ``person``) that keeps groups within one fold; default the config's
             ``val_group``.
+        use_sigma: score the residuals against the fold models' own sigma when every fold has
+            one (``oof_sigma.npy``); False: the set-wide per-landmark error, as for regression.
     """
     from augkit.train.checkpoint import load_model
     from augkit.data import read_dataset
@@ -326,8 +329,9 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
     scheme = load_model(RunFolder(os.path.join(out, "fold0")).best_pt, device=device).scheme
     notes = [] if scheme.flip_pairs else [f"the scheme {scheme.name!r} has no flip pairs: no 'swap' diagnosis"]
     if _sigma_paths(out, folds):
-        notes.append("the fold models predict their own sigma: the residuals are scored against it")
-    counts, n, top = _score_all(out, fold_of, folds, table, scheme, threshold, train_cfg.seed)
+        notes.append("the fold models predict their own sigma: the residuals are scored against it" if use_sigma
+                     else "the fold models predict their own sigma: not used (--no-sigma)")
+    counts, n, top = _score_all(out, fold_of, folds, table, scheme, threshold, train_cfg.seed, use_sigma)
     png = _picture(out, table, top[:n_png], tta, device) if top and n_png else None
     return AuditResult(os.path.join(out, "audit.csv"), png, counts, n,
                        [dict(s) for s in table.skipped], notes, scheme)

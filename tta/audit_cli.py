@@ -51,10 +51,13 @@ def _set_by_audit(*flags):
 @click.option("--write-fixed", default=None, type=click.Path(dir_okay=False),
               help="Also write the label file with the rows diagnosed 'swap' re-indexed (others byte-identical).")
 @click.option("--png", default=8, show_default=True, type=click.IntRange(0, 16), help="Top suspects in audit.png.")
+@click.option("--sigma/--no-sigma", "use_sigma", default=True, show_default=True,
+              help="Score the residuals against the fold models' own sigma when they have one (--head rle, "
+                   "integral, simcc); --no-sigma: the set-wide per-landmark error, as for regression.")
 @train_options(skip=_NOT_FOR_AUDIT)
 @_set_by_audit("--exclude", "--nproc", "--lr-find")
 @click.pass_context
-def audit(ctx, data, out, folds, tta, run_dir, resume, threshold, write_fixed, png, **train_opts):
+def audit(ctx, data, out, folds, tta, run_dir, resume, threshold, write_fixed, png, use_sigma, **train_opts):
     """Find the labels most likely wrong: K models each trained on the other folds (with augkit
     train's options: --backbone, --size, --epochs, --val-group, ...) predict their held-out fold with
     TTA; every label gets a score against the model's own uncertainty and a diagnosis (swap, shift,
@@ -68,7 +71,7 @@ def audit(ctx, data, out, folds, tta, run_dir, resume, threshold, write_fixed, p
     try:
         res = run_audit(data, out, cfg, folds=folds, tta=tta, resume=resume,
                         threshold=threshold, n_png=png,
-                        device=cfg.device, log=click.echo)
+                        device=cfg.device, log=click.echo, use_sigma=use_sigma)
         if write_fixed:
             from augkit.data import read_dataset
             n = fix_labels(read_dataset(data, format=cfg.format).source, res.csv, res.scheme, write_fixed)
