@@ -111,21 +111,23 @@ def build_set(folder: Path, n: int, competition: bool, test_points: bool, seed: 
                 f.write(f"{name}\t{sorted(rng.choice(K, LISTED, replace=False).tolist())}\n")
 
 
-def build_model(path: Path, size: int) -> None:
-    """A 971-point tiny regressor, initialised and saved as an augkit checkpoint."""
+def build_model(path: Path, size: int, head: str = "regression") -> None:
+    """A 971-point tiny model with ``head``, initialised and saved as an augkit checkpoint."""
     import torch
 
     import augkit as ak
     from augkit.presets import preprocess_steps
     from augkit.schemes import Scheme
     from augkit.train.checkpoint import save_checkpoint
+    from augkit.train.heads import find_head, head_info
     from augkit.train.model import build_model as build
     torch.manual_seed(0)
-    model = build("tiny", K)
+    model = build("tiny", K, head=head, input_size=(size, size))
     scheme = Scheme("synthetic971", K, tuple((i, K - 1 - i) for i in range(0, 200)), norm=(0, 1))
     save_checkpoint(path, {"model": model.state_dict(), "preprocessing": ak.Compose(preprocess_steps(size)).to_dict(),
                            "scheme": scheme.to_dict(), "model_info": {"backbone": "tiny", "n_points": K,
-                                                                       "input_size": [size, size]},
+                                                                       "input_size": [size, size],
+                                                                       "head": head_info(find_head(model))},
                            "config": {}, "epoch": 0})
 
 
@@ -198,13 +200,19 @@ def bench_reader(tmp: Path, rows: list, competition: bool) -> list:
     return out
 
 
+HEAD = {"name": "regression"}   # --head: a σ head predicts every point with its σ, fits with --calibrate
+
+
 def _commands(d: Path, model: Path, out: Path, workers: int) -> dict:
     cli = [sys.executable, "-m", "augkit.cli"]
     common = ["--checkpoint", str(model), "--data", str(d), "--tta", "full", "--workers", str(workers)]
+    sigma = HEAD["name"] != "regression"
+    predict = (["--out", str(out / "points.csv"), "--format", "csv", "--uncertainty"] if sigma
+               else ["--out", str(out / "sub.csv")])
     return {
-        "predict": cli + ["predict"] + common + ["--out", str(out / "sub.csv")],
+        "predict": cli + ["predict"] + common + predict,
         "evaluate": cli + ["evaluate"] + common + ["--n-worst", "0"],
-        "tta fit": cli + ["tta", "fit"] + common + ["--out", str(out / "fitted.yaml")],
+        "tta fit": cli + ["tta", "fit"] + common + ["--out", str(out / "fitted.yaml")] + (["--calibrate"] if sigma else []),
     }
 
 
@@ -289,6 +297,9 @@ def main(argv=None) -> None:
     ap.add_argument("--commands", nargs="+", default=None, choices=["predict", "evaluate", "tta fit"],
                     help="only these commands (default all three)")
     ap.add_argument("--keep", default=None, help="build in this folder and keep it")
+    ap.add_argument("--head", default="regression", choices=["regression", "rle", "integral", "simcc"],
+                    help="the model's head; with σ: predict writes every point with Point_k_S and Point_k_SIGMA "
+                         "(--format csv --uncertainty), tta fit adds --calibrate, evaluate the calibration")
     args = ap.parse_args(argv)
     rows = args.rows or ([2000, 8000] if args.quick else [20000, 80000])
     images = sorted(args.images or ([100, 400] if args.quick else [500, 2000]))
@@ -303,7 +314,8 @@ def main(argv=None) -> None:
         print(f"building in {tmp} (header {'Point_M0_X' if competition else 'Point_0_X'})", file=sys.stderr)
         reader = [] if args.skip_reader else bench_reader(tmp, rows, competition)
         model = tmp / "model.pt"
-        build_model(model, args.size)
+        HEAD["name"] = args.head
+        build_model(model, args.size, args.head)
         sets = {}
         for n in images:
             sets[n] = tmp / f"set_{n}"
@@ -311,7 +323,7 @@ def main(argv=None) -> None:
         cmds = bench_commands(tmp, sets, model, args.commands)
         speed = bench_workers(tmp, sets[images[0]], images[0], model, args.workers) if args.workers else {}
         print(f"\nmeasured on a {len(os.sched_getaffinity(0))}-core machine; model input {args.size}x{args.size}, "
-              f"`tiny` backbone; {' '.join(sys.argv[1:]) or '(defaults)'}")
+              f"`tiny` backbone, head {args.head}; {' '.join(sys.argv[1:]) or '(defaults)'}")
         report(reader, cmds, speed, images, images[0], competition)
     finally:
         if not args.keep:
