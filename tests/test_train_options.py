@@ -68,7 +68,7 @@ def test_the_defaults_of_parsed_options_are_the_config_defaults():
 def test_audit_takes_the_train_options_but_those_it_sets_itself():
     from augkit.tta.audit_cli import audit
     params = _params(audit)
-    own = {"folds", "tta", "run_dir", "resume", "threshold", "write_fixed", "png", "data", "out"}
+    own = {"folds", "tta", "run_dir", "resume", "threshold", "write_fixed", "png", "data", "out", "use_sigma"}
     generated = {f.name for f in option_fields()} - {"data", "out", "exclude", "lr_find"}
     shown = {n for n, p in params.items() if not p.hidden}
     assert shown == own | generated
