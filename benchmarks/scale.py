@@ -211,7 +211,7 @@ def _commands(d: Path, model: Path, out: Path, workers: int) -> dict:
                else ["--out", str(out / "sub.csv")])
     return {
         "predict": cli + ["predict"] + common + predict,
-        "evaluate": cli + ["evaluate"] + common + ["--n-worst", "0"],
+        "evaluate": cli + ["evaluate"] + common + ["--n-worst", "0", "--calibration-png", str(out / "calibration.png")],
         "tta fit": cli + ["tta", "fit"] + common + ["--out", str(out / "fitted.yaml")] + (["--calibrate"] if sigma else []),
     }
 
