@@ -178,7 +178,7 @@ def test_eval_accumulator_has_a_calibration_block_only_with_sigma():
 
 def test_settings_chunk_merges_each_settings_sigma():
     from augkit.tta import get_spec
-    from augkit.tta.evaluate import EvalAccumulator, add_settings_chunk, merge_member_sigma, union_views
+    from augkit.tta.evaluate import EvalAccumulator, add_settings_chunk, union_views
     rng = np.random.default_rng(5)
     specs = [get_spec("none"), get_spec("flip")]
     union, idx = union_views(specs, 1)
@@ -190,7 +190,6 @@ def test_settings_chunk_merges_each_settings_sigma():
     out = add_settings_chunk(accs, specs, idx, 1, members, truth, 0, member_sigma=msig)
     assert [len(o) for o in out] == [3, 3]
     np.testing.assert_allclose(out[0][2], msig[:, idx[0][0]])            # one member: its own sigma
-    np.testing.assert_allclose(out[1][2], merge_member_sigma(msig[:, idx[1]], specs[1], 1))
     np.testing.assert_allclose(out[1][2], msig[:, idx[1]].mean(axis=1))   # plain weights: the mean
     assert all("calibration" in a.result() for a in accs)
     plain = add_settings_chunk([EvalAccumulator(k) for _ in specs], specs, idx, 1, members, truth, 0)

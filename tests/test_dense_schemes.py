@@ -186,8 +186,11 @@ def test_show_colours_points_by_part(tmp_path, labels68, ytf68):
         assert np.all(rgb == colour, axis=1).sum() > 0, colour
 
 
-def test_971_points_train_fit_and_predict_a_submission(tmp_path, labels68, ytf68):
-    """The whole hand-off at K = 971: a tiny model, per-landmark TTA weights, 30 listed points."""
+@pytest.mark.parametrize("head", ["regression", "rle", "integral", "simcc"])
+def test_971_points_train_fit_and_predict_a_submission(tmp_path, labels68, ytf68, head):
+    """The whole hand-off at K = 971 for every head: a tiny model, per-landmark TTA weights (and the
+    σ calibration for the heads with σ), 30 listed points, every point with its σ."""
+    sigma = head != "regression"
     pytest.importorskip("torch")
     import subprocess
     root = dense971.build(tmp_path, "smooth", ytf68, limit=120)
@@ -195,19 +198,28 @@ def test_971_points_train_fit_and_predict_a_submission(tmp_path, labels68, ytf68
     cli = [sys.executable, "-m", "augkit.cli"]
     res = subprocess.run(cli + ["train", "--data", str(root / "train"), "--scheme", str(root / "true.yaml"),
                                 "--backbone", "tiny", "--size", "32", "--epochs", "1", "--out", str(run), "--quiet",
-                                "--workers", "0", "--seed", "0", "--val-fraction", "0.25"],
+                                "--workers", "0", "--seed", "0", "--val-fraction", "0.25", "--head", head],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    res = subprocess.run(cli + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cli + ["tta", "fit", "--run", str(run), "--tta", "flip", "--level", "landmark"]
+                         + (["--calibrate"] if sigma else []), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "fitted per member x landmark" in res.stdout and "chosen: " in res.stdout   # weights per landmark at K=971
     assert "wrote " in res.stdout and (run / "tta.yaml").is_file()
+    assert ("σ calibration: sigma_scale" in res.stdout) == sigma
     res = subprocess.run(cli + ["predict", "--run", str(run), "--data", str(root / "test"),
                                 "--out", str(tmp_path / "sub.csv")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     lines = (tmp_path / "sub.csv").read_text().splitlines()
     assert len(lines) == 121 and len(lines[0].split(",")) == 1 + 2 * 30
+    if sigma:   # every point, its spread and its σ: 971 x (2 + 1 + 1) columns
+        res = subprocess.run(cli + ["predict", "--run", str(run), "--data", str(root / "test"), "--format", "csv",
+                                    "--uncertainty", "--out", str(tmp_path / "all.csv")],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout + res.stderr
+        head_row, row = (tmp_path / "all.csv").read_text().splitlines()[:2]
+        assert head_row.split(",")[-1] == "Point_970_SIGMA" and len(row.split(",")) == 1 + 4 * 971
+        assert (np.array(row.split(",")[1 + 3 * 971:], float) > 0).all()
     res = subprocess.run(cli + ["evaluate", "--run", str(run), "--data", str(root / "test"), "--tta", "none",
                                 "--png", ""], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -19,8 +19,7 @@ import numpy as np
 from augkit import metrics
 from augkit.calibration import CalibrationAccumulator, Reservoir
 
-from . import predictor as _predictor
-from .predictor import TTAPredictor, merge_members
+from .predictor import TTAPredictor, merge_chunk
 from .views import TTASpec, get_spec
 
 __all__ = [
@@ -29,8 +28,6 @@ __all__ = [
     "add_settings_chunk",
     "calibration_png",
     "evaluate_settings",
-    "merge_member_sigma",
-    "merge_setting",
     "spearman_spread_error",
     "union_predict",
     "union_views",
@@ -79,34 +76,6 @@ def union_predict(models, specs, images, *, preprocess=None, scheme=None, max_ba
                         max_batch=max_batch)
     members = pred.predict_members(images, progress=progress)
     return members, member_idx, pred
-
-
-def merge_member_sigma(member_sigma, spec: TTASpec, n_models: int) -> np.ndarray:
-    """The sigma of a setting's merged prediction from its members' sigma (original pixels, the
-    spec's ``sigma_scale`` already applied, as the predictor gives them), for a predictor without
-    ``merge_chunk``: per landmark, the mean of the members' sigma weighted by the spec's member
-    weights for a ``mean`` merge, plain otherwise. Shape: ``(n, M, K) -> (n, K)``."""
-    s = np.asarray(member_sigma, dtype=np.float64)
-    if s.ndim != 3:
-        raise ValueError(f"member sigma must be (images, members, points), a 3-D array; got a {s.ndim}-D array")
-    if spec.merge == "mean":
-        w = spec.member_weights(n_models, s.shape[2])            # (M, K), summing to one per landmark
-        if w.shape != s.shape[1:]:
-            raise ValueError(f"{w.shape[0]} member weights for {s.shape[1]} members with sigma")
-        return np.einsum("nmk,mk->nk", s, w)
-    return s.mean(axis=1)
-
-
-def merge_setting(members, member_sigma, spec: TTASpec, n_models: int):
-    """``(points (n, K, 2), spread (n, K), sigma (n, K) or None)`` of one setting's members
-    ``(n, M, K, 2)`` and their sigma ``(n, M, K)`` (None: models without sigma): the predictor's
-    ``merge_chunk`` (the sigma merges need the sigma), else its ``merge_members`` and
-    :func:`merge_member_sigma`."""
-    chunk_merge = getattr(_predictor, "merge_chunk", None)
-    if chunk_merge is not None:
-        return chunk_merge(members, member_sigma, spec, n_models)
-    pts, spr = merge_members(members, spec, n_models)
-    return pts, spr, None if member_sigma is None else merge_member_sigma(member_sigma, spec, n_models)
 
 
 def spearman_spread_error(spread, pred, truth, scheme=None) -> tuple[float, float]:
@@ -293,7 +262,7 @@ def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, s
     :func:`evaluate_settings`. ``members`` (B, M_union, K, 2), ``truth`` (B, K, 2), ``start`` the
     chunk's first image position, ``ok`` (B,) readable (None: all), ``member_sigma`` (B, M_union, K)
     the members' sigma (None: models without sigma; else each setting's is merged by
-    :func:`merge_setting` and calibrated). Returns ``[(points, spread)]`` per setting, unreadable
+    :func:`~augkit.tta.predictor.merge_chunk` and calibrated). Returns ``[(points, spread)]`` per setting, unreadable
     rows NaN, and ``[(points, spread, sigma)]`` with sigma.
     """
     b = len(members)
@@ -302,7 +271,7 @@ def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, s
     out = []
     for acc, spec, ix in zip(accs, specs, member_idx):
         msig = None if member_sigma is None else np.asarray(member_sigma)[:, ix]
-        pts, spr, sig = merge_setting(members[:, ix], msig, spec, n_models)
+        pts, spr, sig = merge_chunk(members[:, ix], msig, spec, n_models)
         pts = np.where(ok[:, None, None], pts, np.nan)
         acc.add(pts, spr, truth, pos, sigma=sig)
         out.append((pts, spr) if sig is None else (pts, spr, sig))
