@@ -221,6 +221,7 @@ def test_971_points_train_fit_and_predict_a_submission(tmp_path, labels68, ytf68
         assert head_row.split(",")[-1] == "Point_970_SIGMA" and len(row.split(",")) == 1 + 4 * 971
         assert (np.array(row.split(",")[1 + 3 * 971:], float) > 0).all()
     res = subprocess.run(cli + ["evaluate", "--run", str(run), "--data", str(root / "test"), "--tta", "none",
-                                "--png", ""], capture_output=True, text=True, timeout=600)
+                                "--png", ""], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "per part, MSE / NME:" in res.stdout and "contour" in res.stdout and "pupils" in res.stdout
+    assert not list(tmp_path.glob("*.png")) and "calibration.png" not in res.stdout   # --png "": no picture at all

@@ -181,7 +181,7 @@ def _calibration_path(calibration_png, png):
     ``png`` (``<stem>_calibration.png`` if ``png`` is itself named so), else None."""
     if calibration_png is not None:
         return calibration_png
-    if png is None:
+    if png is None or not os.fspath(png):   # no worst-cases picture (--png ""): no calibration picture either
         return None
     png = os.fspath(png)
     out = os.path.join(os.path.dirname(png), "calibration.png")
