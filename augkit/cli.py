@@ -61,6 +61,14 @@ def main():
     """augkit: invertible augmentations and TTA for landmark regression."""
 
 
+def entry() -> None:
+    """The ``augkit`` console script: :func:`main` stopped cleanly by SIGTERM / SIGUSR1 (no temporary
+    file left, earlier outputs intact, exit 143 / 138: :mod:`augkit.signals`)."""
+    from .signals import stop_cleanly
+    with stop_cleanly():
+        main()
+
+
 @main.command()
 @click.option("--data", "data", default=None, help="Dataset folder (competition layout, CSV or .pts); "
               "default: the built-in synthetic demo faces.")
@@ -185,4 +193,4 @@ def _check_norm(norm, n_points: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -4,14 +4,14 @@ cores). Used by the training DataLoader and by TTA's producer; stdlib and OpenCV
 
 Reconfiguring OpenCV's pthreads pool inside a forked child whose parent had the pool running
 hangs, so forked workers are started while the parent is set to one thread (restored right after)
-and inherit it; spawned workers start fresh and set it in :func:`opencv_one_thread`.
+and inherit it; spawned workers start fresh and set it in :func:`init_worker`.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["default_workers", "opencv_one_thread", "usable_cores", "worker_context"]
+__all__ = ["default_workers", "init_worker", "usable_cores", "worker_context"]
 
 
 def usable_cores() -> int:
@@ -32,9 +32,14 @@ def default_workers(cap: int | None = None) -> int:
     return n if cap is None else min(int(cap), n)
 
 
-def opencv_one_thread(worker_id: int = 0) -> None:
-    """``worker_init_fn``: OpenCV on one thread, left alone when the worker already has one."""
+def init_worker(worker_id: int = 0) -> None:
+    """``worker_init_fn``: OpenCV on one thread (left alone when the worker already has one), and
+    SIGTERM / SIGUSR1 ignored: the parent stops its workers when it stops
+    (:mod:`augkit.signals`)."""
     import cv2
+
+    from .signals import ignore_in_worker
+    ignore_in_worker()
     if cv2.getNumThreads() != 1:
         cv2.setNumThreads(1)
 

@@ -162,7 +162,9 @@ def train(config, resume, nproc, launch_config, **options):
         ctx = click.get_current_context()
         cfg = config_from_params(with_file_defaults(ctx, options, _options_file(config)))
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        sys.exit(_launch(cfg, resume, nproc))
+        from augkit.signals import stop_cleanly
+        with stop_cleanly("augkit train"):
+            sys.exit(_launch(cfg, resume, nproc))
     _run(cfg, resume)
 
 
@@ -184,9 +186,12 @@ def _require_extras(options: dict) -> None:
 
 def _run(cfg, resume) -> None:
     """Run the training; bad input (data, options, output folder) ends in one ``Error:`` line."""
+    from augkit.signals import stop_cleanly
+
     from .loop import run
     try:
-        run(cfg, resume=resume)
+        with stop_cleanly("augkit train"):
+            run(cfg, resume=resume)
     except (ValueError, OSError, RuntimeError) as e:
         from augkit.data import DatasetError
         from augkit.data.run_folder import RunFolderError
@@ -233,9 +238,24 @@ def _launch(cfg, resume, nproc) -> int:
                "-m", "augkit.train.cli", "--launch-config", spec]
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-        return subprocess.call(cmd, env=env)
+        return _wait_forwarding(subprocess.Popen(cmd, env=env))
     finally:
         os.remove(spec)
+
+
+def _wait_forwarding(p) -> int:
+    """Wait for the torchrun process ``p``; a stop signal here is passed on to it as SIGTERM (which
+    torchrun forwards to every rank: they save ``last.pt`` at one step and exit), then re-raised
+    once it has finished."""
+    import signal
+
+    from augkit.signals import Terminated
+    try:
+        return p.wait()
+    except Terminated:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+        raise
 
 
 if __name__ == "__main__":

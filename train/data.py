@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from augkit import geometry as G
 from augkit.data import PERSON_REGEX
-from augkit.workers import default_workers, opencv_one_thread, worker_context
+from augkit.workers import default_workers, init_worker, worker_context
 
 __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make_loader", "default_workers",
            "worker_init", "PREFETCH_FACTOR", "split_indices",
@@ -158,8 +158,8 @@ class EpochSampler(Sampler):
         return max(0, len(self.inner) - self.start)
 
 
-#: every DataLoader worker starts with OpenCV on one thread (see :mod:`augkit.workers`)
-worker_init = opencv_one_thread
+#: every DataLoader worker starts with OpenCV on one thread, ignoring stop signals (:mod:`augkit.workers`)
+worker_init = init_worker
 
 
 #: batches each worker prepares ahead (torch's default is 2)

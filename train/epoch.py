@@ -55,16 +55,20 @@ class Engine:
 
 
 class StopRule:
-    """When the processes stop together: the time budget of THIS invocation, and a non-finite
-    loss on any rank. Single process: checked every step. DDP: flags exchanged every
-    ``SYNC_EVERY`` steps, at checkpoint steps and at the end of the epoch."""
+    """When the processes stop together: the time budget of THIS invocation, a stop signal
+    (SIGTERM / SIGUSR1, recorded by ``request``, an :class:`augkit.signals.StopRequest`) and a
+    non-finite loss on any rank. Single process: checked every step. DDP: flags exchanged every
+    ``SYNC_EVERY`` steps, at checkpoint steps and at the end of the epoch, so every rank stops at
+    the same step."""
 
-    def __init__(self, dist: Dist, budget_min: float | None, checkpoint_steps: int = 0):
+    def __init__(self, dist: Dist, budget_min: float | None, checkpoint_steps: int = 0, request=None):
         self.dist = dist
         self.budget_s = budget_min * 60 if budget_min else None
         self.session_start = time.time()
         self.checkpoint_steps = checkpoint_steps
+        self.request = request               # a StopRequest (None: signals are not listened to)
         self.bad_loss: tuple | None = None   # (epoch, step, value) of the first non-finite loss here
+        self.signalled = False               # a stop signal reached some rank (set by check)
 
     def is_sync_step(self, step: int, steps_per_epoch: int) -> bool:
         if not self.dist.on:
@@ -75,9 +79,11 @@ class StopRule:
     def over_budget(self) -> bool:
         return self.budget_s is not None and time.time() - self.session_start > self.budget_s
 
-    def check(self, device) -> bool:
-        """At a sync step: raise if any rank saw a non-finite loss; True when the budget is spent."""
-        bad, over = self.dist.any_flags([self.bad_loss is not None, self.over_budget()], device)
+    def check(self, device) -> str | None:
+        """At a sync step: raise if any rank saw a non-finite loss; ``"signal"`` when a stop signal
+        reached any rank, ``"budget"`` when the budget is spent, else None."""
+        asked = self.request is not None and self.request.requested
+        bad, over, signalled = self.dist.any_flags([self.bad_loss is not None, self.over_budget(), asked], device)
         if bad:
             if self.bad_loss is not None:
                 e, s, v = self.bad_loss
@@ -86,7 +92,17 @@ class StopRule:
                 where = "another process stopped on a non-finite loss"
             rank = f" (process {self.dist.rank} of {self.dist.world})" if self.dist.on else ""
             raise FloatingPointError(f"{where}{rank}; lower --lr or use --clip")
-        return over
+        if signalled:
+            self.signalled = True
+            return "signal"
+        return "budget" if over else None
+
+    def signal_reached_any(self, device) -> bool:
+        """Outside the steps (after a validation): did a stop signal reach any rank? Every rank
+        must call it (one small all_reduce under DDP)."""
+        asked = self.request is not None and self.request.requested
+        self.signalled = self.dist.any_flags([asked], device)[0] or self.signalled
+        return self.signalled
 
 
 def _optimiser_step(engine: Engine, state: TrainState, loss: torch.Tensor) -> None:
@@ -101,14 +117,14 @@ def _optimiser_step(engine: Engine, state: TrainState, loss: torch.Tensor) -> No
 
 def train_one_epoch(state: TrainState, engine: Engine, loader, epoch: int, steps_per_epoch: int,
                     stop: StopRule, save_mid_epoch, skips: dict, show: bool = False, frozen: bool = False,
-                    on_step=None) -> tuple[int, bool]:
+                    on_step=None) -> tuple[int, str | None]:
     """Train from ``state.step_in_epoch`` to the end of epoch ``epoch`` (0-based) or the stop rule.
 
     ``save_mid_epoch()`` is called at sync steps (it decides whether a checkpoint is due).
     ``frozen``: the head alone trains (backbone in eval mode; its gradients are off by
     :func:`~augkit.train.freeze.set_frozen`). ``on_step(global_step, loss, lr)`` after each step.
     With ``state.ema`` the average is updated after every optimiser step.
-    Returns (images seen by this process, stopped early by the time budget).
+    Returns (images seen by this process, why it stopped early: ``"budget"``, ``"signal"`` or None).
     """
     from tqdm.auto import tqdm
     engine.net.train()
@@ -116,7 +132,7 @@ def train_one_epoch(state: TrainState, engine: Engine, loader, epoch: int, steps
         train_mode(engine.model, True)
     bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}", disable=not show,
                leave=False, dynamic_ncols=True, unit="batch")
-    seen, over = 0, False
+    seen, over = 0, None
     for batch in loader:
         lr = state.scheduler.lr(state.global_step)
         for g in state.optimizer.param_groups:

@@ -27,6 +27,7 @@ import torch
 from augkit import metrics
 from augkit.compose import Compose
 from augkit.data.run_folder import RunFolderError
+from augkit.signals import StopRequest, Terminated
 
 from . import builders
 from . import data as train_data
@@ -120,26 +121,12 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
             dist.close()
             return found
     _start_folder(r, ck)
-    stop = StopRule(dist, cfg.time_budget, cfg.checkpoint_steps)
+    request = StopRequest()
+    stop = StopRule(dist, cfg.time_budget, cfg.checkpoint_steps, request)
     stopped = None
     try:
-        for epoch in range(r.state.epoch, cfg.epochs):
-            t0 = time.time()
-            if r.state.step_in_epoch == 0:
-                r.state.running_loss = [0.0, 0]
-            frozen = epoch < cfg.freeze_epochs
-            if cfg.freeze_epochs:
-                set_frozen(r.state.model, frozen)
-            r.train_sampler.set_epoch(epoch, r.state.step_in_epoch * cfg.batch_size)
-            seen, over = train_one_epoch(r.state, r.engine, r.train_loader, epoch, r.steps_per_epoch, stop,
-                                         _mid_epoch_saver(r), r.skips, show=dist.main and not cfg.quiet,
-                                         frozen=frozen, on_step=r.tb.step if r.tb else None)
-            _end_epoch(r, epoch, seen, t0, stop)
-            if over:
-                stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step " \
-                          f"{r.state.step_in_epoch or r.steps_per_epoch}"
-                r.log(stopped)
-                break
+        with request.listening():
+            stopped = _epochs(r, stop)
     finally:
         if r.tb is not None:
             r.tb.close()
@@ -147,6 +134,52 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     dist.barrier()
     dist.close()
     return summary
+
+
+def _epochs(r: _Run, stop: StopRule) -> str | None:
+    """Train the remaining epochs; the reason the time budget stopped it early (None: it did not).
+    A stop signal (SIGTERM / SIGUSR1) ends it by :func:`_stop_for_signal`."""
+    cfg = r.cfg
+    for epoch in range(r.state.epoch, cfg.epochs):
+        t0 = time.time()
+        if r.state.step_in_epoch == 0:
+            r.state.running_loss = [0.0, 0]
+        frozen = epoch < cfg.freeze_epochs
+        if cfg.freeze_epochs:
+            set_frozen(r.state.model, frozen)
+        r.train_sampler.set_epoch(epoch, r.state.step_in_epoch * cfg.batch_size)
+        seen, why = train_one_epoch(r.state, r.engine, r.train_loader, epoch, r.steps_per_epoch, stop,
+                                    _mid_epoch_saver(r), r.skips, show=r.dist.main and not cfg.quiet,
+                                    frozen=frozen, on_step=r.tb.step if r.tb else None)
+        if why == "signal" and r.state.step_in_epoch < r.steps_per_epoch:
+            _stop_for_signal(r, stop)
+        _end_epoch(r, epoch, seen, t0, stop)
+        # a signal at the epoch's last step or during its validation: the epoch's checkpoint is written
+        # (after the last epoch the run simply finishes)
+        if epoch + 1 < cfg.epochs and (why == "signal" or stop.signal_reached_any(r.engine.device)):
+            _stop_for_signal(r, stop, saved=True)
+        if why == "budget":
+            stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step " \
+                      f"{r.state.step_in_epoch or r.steps_per_epoch}"
+            r.log(stopped)
+            return stopped
+    return None
+
+
+def _stop_for_signal(r: _Run, stop: StopRule, saved: bool = False) -> None:
+    """A stop signal reached some rank: rank 0 writes ``last.pt`` at this step (unless the epoch's
+    end just ``saved`` it), every rank waits for it, and :class:`~augkit.signals.Terminated` ends the
+    command (exit 128 + the signal: 143 for SIGTERM, 138 for SIGUSR1)."""
+    import signal
+    st = r.state
+    if r.dist.main and not saved:
+        r.folder.save_last(st.to_checkpoint(r.dist.world, r.fixed))
+    r.dist.barrier()
+    where = f"epoch {st.epoch + 1}, step {st.step_in_epoch}" if st.step_in_epoch else f"the end of epoch {st.epoch}"
+    signum = stop.request.signum if stop.request is not None and stop.request.signum else signal.SIGTERM
+    r.dist.close()
+    raise Terminated(signum, f"{r.folder.last_pt} holds {where}; continue with: augkit train --resume "
+                             f"{r.folder.path}")
 
 
 def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) -> _Run:

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from augkit.io import ImageReadError, image_size, read_image
-from augkit.workers import opencv_one_thread, worker_context
+from augkit.workers import init_worker, worker_context
 
 __all__ = ["ViewSource", "iter_views", "FALLBACK_GREY"]
 
@@ -128,7 +128,7 @@ def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
         return
     from torch.utils.data import DataLoader
     loader = DataLoader(_TensorViews(source), batch_size=None, shuffle=False, num_workers=int(workers),
-                        collate_fn=_keep_item, worker_init_fn=opencv_one_thread, prefetch_factor=prefetch,
+                        collate_fn=_keep_item, worker_init_fn=init_worker, prefetch_factor=prefetch,
                         persistent_workers=False, multiprocessing_context=worker_context())
     for item in loader:
         if item["views"] is not None:

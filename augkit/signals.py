@@ -1,0 +1,118 @@
+"""What augkit does when a scheduler stops it: SIGTERM (Slurm, Kubernetes, spot instances,
+``torchrun``) and SIGUSR1 (Slurm's ``--signal`` warning ahead of the time limit).
+
+Every command runs inside :func:`stop_cleanly`: the signal becomes a :class:`Terminated` exception
+in the main thread, so the ``finally`` blocks and the atomic writers (:func:`augkit.files.atomic_open`)
+remove their temporary files and leave every earlier output as it was; the process then prints
+one line and exits with ``128 + the signal's number`` (143 for SIGTERM, 138 for SIGUSR1), the
+shells' and the schedulers' convention.
+
+Training needs more than a clean exit: :class:`StopRequest` records the signal instead of raising,
+the loop finishes the step it is in, writes ``last.pt`` at that step and raises
+:class:`Terminated` itself (see :mod:`augkit.train.loop`). A second signal while the checkpoint is
+written is recorded too and changes nothing: the write completes (it is atomic in any case).
+
+DataLoader / TTA worker processes ignore both signals (:func:`ignore_in_worker`): the main
+process stops them when it stops, so a signal sent to the whole process group (Slurm's
+``scancel``) does not kill a worker under a main process that is still saving.
+
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+
+__all__ = ["STOP_SIGNALS", "Terminated", "StopRequest", "stop_cleanly", "ignore_in_worker", "exit_code"]
+
+#: the signals that stop augkit cleanly (SIGUSR1 is missing on Windows)
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
+
+
+def exit_code(signum: int) -> int:
+    """The exit status of a process stopped by ``signum``: ``128 + signum`` (143 for SIGTERM)."""
+    return 128 + int(signum)
+
+
+class Terminated(BaseException):
+    """A stop signal arrived. A BaseException (like KeyboardInterrupt), so no ``except Exception``
+    swallows it; ``note`` says what was saved (training) and is printed with the exit line."""
+
+    def __init__(self, signum: int, note: str = ""):
+        self.signum, self.note = int(signum), note
+        super().__init__(f"stopped by {signal.Signals(self.signum).name}" + (f": {note}" if note else ""))
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.signum)
+
+
+def _raise(signum, frame):
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _handlers(handler, signals=STOP_SIGNALS, outermost_after=None):
+    """Install ``handler`` for ``signals`` (main thread only; elsewhere nothing changes); restore the
+    previous handlers after the block, except that where there was none (the default action) and
+    ``outermost_after`` is given, that is installed instead."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in signals}
+    for s in signals:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            if h in (None, signal.SIG_DFL) and outermost_after is not None:
+                h = outermost_after
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def stop_cleanly(prog: str = "augkit"):
+    """Run a command so that a stop signal unwinds it (temporary files removed, locks released),
+    then prints ``prog: stopped by SIGTERM ...`` on stderr and exits with :func:`exit_code`.
+    Outermost (the process had the default handlers): once the command has finished, the signals
+    are ignored while the interpreter shuts down (everything is written by then)."""
+    try:
+        with _handlers(_raise, outermost_after=signal.SIG_IGN):
+            yield
+    except Terminated as e:
+        print(f"{prog}: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+
+
+class StopRequest:
+    """Records a stop signal instead of raising it (used around the training loop). ``signum`` is
+    the first signal received (None: none yet); ``count`` how many arrived."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.count = 0
+
+    def _record(self, signum, frame):
+        self.count += 1
+        if self.signum is None:
+            self.signum = int(signum)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @contextlib.contextmanager
+    def listening(self):
+        """Record the stop signals inside this block (the previous handlers come back after it)."""
+        with _handlers(self._record):
+            yield self
+
+
+def ignore_in_worker(worker_id: int = 0) -> None:
+    """In a worker process: ignore the stop signals (its parent stops it)."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
