@@ -1,4 +1,10 @@
-"""Files at the bottom of the stack: YAML/JSON reading and atomic writes.
+"""Files at the bottom of the stack: YAML/JSON reading (bounded) and atomic writes.
+
+Every YAML and JSON file augkit reads goes through :func:`read_yaml` / :func:`read_json`, which
+refuse, in bounded time and memory and with one line naming the file: a file over a size limit,
+nesting deeper than :data:`MAX_DEPTH`, and YAML aliases that would expand to more than
+:data:`MAX_NODES` values (the "billion laughs" file: a few hundred bytes that a program walking the
+result would expand to billions of items).
 
 Imports nothing of augkit, so every module (schemes, config, the data layer, train, tta) can
 stand on it without an import circle. ``augkit.config`` re-exports all of it.
@@ -20,20 +26,138 @@ __all__ = [
     "atomic_write_text",
     "check_writable",
     "dump_yaml",
+    "read_json",
+    "parse_json",
     "read_yaml",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_YAML_BYTES",
+    "MAX_JSON_BYTES",
 ]
+
+MAX_DEPTH = 64                 # nesting of lists and mappings (augkit's own files use fewer than 8)
+MAX_NODES = 2_000_000          # values in a YAML document once its aliases are expanded
+MAX_YAML_BYTES = 16 << 20      # pipelines, TTA specs, schemes, option files: kilobytes to a few MB
+MAX_JSON_BYTES = 1 << 30       # run-folder JSON (split.json lists every image: ~50 bytes an image)
+
+
+def _check_size(path, limit: int) -> None:
+    size = os.path.getsize(path)
+    if size > limit:
+        raise ValueError(f"{path}: {size:,} bytes, more than the {limit:,} this kind of file may have")
 
 
 def read_yaml(path) -> object:
-    """Parse a YAML (or JSON, a subset of YAML) file; errors name the file and the line."""
+    """Parse a YAML (or JSON, a subset of YAML) file; errors name the file and the line. Refused:
+    more than :data:`MAX_YAML_BYTES`, nesting deeper than :data:`MAX_DEPTH`, more than
+    :data:`MAX_NODES` values once aliases are expanded (checked before anything is built)."""
     import yaml
     try:
+        _check_size(path, MAX_YAML_BYTES)
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            loader = _bounded_loader()(f)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                _expanded_size(node, path)
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML/JSON: {e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+
+
+_LOADER: list = []
+
+
+def _bounded_loader():
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH while it composes (built once)."""
+    if _LOADER:
+        return _LOADER[0]
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels (line {mark.line + 1})")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    _LOADER.append(BoundedLoader)
+    return BoundedLoader
+
+
+def _expanded_size(root, path) -> int:
+    """Values in the composed YAML ``root`` with every alias expanded, counted over the node graph
+    (each node once, memoised): refused over MAX_NODES, and a node that contains itself."""
+    sizes: dict[int, int] = {}
+    stack: list = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_NODES:
+                raise ValueError(f"{path}: its aliases expand to more than {MAX_NODES:,} values (line "
+                                 f"{node.start_mark.line + 1}); write the values out instead")
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise ValueError(f"{path}: a recursive alias (line {node.start_mark.line + 1}): a value contains itself")
+        open_.add(key)
+        stack.append((node, True))
+        for c in _children(node):
+            if id(c) not in sizes:
+                stack.append((c, False))
+    return sizes[id(root)]
+
+
+def _children(node) -> list:
+    import yaml
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def read_json(path, max_bytes: int = MAX_JSON_BYTES) -> object:
+    """Parse a JSON file; errors (not JSON, not UTF-8, over ``max_bytes``, nested deeper than
+    Python can parse) are a ``ValueError`` naming the file. A missing file: FileNotFoundError."""
+    try:
+        _check_size(path, max_bytes)
+        with open(path, encoding="utf-8") as f:
+            return parse_json(f.read(), path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+
+
+def parse_json(text: str, where) -> object:
+    """``json.loads`` with errors that name ``where`` (a file) and the line."""
+    import json
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON: line {e.lineno}: {e.msg}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply to be an augkit file") from None
 
 
 def dump_yaml(data) -> str:

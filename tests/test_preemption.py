@@ -184,3 +184,17 @@ def test_sigterm_leaves_no_temporary_file_and_earlier_outputs_intact(trained, tm
             if p.returncode == 0:
                 assert now != b, f
     assert stopped >= 2, "the signal came too late to test anything"
+
+
+def test_run_without_best_pt_says_it_uses_last_pt_and_why(trained, tmp_path):
+    import shutil
+    run, data = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "best.pt").unlink()
+    r = subprocess.run([sys.executable, "-m", "augkit", "predict", "--run", str(copy), "--data", str(data), "--tta",
+                        "none", "--out", str(tmp_path / "sub.csv")], env=ENV, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"--run {copy}: using last.pt: no epoch has been validated yet" in r.stderr
+    assert (tmp_path / "sub.csv").is_file()

@@ -110,6 +110,19 @@ def test_strict_names_file_row_and_field(tmp_path, row, needle):
     assert "landmarks.csv" in str(e.value) and needle in str(e.value)
 
 
+def test_a_value_beyond_float32_is_one_counted_skip_without_a_numpy_warning(tmp_path):
+    import warnings
+    _competition(tmp_path, ["a.jpg\t1\t2\t1e39\t4\t5\t6", "b.jpg\t1\t2\t3\t4\t5\t6", "c.jpg\t1\t-2e40\t3\t4\t5\t6"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = read_dataset(tmp_path)
+    assert len(t) == 1 and np.isfinite(t.points).all()
+    reasons = [s["reason"] for s in t.skipped]
+    assert len(reasons) == 2
+    assert "field Point_1_X '1e39' is beyond the float32 range" in reasons[0]
+    assert "field Point_0_Y '-2e40' is beyond the float32 range" in reasons[1]
+
+
 def test_bad_header_and_empty_dataset(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "landmarks.csv").write_text("file_name\tPoint_0_X\tPoint_0_Z\nx.jpg\t1\t2\n")

@@ -143,11 +143,11 @@ def load_data(cfg, dist) -> TrainData:
                      table.n_points, table.skipped, desc, split, fingerprint)
 
 
-def choose_scheme(cfg, n_points: int, aug_steps) -> Scheme:
-    """``--scheme``, else ibug68 for 68 points, else a scheme without flip pairs (refused if the
-    augmentation flips)."""
+def choose_scheme(cfg, n_points: int, aug_steps, given: Scheme | None = None) -> Scheme:
+    """``--scheme`` (``given``: already read), else ibug68 for 68 points, else a scheme without flip
+    pairs (refused if the augmentation flips)."""
     if cfg.scheme:
-        s = get_scheme(cfg.scheme)
+        s = given if given is not None else get_scheme(cfg.scheme)
         if s.n_points != n_points:
             raise ValueError(f"--scheme {s.name}: {s.n_points} points, the data has {n_points}")
         return s

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import os
 import typing
 from dataclasses import dataclass, field
 
 from augkit.data import PERSON_REGEX
-from augkit.files import read_yaml
+from augkit.files import MAX_YAML_BYTES, read_json, read_yaml
 
 from .readers import FORMATS
 
@@ -252,13 +251,7 @@ def _resolve_lr(lr):
 
 
 def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file") from None
+    return read_json(path, MAX_YAML_BYTES)  # an options file: as small as a YAML one
 
 
 class ConfigFileError(ValueError):

@@ -26,6 +26,7 @@ import torch
 
 from augkit import metrics
 from augkit.compose import Compose
+from augkit.schemes import get_scheme
 from augkit.data.run_folder import RunFolderError
 from augkit.signals import StopRequest, Terminated
 
@@ -188,10 +189,12 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     log = _Log(cfg.quiet, dist.main)
     cfg.out = os.path.abspath(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
     folder = RunFolder(cfg.out)
+    # the --aug and --scheme files first: a bad one is refused before the data is read
+    pre, aug, opts = builders.pipelines(cfg)
+    given = get_scheme(cfg.scheme) if cfg.scheme else None
     data = builders.load_data(cfg, dist)
     log(data.description)
-    pre, aug, opts = builders.pipelines(cfg)
-    scheme = builders.choose_scheme(cfg, data.n_points, aug)
+    scheme = builders.choose_scheme(cfg, data.n_points, aug, given)
     train_pipe = Compose(pre + aug, scheme=scheme, **opts)
     pre_pipe = builders.eval_pipeline(cfg, scheme, opts)
     mean_norm = builders.mean_shape(data.train, pre_pipe, cfg.size)

@@ -27,6 +27,7 @@ import numpy as np
 
 from augkit.audit import DEFAULT_THRESHOLD, LabelAuditor, pose_spread
 from augkit.config import atomic_write_text
+from augkit.files import read_json
 from augkit.data.run_folder import RunFolder
 
 FOLD_DONE = "fold.json"   # written into a fold's run folder once its training finished
@@ -300,7 +301,7 @@ def run_audit(data, out, train_cfg, folds: int = 3, tta="full", resume: bool = F
     names = [os.path.basename(f) for f in table.files]
     plan = os.path.join(out, "folds.json")
     if os.path.isfile(plan):
-        before = json.load(open(plan, encoding="utf-8"))
+        before = read_json(plan)
         if before.get("files") != names or before.get("folds") != folds:
             if resume:
                 raise ValueError(f"{out}: the audit there was started on other images or another --folds; "

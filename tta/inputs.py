@@ -7,7 +7,6 @@ Torch-free: the data readers are imported inside the functions.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -209,10 +208,10 @@ def demo_run_reason(run) -> str | None:
     """Why ``tta fit --run`` cannot use the run's own validation images, when the run trained on the
     synthetic demo faces (``augkit train`` without ``--data``: no image files); else None."""
     from augkit.data.run_folder import RunFolder
+    from augkit.files import read_json
     path = RunFolder(run).split_json
     try:
-        with open(path, encoding="utf-8") as f:
-            split = json.load(f)
+        split = read_json(path)
     except (OSError, ValueError):
         return None
     if isinstance(split, dict) and "data" in split and split["data"] is None:

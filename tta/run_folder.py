@@ -39,13 +39,28 @@ def _folder(run: str) -> RunFolder:
 
 
 def run_checkpoint(run: str) -> str:
-    """The run's checkpoint for inference (:meth:`RunFolder.checkpoint`: ``best.pt``, else ``last.pt``)."""
+    """The run's checkpoint for inference (:meth:`RunFolder.checkpoint`: ``best.pt``, else ``last.pt``).
+    Without ``best.pt`` a line on stderr says that ``last.pt`` is used, and why there is no best."""
     folder = _folder(run)
     path = folder.checkpoint()
     if path is None:
         raise click.ClickException(f"--run {folder.path}: no {folder.BEST_NAME} nor {folder.LAST_NAME} there "
                                    "(did `augkit train` finish an epoch?)")
+    if path == folder.last_pt:
+        click.echo(f"--run {folder.path}: using {folder.LAST_NAME}: {_why_no_best(folder)}", err=True)
     return path
+
+
+def _why_no_best(folder: RunFolder) -> str:
+    try:
+        validates = float(folder.read_config().get("val_fraction", 0.1) or 0) > 0
+    except (OSError, ValueError, RunFolderError, AttributeError):
+        validates = True
+    if not validates:
+        return "the run holds out no validation images (--val-fraction 0), so its last state is its model"
+    return (f"no epoch has been validated yet, so there is no {folder.BEST_NAME}: {folder.LAST_NAME} is the latest "
+            "training state, not a validated best (the run was stopped before its first validation, or is still "
+            "in it); `augkit train --resume` it to finish")
 
 
 def run_spec(run: str) -> str | None:

@@ -143,6 +143,9 @@ def _parse_ints(b: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int):
     return vals
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _field_problem(token: bytes) -> str | None:
     """Why one value field is unusable ("is empty", "is NaN", "'x' is not a finite number"), or None."""
     text = token.decode("utf-8", "replace").strip()
@@ -151,10 +154,14 @@ def _field_problem(token: bytes) -> str | None:
     if text.lower() in _NAN_WORDS:
         return "is NaN"
     try:
-        ok = np.isfinite(float(text))
+        value = float(text)
     except ValueError:
-        ok = False
-    return None if ok else f"{text!r} is not a finite number"
+        return f"{text!r} is not a finite number"
+    if not np.isfinite(value):
+        return f"{text!r} is not a finite number"
+    if abs(value) > _F32_MAX:
+        return f"{text!r} is beyond the float32 range the labels are held in (±{_F32_MAX:.3g})"
+    return None
 
 
 def _split_header(cell: str) -> str:
@@ -327,7 +334,8 @@ def _parse_block(lines, start_no, sep: bytes, expected: int, columns, label, ski
                 pass
     else:
         rows = vals.reshape(len(rests), width)
-    bad = ~np.isfinite(rows).all(axis=1)
+    with np.errstate(invalid="ignore"):  # a value float32 cannot hold would become inf: skipped like NaN
+        bad = ~(np.isfinite(rows) & (np.abs(rows) <= _F32_MAX)).all(axis=1)
     if bad.any():
         for row in np.flatnonzero(bad):
             tokens = rests[row].split(sep)

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from augkit.files import atomic_write_text
+from augkit.files import atomic_write_text, parse_json, read_json
 
 __all__ = ["LOG_COLUMNS", "InputsChanged", "RunExists", "RunFolder", "RunFolderError", "RunLocked", "default_run_dir",
            "fingerprint_changes", "input_fingerprint"]
@@ -129,8 +129,7 @@ class RunFolder:
         """A JSON file of the run; a missing or broken file is one line naming it."""
         path = self.file(name)
         try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
+            return read_json(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no such file (a run folder written by `augkit train`)") from None
         except (OSError, ValueError) as e:
@@ -259,7 +258,7 @@ class RunFolder:
         except FileNotFoundError:
             return None, ""
         try:
-            held = json.loads(text)
+            held = parse_json(text, self.lock_file)
         except ValueError:
             held = None
         if not isinstance(held, dict):
