@@ -51,19 +51,27 @@ class Photometric(PhotometricStep):
 
     def apply(self, image, v):
         self.transform.set_random_seed(v["seed"])
+        flat = image.ndim == 2  # AlbumentationsX refuses (H, W) where albumentations 2.0 took it; (H, W, 1) both
         try:
-            out = self.transform(image=image, force_apply=True)["image"]
+            out = self.transform(image=image[..., None] if flat else image, force_apply=True)["image"]
+            if flat and out.ndim == 3 and out.shape[2] == 1:
+                out = out[..., 0]
         except Exception as e:  # noqa: BLE001 - albumentations/OpenCV refuse some dtypes in their own words
             if image.dtype == np.uint8:
                 raise
             why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            raise TypeError(f"ak.Photometric({type(self.transform).__name__}) cannot take a {image.dtype} image "
-                            f"({why}); convert it first, e.g. (image // 257).astype(np.uint8) for uint16 or "
-                            "(image * 255).round().astype(np.uint8) for float32 in [0, 1]") from None
+            raise self._not_for(image, why) from None
+        if out.dtype != image.dtype and image.dtype != np.uint8 and out.shape[:2] == image.shape[:2]:
+            raise self._not_for(image, f"it returned {out.dtype}")  # AlbumentationsX: uint16 in, float32 out
         if out.dtype != image.dtype or out.shape[:2] != image.shape[:2]:
             raise TypeError(f"{type(self.transform).__name__} turned a {image.dtype} {image.shape} image into "
                             f"{out.dtype} {out.shape}: ak.Photometric needs steps that keep size and dtype")
         return out
+
+    def _not_for(self, image, why: str) -> TypeError:
+        return TypeError(f"ak.Photometric({type(self.transform).__name__}) cannot take a {image.dtype} image ({why}); "
+                         "convert it first, e.g. (image // 257).astype(np.uint8) for uint16 or "
+                         "(image * 255).round().astype(np.uint8) for float32 in [0, 1]")
 
     def __repr__(self) -> str:
         return f"Photometric({self.transform!r}, p={self.p})"

@@ -33,13 +33,16 @@ def default_workers(cap: int | None = None) -> int:
 
 
 def init_worker(worker_id: int = 0) -> None:
-    """``worker_init_fn``: OpenCV on one thread (left alone when the worker already has one), and
-    SIGTERM / SIGUSR1 ignored: the parent stops its workers when it stops
-    (:mod:`augkit.signals`)."""
+    """``worker_init_fn``: OpenCV on one thread (left alone when the worker already has one), and,
+    in a worker forked by :func:`worker_context`'s context, SIGTERM / SIGUSR1 ignored: a signal
+    sent to every process of a job (Slurm's ``scancel``) must not kill the workers under a parent
+    that is still finishing its step and saving (:mod:`augkit.signals`). The parent ends such
+    workers itself: through the DataLoader's shutdown, else at its exit (:func:`_end_workers`)."""
     import cv2
 
-    from .signals import ignore_in_worker
-    ignore_in_worker()
+    if _FORKED_HERE:
+        from .signals import ignore_in_worker
+        ignore_in_worker()
     if cv2.getNumThreads() != 1:
         cv2.setNumThreads(1)
 
@@ -57,6 +60,20 @@ def worker_context():
 
 
 _FORK_CONTEXT: list[type | None] = []   # the class, once built
+_FORKED_HERE = False    # True in a worker forked by ForkProcessOneOpenCVThread (inherited through fork)
+_STARTED: list = []     # [WeakSet of the workers started here]: ended at exit if still alive
+
+
+def _end_workers() -> None:
+    """At the parent's exit (before multiprocessing's own exit handler, which would send SIGTERM to
+    daemonic children and wait for them: these ignore it): kill the workers still alive."""
+    for p in list(_STARTED[0]) if _STARTED else ():
+        try:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        except (OSError, ValueError, AssertionError):  # pragma: no cover - already gone
+            pass
 
 
 def _fork_context_class():
@@ -72,12 +89,22 @@ def _fork_context_class():
     class ForkProcessOneOpenCVThread(mp_context.ForkProcess):
         def start(self):
             import cv2
+            global _FORKED_HERE
+            if not _STARTED:
+                import atexit
+                import multiprocessing.util  # noqa: F401 - its exit handler registered first, so ours runs first
+                import weakref
+                _STARTED.append(weakref.WeakSet())
+                atexit.register(_end_workers)  # runs before multiprocessing's (registered earlier)
             before = cv2.getNumThreads()
             cv2.setNumThreads(1)
+            _FORKED_HERE = True
             try:
                 super().start()
             finally:
+                _FORKED_HERE = False
                 cv2.setNumThreads(before)
+            _STARTED[0].add(self)
 
     class ForkOneOpenCVThread(mp_context.ForkContext):
         Process = ForkProcessOneOpenCVThread

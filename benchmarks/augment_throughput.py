@@ -7,12 +7,23 @@ parameter draws, one matrix, one ``cv2.warpAffine`` straight to the output size,
 Gaussian blur and the point product, no bookkeeping at all.
 
     python benchmarks/augment_throughput.py [--data ../shared/data/ytf68] [--images 300] [--rounds 5]
+    python benchmarks/augment_throughput.py --other-python ../venv-albux/bin/python
+
+albumentations 2.0.x and its maintained successor AlbumentationsX both import as ``albumentations``
+and cannot share an environment (AlbumentationsX 2.4+ needs OpenCV 5); ``--other-python`` runs the
+same measurement in a second environment's interpreter as well and prints both in one table, each
+row naming its albumentations and OpenCV. AlbumentationsX's renamed arguments are handled
+(``harness.albu``).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import math
+import subprocess
+import tempfile
 import os
 import sys
 import time
@@ -23,7 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from harness import YTF68  # noqa: E402
+from harness import YTF68, albu, albumentations_name  # noqa: E402
 
 import augkit as ak  # noqa: E402
 from augkit.io import read_image  # noqa: E402
@@ -58,13 +69,16 @@ def run_augkit(images, points, size, rng):
 
 def run_albumentations(images, points, size, rng):
     import albumentations as A
+    extra = {"telemetry": False} if "telemetry" in inspect.signature(A.Compose.__init__).parameters else {}
     pipe = A.Compose([
         A.Affine(rotate=ROT, scale=SCALE, translate_percent=SHIFT, shear=SHEAR, p=1.0),
         A.HorizontalFlip(p=0.5),
         A.Resize(size, size),
-        A.RandomBrightnessContrast(brightness_limit=BRIGHT, contrast_limit=(CONTRAST[0] - 1, CONTRAST[1] - 1), p=1.0),
-        A.GaussianBlur(sigma_limit=SIGMA, blur_limit=0, p=1.0),
-    ], keypoint_params=A.KeypointParams(format="xy", remove_invisible=False), seed=int(rng.integers(2**31)))
+        albu(A.RandomBrightnessContrast, brightness_limit=BRIGHT, contrast_limit=(CONTRAST[0] - 1, CONTRAST[1] - 1),
+             p=1.0),
+        albu(A.GaussianBlur, sigma_limit=SIGMA, blur_limit=0, p=1.0),
+    ], keypoint_params=albu(A.KeypointParams, format="xy", remove_invisible=False), seed=int(rng.integers(2**31)),
+        **extra)
     for img, pts in zip(images, points):
         pipe(image=img, keypoints=pts)
 
@@ -117,31 +131,52 @@ def measure(fn, images, points, size, rounds):
     return best
 
 
+def measure_here(args) -> list[dict]:
+    """The rows of this environment: floor, augkit and albumentations img/s per size, interleaved."""
+    cv2.setNumThreads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    images, points = load(Path(args.data), args.images)
+    sides = np.array([im.shape[:2] for im in images])
+    rows = []
+    for size in args.sizes:
+        rates = {}
+        for name, fn in (("floor", run_floor), ("augkit", run_augkit), ("albu", run_albumentations)):
+            rates[name] = measure(fn, images, points, size, args.rounds)
+        rows.append({"env": f"{albumentations_name()}, OpenCV {cv2.__version__}", "size": size, **rates,
+                     "frames": f"{len(images)} ytf68 frames in memory (median {int(np.median(sides[:, 1]))}x"
+                               f"{int(np.median(sides[:, 0]))} px)"})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(YTF68))
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
+    ap.add_argument("--other-python", default=None,
+                    help="a second environment's python (e.g. AlbumentationsX + OpenCV 5): measured there too")
+    ap.add_argument("--json", default=None, help=argparse.SUPPRESS)  # rows for the --other-python caller
     args = ap.parse_args()
-    cv2.setNumThreads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import albumentations as A
-    images, points = load(Path(args.data), args.images)
-    sides = np.array([im.shape[:2] for im in images])
-    print(f"{len(images)} ytf68 frames in memory (median {int(np.median(sides[:, 1]))}x{int(np.median(sides[:, 0]))} px), "
-          f"68 points each; one thread; best of {args.rounds} rounds; OpenCV {cv2.__version__}, "
-          f"albumentations {A.__version__}")
+    rows = measure_here(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows))
+        return
+    if args.other_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "rows.json"
+            subprocess.run([args.other_python, __file__, "--data", args.data, "--images", str(args.images), "--rounds",
+                            str(args.rounds), "--sizes", *map(str, args.sizes), "--json", str(out)], check=True)
+            rows += json.loads(out.read_text())
+    print(f"{rows[0]['frames']}, 68 points each; one thread; best of {args.rounds} rounds; each row's three "
+          "columns measured back to back in one environment")
     print()
-    print("| size | floor img/s | augkit img/s | albumentations img/s | augkit / floor | augkit / albumentations | floor / albumentations |")
-    print("|---|---|---|---|---|---|---|")
-    for size in args.sizes:
-        rates = {}
-        for _ in range(1):  # interleave the three so drift hits all alike
-            for name, fn in (("floor", run_floor), ("augkit", run_augkit), ("albu", run_albumentations)):
-                rates[name] = max(rates.get(name, 0.0), measure(fn, images, points, size, args.rounds))
-        f, a, b = rates["floor"], rates["augkit"], rates["albu"]
-        print(f"| {size} | {f:,.0f} | {a:,.0f} | {b:,.0f} | {a / f:.2f} | {a / b:.2f} | {f / b:.2f} |")
+    print("| albumentations, OpenCV | size | floor img/s | augkit img/s | albumentations img/s | augkit / floor | "
+          "augkit / albumentations | floor / albumentations |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        f, a, b = r["floor"], r["augkit"], r["albu"]
+        print(f"| {r['env']} | {r['size']} | {f:,.0f} | {a:,.0f} | {b:,.0f} | {a / f:.2f} | {a / b:.2f} | {f / b:.2f} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["ROOT", "YTF68", "run_logged", "print_table", "mean_spread"]
+__all__ = ["ROOT", "YTF68", "run_logged", "print_table", "mean_spread", "albu", "albumentations_name"]
 
 ROOT = Path(__file__).resolve().parents[1]
 YTF68 = Path(os.environ.get("AUGKIT_YTF68") or ROOT.parent / "shared" / "data" / "ytf68")
@@ -46,3 +46,29 @@ def mean_spread(values, digits: int = 2) -> str:
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {(max(values) - min(values)) / 2:.{digits}f}"
+
+
+# albumentations 2.0 names -> AlbumentationsX names (2.x renamed them; both import as `albumentations`)
+_ALBUX_NAMES = {"sigma_limit": "sigma_range", "blur_limit": "blur_range", "brightness_limit": "brightness_range",
+                "contrast_limit": "contrast_range", "format": "coord_format"}
+
+
+def albu(cls, **kwargs):
+    """``cls(**kwargs)`` written with albumentations 2.0's argument names, renamed to
+    AlbumentationsX's where ``cls`` takes those instead."""
+    import inspect
+    params = inspect.signature(cls.__init__).parameters
+    return cls(**{(_ALBUX_NAMES[k] if k not in params and _ALBUX_NAMES.get(k) in params else k): v
+                  for k, v in kwargs.items()})
+
+
+def albumentations_name() -> str:
+    """"albumentations 2.0.8" or "AlbumentationsX 2.5.1": which distribution provides the import."""
+    import importlib.metadata as md
+
+    import albumentations as A
+    try:
+        md.version("albumentationsx")
+        return f"AlbumentationsX {A.__version__}"
+    except md.PackageNotFoundError:
+        return f"albumentations {A.__version__}"

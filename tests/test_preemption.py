@@ -28,10 +28,12 @@ def _temporaries(*folders):
     return sorted(str(p) for f in folders for p in Path(f).rglob("*.tmp"))
 
 
-def _stop_mid_epoch(out: Path, args, signals=(signal.SIGTERM,)):
-    """Start a training, wait for its first mid-epoch checkpoint (step 3), send ``signals``; return
-    (exit code, seconds from the signal to the exit, stderr, the step seen before the signal)."""
-    p = subprocess.Popen(_train(*args, "--out", str(out)), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _stop_mid_epoch(out: Path, args, signals=(signal.SIGTERM,), group=False):
+    """Start a training, wait for its first mid-epoch checkpoint, send ``signals`` (``group``: to
+    every process of its process group, as Slurm's scancel does); return (exit code, seconds from
+    the signal to the exit, stderr, the checkpoint seen before the signal)."""
+    p = subprocess.Popen(_train(*args, "--out", str(out)), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=group)
     deadline = time.time() + 120
     seen = None
     while time.time() < deadline and p.poll() is None:
@@ -44,7 +46,10 @@ def _stop_mid_epoch(out: Path, args, signals=(signal.SIGTERM,)):
         time.sleep(0.02)
     assert p.poll() is None and seen is not None, p.communicate()[1].decode()[-2000:]
     for s in signals:
-        p.send_signal(s)
+        if group:
+            os.killpg(p.pid, s)
+        else:
+            p.send_signal(s)
     t = time.time()
     _, err = p.communicate(timeout=BOUND_S + 30)
     return p.returncode, time.time() - t, err.decode(), seen
@@ -91,6 +96,20 @@ def test_sigusr1_then_a_second_signal_during_the_save(tmp_path):
     r = subprocess.run(_train("--resume", str(out)), env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert read_checkpoint(out / "last.pt")["global_step"] == 100
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers(tmp_path):
+    """scancel signals every process of the job, the DataLoader workers too: they ignore it, the
+    training saves and exits 143; a run with workers that is not stopped exits by itself."""
+    out = tmp_path / "w"
+    args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--workers", "1"]
+    code, took, err, _ = _stop_mid_epoch(out, args, group=True)
+    assert code == 143, err[-2000:]
+    assert took < BOUND_S and read_checkpoint(out / "last.pt")["step_in_epoch"] > 0
+    done = tmp_path / "done"
+    r = subprocess.run(_train("--demo-train", "32", "--demo-val", "16", "--epochs", "1", "--workers", "1", "--out",
+                              str(done)), env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def test_sigterm_under_nproc_every_rank_stops_at_one_step(tmp_path):

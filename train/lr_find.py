@@ -4,7 +4,10 @@ The learning rate grows exponentially from :data:`START_LR` to :data:`END_LR` ov
 of optimiser steps, on the run's own data, model and options. The training loss, smoothed by a
 bias-corrected exponential average (pandas' ``ewm(adjust=True)``), is recorded against the LR
 until it diverges (:data:`DIVERGE` times its lowest value, or not finite). The suggested peak LR
-is :func:`suggest`'s: a tenth of the LR where the smoothed loss turns up.
+is :func:`suggest`'s, by the shape of the curve: where the loss falls into a valley, a tenth of the
+LR where it turns up again; where it stays flat and then rises (a head that starts at the mean
+shape learns little in a short sweep), the LR where the rise begins divided by
+:data:`FLAT_MARGIN`.
 
 Nothing of the sweep is kept: :func:`lr_find` puts the model, the optimiser and the random states
 back afterwards and writes no checkpoint, so ``--resume`` never mistakes a sweep for a run. It
@@ -21,12 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["SweepResult", "sweep", "smooth", "suggest", "plot_sweep", "lr_find", "START_LR", "END_LR", "DIVERGE",
-           "DIVISOR", "RISE", "SMOOTH_ALPHA"]
+           "DIVISOR", "RISE", "SMOOTH_ALPHA", "VALLEY", "FLAT_RISE", "FLAT_MARGIN"]
 
 START_LR, END_LR = 1e-7, 10.0
 DIVERGE = 4.0        # stop once the smoothed loss exceeds this multiple of its lowest value
 RISE = 1.05          # the edge: the largest LR whose smoothed loss is within this factor of the lowest
 DIVISOR = 10.0       # the suggestion: the edge's LR divided by this
+VALLEY = 0.10        # a valley: the lowest smoothed loss at least this fraction below where the sweep began
+FLAT_RISE = 0.10     # no valley: the rise begins where the smoothed loss first exceeds its starting level by this
+FLAT_MARGIN = 1.5    # ... and the suggestion is that LR divided by this
 SMOOTH_ALPHA = 0.05  # weight of the newest loss in the exponential average (about 20 steps)
 
 
@@ -40,13 +46,23 @@ class SweepResult:
     suggestion: float = float("nan")
     edge_lr: float = float("nan")
     stopped: str = ""
+    shape: str = ""    # "valley" or "flat" (see suggest); "" without a suggestion
+
+    def rule(self) -> str:
+        """How the suggestion was made, in words."""
+        if self.shape == "valley":
+            return (f"a valley: the largest LR with the smoothed loss within {RISE - 1:.0%} of its lowest (the edge), "
+                    f"/ {DIVISOR:g}")
+        if self.shape == "flat":
+            return (f"flat, then rising: the first LR with the smoothed loss {FLAT_RISE:.0%} above its starting "
+                    f"level (the edge), / {FLAT_MARGIN:g}")
+        return "no suggestion: the loss never turned up"
 
     def to_dict(self) -> dict:
         def num(v):  # JSON has no NaN
             return v if math.isfinite(v) else None
         return {"suggested_lr": num(self.suggestion), "edge_lr": num(self.edge_lr),
-                "rule": f"the largest LR with the smoothed loss within {RISE - 1:.0%} of its lowest (the edge), "
-                        f"/ {DIVISOR:g}",
+                "shape": self.shape or None, "rule": self.rule(),
                 "steps": len(self.losses), "stopped": self.stopped, "lr": self.lrs,
                 "loss": [num(v) for v in self.losses], "smoothed_loss": [num(v) for v in self.smoothed]}
 
@@ -57,25 +73,40 @@ def smooth(losses, alpha: float = SMOOTH_ALPHA) -> np.ndarray:
     return pd.Series(np.asarray(losses, dtype=np.float64)).ewm(alpha=alpha, adjust=True).mean().to_numpy()
 
 
-def suggest(lrs, smoothed) -> tuple[float, float]:
-    """(suggested peak LR, the edge LR). The edge is the largest LR at which the smoothed loss is
-    still within :data:`RISE` of its lowest value (the first tenth of the sweep, where the average
-    is still settling, left out): beyond it the loss only gets worse. The suggestion is the edge /
-    :data:`DIVISOR`. When the loss falls into a valley this is close to the usual "lowest loss /
-    10" rule; when it stays flat (a head that starts at the mean shape learns little in a hundred
-    steps) it is still the point where larger steps start to hurt, though a tenth of it is then
-    far too cautious (ytf68 in benchmarks/recipes.py: 2e-5 where 1e-3 trains well). NaN when
-    the loss never turned up (or has no finite value after the settling part): no edge found."""
+def suggest(lrs, smoothed) -> tuple[float, float, str]:
+    """(suggested peak LR, the edge LR, the curve's shape: ``"valley"``, ``"flat"`` or ``""``), by the shape of the smoothed curve after its first tenth
+    (where the average is still settling). Its starting level is the median of the first tenth of
+    what is left.
+
+    - **A valley** (the lowest value at least :data:`VALLEY` below the starting level): the edge is
+      the largest LR at which the loss is still within :data:`RISE` of its lowest, and the
+      suggestion the edge / :data:`DIVISOR` (close to the usual "lowest loss / 10" rule).
+    - **Flat, then rising** (no valley: a regression head that starts at the mean shape, as on
+      ytf68 in ``benchmarks/recipes.py``): the edge is the first LR at which the loss exceeds its
+      starting level by :data:`FLAT_RISE`, where the rise begins, and the suggestion the edge /
+      :data:`FLAT_MARGIN`. A tenth of it would be far too cautious: the flat part only says that
+      small steps change nothing, not that large ones hurt.
+
+    NaN for both (and no shape) when the loss never turned up (or has no finite value after the
+    settling part)."""
     lrs, sm = np.asarray(lrs, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
     skip = min(max(3, len(sm) // 10), max(0, len(sm) - 1))
     tail = np.where(np.isfinite(sm[skip:]), sm[skip:], np.inf)
     if not len(tail) or not np.isfinite(tail).any():
-        return float("nan"), float("nan")
-    near = np.flatnonzero(tail <= RISE * tail.min())
-    if skip + near[-1] == len(sm) - 1:  # still at its lowest at the end: the loss never turned up
-        return float("nan"), float("nan")
-    edge = float(lrs[skip + near[-1]])
-    return edge / DIVISOR, edge
+        return float("nan"), float("nan"), ""
+    start = float(np.median(tail[:max(3, len(tail) // 10)]))
+    low = float(tail.min())
+    if low < (1 - VALLEY) * start:
+        near = np.flatnonzero(tail <= RISE * low)
+        if skip + near[-1] == len(sm) - 1:  # still at its lowest at the end: the loss never turned up
+            return float("nan"), float("nan"), ""
+        edge = float(lrs[skip + near[-1]])
+        return edge / DIVISOR, edge, "valley"
+    up = np.flatnonzero(tail > (1 + FLAT_RISE) * start)
+    if not len(up):
+        return float("nan"), float("nan"), ""
+    edge = float(lrs[skip + up[0]])
+    return edge / FLAT_MARGIN, edge, "flat"
 
 
 def sweep(step, steps: int, start: float = START_LR, end: float = END_LR, min_steps: int = 10) -> SweepResult:
@@ -100,7 +131,7 @@ def sweep(step, steps: int, start: float = START_LR, end: float = END_LR, min_st
             res.stopped = f"the smoothed loss passed {DIVERGE:g}x its lowest at LR {lr:.3g}"
             break
     res.smoothed = smooth([v if math.isfinite(v) else np.nan for v in res.losses], alpha).tolist()
-    res.suggestion, res.edge_lr = suggest(res.lrs, res.smoothed)
+    res.suggestion, res.edge_lr, res.shape = suggest(res.lrs, res.smoothed)
     return res
 
 
