@@ -100,7 +100,7 @@ def show(data, aug, n, size, scheme, seed, out, colour):
 
 @main.group()
 def scheme():
-    """Landmark schemes: check flip pairs against data, or infer them."""
+    """Landmark schemes: check flip pairs against data, infer them, export them to other libraries."""
 
 
 @scheme.command("check")
@@ -167,6 +167,27 @@ def scheme_infer(data, base, parts, name, norm, out):
         click.echo(f"WARNING: the pairs of {m.name} are not certain ({m.alternative} is within {m.margin:+.0%}): "
                    "check them with augkit show before training with flips", err=True)
     click.echo(f"wrote {out}")
+
+
+@scheme.command("export")
+@click.option("--scheme", "sch", default="ibug68", show_default=True, callback=_scheme_option,
+              help="Scheme name or file (e.g. one `augkit scheme infer` wrote for a dense layout).")
+@click.option("--to", "to", required=True, type=click.Choice(["albumentations", "mmpose", "ultralytics"]),
+              help="albumentations: AlbumentationsX's label_mapping (Python); mmpose: a dataset_info file whose "
+                   "swaps give flip_indices (Python); ultralytics: kpt_shape and flip_idx for the dataset YAML.")
+@click.option("--out", "out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="File to write ('-': standard output).")
+@_clear_errors
+def scheme_export(sch, to, out):
+    """Write the scheme's flip pairs in the form AlbumentationsX, mmpose or ultralytics reads."""
+    from .scheme_export import export_flip_pairs
+    text = export_flip_pairs(sch, to)
+    if out == "-":
+        click.echo(text, nl=False)
+        return
+    from .files import atomic_write_text
+    atomic_write_text(out, text)
+    click.echo(f"wrote {out} ({to}: {len(sch.flip_pairs)} flip pairs of {sch.name})", err=True)
 
 
 def _mean_shape(data, n_points, scheme_name):
