@@ -66,13 +66,30 @@ _STARTED: list = []     # [WeakSet of the workers started here]: ended at exit i
 
 def _end_workers() -> None:
     """At the parent's exit (before multiprocessing's own exit handler, which would send SIGTERM to
-    daemonic children and wait for them: these ignore it): kill the workers still alive."""
+    daemonic children and wait for them: these ignore it): kill the workers still alive (a loader
+    still referenced at exit). torch's SIGCHLD handler, which would raise on their deaths in the
+    middle of this, is switched off first."""
+    import signal
+    alive = []
     for p in list(_STARTED[0]) if _STARTED else ():
         try:
             if p.is_alive():
-                p.kill()
-                p.join(5)
+                alive.append(p)
+        except (OSError, ValueError, AssertionError):  # pragma: no cover - not ours to ask any more
+            pass
+    if not alive:
+        return
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for p in alive:
+        try:
+            p.kill()
         except (OSError, ValueError, AssertionError):  # pragma: no cover - already gone
+            pass
+    for p in alive:
+        try:
+            p.join(5)
+        except (OSError, ValueError, AssertionError):  # pragma: no cover
             pass
 
 
