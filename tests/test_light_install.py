@@ -2,6 +2,7 @@
 an extra say which one to install."""
 
 import ast
+import json
 import socket
 import subprocess
 import sys
@@ -111,3 +112,9 @@ def test_fresh_venv_core_install_has_no_torch(tmp_path):
                        cwd=tmp_path)
     assert r.returncode == 1 and "augkit train needs the [train] extra: pip install 'augkit[train]'" in r.stderr
     assert not (tmp_path / "runs").exists()
+    # the maintained albumentations installs beside augkit (AlbumentationsX 2.4+ needs OpenCV 5)
+    r = subprocess.run([str(py), "-m", "pip", "install", "--dry-run", "-q", "--report", str(tmp_path / "x.json"),
+                        str(ROOT), "albumentationsx[headless]"], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = {i["metadata"]["name"].lower() for i in json.loads((tmp_path / "x.json").read_text())["install"]}
+    assert {"augkit", "albumentationsx"} <= names and "opencv-python" not in names

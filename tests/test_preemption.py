@@ -83,18 +83,20 @@ def test_sigterm_mid_epoch_saves_that_step_and_resume_is_bit_identical(tmp_path)
         assert [h[k] for h in a["history"]] == [h[k] for h in b["history"]], k
 
 
-def test_sigusr1_then_a_second_signal_during_the_save(tmp_path):
+def test_sigusr1_then_a_second_signal_during_the_save_then_the_same_command_again(tmp_path):
     """Slurm's warning signal stops the run like SIGTERM (exit 138); a SIGTERM right behind it, while
-    the checkpoint is written, changes nothing: it completes and loads."""
+    the checkpoint is written, changes nothing: it completes and loads. The requeued job runs the
+    same command line: --auto-resume continues the run."""
     out = tmp_path / "r"
-    args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3"]
+    args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--auto-resume"]
     code, took, err, _ = _stop_mid_epoch(out, args, signals=(signal.SIGUSR1, signal.SIGTERM, signal.SIGTERM))
     assert code == 138 and "stopped by SIGUSR1" in err, err[-2000:]
     assert took < BOUND_S
     ck = read_checkpoint(out / "last.pt")
     assert ck["step_in_epoch"] > 0 and not _temporaries(out)
-    r = subprocess.run(_train("--resume", str(out)), env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_train(*args, "--out", str(out)), env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert f"--auto-resume: continuing the run in {out}" in r.stderr
     assert read_checkpoint(out / "last.pt")["global_step"] == 100
 
 

@@ -28,7 +28,7 @@ __all__ = ["NON_FIELD_OPTIONS", "config_from_args", "config_from_params", "train
            "with_file_defaults"]
 
 # the options of `augkit train` that are not TrainConfig fields (how to run, not what to train)
-NON_FIELD_OPTIONS = ("config", "resume", "nproc", "launch_config")
+NON_FIELD_OPTIONS = ("config", "resume", "auto_resume", "nproc", "launch_config")
 
 
 class _LR(click.ParamType):
@@ -144,10 +144,13 @@ def with_file_defaults(ctx, params: dict, path, ignore=()) -> dict:
 @train_options()
 @click.option("--resume", default=None, type=click.Path(exists=True),
               help="Continue the run in this folder (or this last.pt) where it stopped.")
+@click.option("--auto-resume", is_flag=True,
+              help="Continue the run in --out if it has a checkpoint, else start it there: one command line for "
+                   "a job that a scheduler requeues or torchrun --max-restarts restarts.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
               help="Processes (DistributedDataParallel via torchrun; gloo on CPU, NCCL on CUDA).")
 @click.option("--launch-config", default=None, hidden=True, type=click.Path(exists=True, dir_okay=False))
-def train(config, resume, nproc, launch_config, **options):
+def train(config, resume, auto_resume, nproc, launch_config, **options):
     """Train a landmark regressor (a torchvision backbone + 2K-output head) with augkit's fused
     augmentation; validate in original pixels against the mean-shape baseline; write a run folder
     (config, log.csv/log.jsonl, curves.png, last.pt, best.pt, skipped.csv). With no --data: the
@@ -161,11 +164,28 @@ def train(config, resume, nproc, launch_config, **options):
     else:
         ctx = click.get_current_context()
         cfg = config_from_params(with_file_defaults(ctx, options, _options_file(config)))
+        if auto_resume:
+            resume = _auto_resume(cfg, resume)
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         from augkit.signals import stop_cleanly
         with stop_cleanly("augkit train"):
             sys.exit(_launch(cfg, resume, nproc))
     _run(cfg, resume)
+
+
+def _auto_resume(cfg, resume):
+    """``--auto-resume``: the run folder ``--out`` when it holds a checkpoint (it is continued),
+    else None (a new run starts there)."""
+    if resume:
+        raise click.UsageError("--auto-resume continues the run in --out by itself: give one of --resume, "
+                               "--auto-resume")
+    if not cfg.out:
+        raise click.UsageError("--auto-resume needs --out: the run folder to continue or to start")
+    folder = RunFolder(cfg.out)
+    if folder.resume_checkpoint() is None:
+        return None
+    click.echo(f"--auto-resume: continuing the run in {folder.path}", err=True)
+    return folder.path
 
 
 def _options_file(path):
