@@ -109,6 +109,24 @@ def test_lr_find_writes_plot_and_json_and_no_checkpoint(tmp_path):
     assert r.exit_code != 0 and "no last.pt" in r.output
 
 
+# the best peak LR of `augkit train` at benchmarks/recipes.py's settings, measured by a grid of its default row:
+#   python benchmarks/recipes.py --rows default --lr X --out runs/recipes_lr/X  (X = 3e-4, 1e-3, 3e-3; seeds 0, 1)
+RECIPES_BEST_LR = 1e-3
+
+
+@pytest.mark.slow
+def test_lr_find_on_ytf68_lands_within_3x_of_the_lr_that_trains_best(ytf68, tmp_path):
+    """The flat-then-rising curve of a head that starts at the mean shape, on real faces with the
+    recipes benchmark's model, size, batch and sweep length (resnet18 at 64 px, 60 steps)."""
+    out = tmp_path / "sweep"
+    _cli(["--data", ytf68 / "train", "--limit", "1000", "--val-group", "person", "--size", "64", "--batch-size", "16",
+          "--backbone", "resnet18", "--workers", "0", "--quiet", "--seed", "0", "--lr-find", "--lr-find-steps", "60",
+          "--out", out])
+    found = json.loads((out / "lr_find.json").read_text())
+    assert found["shape"] == "flat", found["rule"]
+    assert RECIPES_BEST_LR / 3 <= found["suggested_lr"] <= RECIPES_BEST_LR * 3, found["suggested_lr"]
+
+
 def test_lr_auto_trains_at_the_suggestion_exactly_as_if_given(tmp_path):
     """The sweep is undone: --lr auto trains bit for bit like --lr <its suggestion>."""
     auto = tmp_path / "auto"
