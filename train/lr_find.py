@@ -32,7 +32,7 @@ RISE = 1.05          # the edge: the largest LR whose smoothed loss is within th
 DIVISOR = 10.0       # the suggestion: the edge's LR divided by this
 VALLEY = 0.10        # a valley: the lowest smoothed loss at least this fraction below where the sweep began
 FLAT_RISE = 0.10     # no valley: the rise begins where the smoothed loss first exceeds its starting level by this
-FLAT_MARGIN = 1.5    # ... and the suggestion is that LR divided by this
+FLAT_MARGIN = 2.0    # ... and the suggestion is that LR divided by this
 SMOOTH_ALPHA = 0.05  # weight of the newest loss in the exponential average (about 20 steps)
 
 
