@@ -65,7 +65,7 @@ def entry() -> None:
     """The ``augkit`` console script: :func:`main` stopped cleanly by SIGTERM / SIGUSR1 (no temporary
     file left, earlier outputs intact, exit 143 / 138: :mod:`augkit.signals`)."""
     from .signals import stop_cleanly
-    with stop_cleanly():
+    with stop_cleanly(process_exit=True):
         main()
 
 

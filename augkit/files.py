@@ -100,8 +100,10 @@ def _bounded_loader():
 
 def _expanded_size(root, path) -> int:
     """Values in the composed YAML ``root`` with every alias expanded, counted over the node graph
-    (each node once, memoised): refused over MAX_NODES, and a node that contains itself."""
+    (each node once, memoised): refused over MAX_NODES, deeper than MAX_DEPTH once expanded (a
+    chain of aliases nests without nesting in the text), and a node that contains itself."""
     sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
     stack: list = [(root, False)]
     open_: set[int] = set()
     while stack:
@@ -111,9 +113,13 @@ def _expanded_size(root, path) -> int:
             open_.discard(key)
             children = _children(node)
             sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            depths[key] = 1 + max((depths[id(c)] for c in children), default=0)
             if sizes[key] > MAX_NODES:
                 raise ValueError(f"{path}: its aliases expand to more than {MAX_NODES:,} values (line "
                                  f"{node.start_mark.line + 1}); write the values out instead")
+            if depths[key] > MAX_DEPTH:
+                raise ValueError(f"{path}: its aliases nest deeper than {MAX_DEPTH} levels (line "
+                                 f"{node.start_mark.line + 1})")
             continue
         if key in sizes:
             continue
@@ -153,11 +159,25 @@ def parse_json(text: str, where) -> object:
     """``json.loads`` with errors that name ``where`` (a file) and the line."""
     import json
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: not valid JSON: line {e.lineno}: {e.msg}") from None
     except RecursionError:
         raise ValueError(f"{where}: nested too deeply to be an augkit file") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _depth(data) -> int:
+    """Nesting depth of parsed JSON (lists and dicts), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, d = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, d)
+            stack.extend((v, d + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def dump_yaml(data) -> str:
@@ -235,9 +255,14 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
-    fd, tmp = _temp_beside(path)
     f: IO[Any]
+    tmp = None
+    held = _hold_stop_signals()  # a stop signal (augkit.signals) lands after `tmp` is known, never between
     try:
+        try:
+            fd, tmp = _temp_beside(path)
+        finally:
+            _release_stop_signals(held)
         if mode == "wb":
             f = os.fdopen(fd, "wb")
         else:
@@ -258,7 +283,25 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
         raise
 
 
-def _remove(tmp: str) -> None:
+def _hold_stop_signals():
+    """Block SIGTERM / SIGUSR1 in this thread (they stay pending); the previous mask, or None where
+    signals cannot be masked."""
+    import signal
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        return None
+    stops = {s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None}
+    return signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+
+
+def _release_stop_signals(held) -> None:
+    if held is not None:
+        import signal
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is None:
+        return
     try:
         os.unlink(tmp)
     except OSError:

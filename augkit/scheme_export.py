@@ -58,6 +58,6 @@ def _albumentationsx(perm: list) -> str:
     mapping = ", ".join(f"{i}: {j}" for i, j in enumerate(perm))
     return ("# AlbumentationsX >= 2.0.12 (albumentations 2.0.x has no label_mapping). Use:\n"
             "#   A.Compose([...], keypoint_params=A.KeypointParams(coord_format='xy', label_fields=['keypoint_labels'],\n"
-            "#             label_mapping=label_mapping))(image=..., keypoints=points, "
+            "#             remove_invisible=False, label_mapping=label_mapping))(image=..., keypoints=points, "
             f"keypoint_labels=list(range({len(perm)})))\n"
             f"label_mapping = {{'HorizontalFlip': {{'keypoint_labels': {{{mapping}}}}}}}\n")

@@ -50,6 +50,9 @@ class Terminated(BaseException):
 
 
 def _raise(signum, frame):
+    # once: the unwinding that follows (temporary files removed, locks released) is not interrupted
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
     raise Terminated(signum)
 
 
@@ -75,13 +78,14 @@ def _handlers(handler, signals=STOP_SIGNALS, outermost_after=None):
 
 
 @contextlib.contextmanager
-def stop_cleanly(prog: str = "augkit"):
+def stop_cleanly(prog: str = "augkit", process_exit: bool = False):
     """Run a command so that a stop signal unwinds it (temporary files removed, locks released),
     then prints ``prog: stopped by SIGTERM ...`` on stderr and exits with :func:`exit_code`.
-    Outermost (the process had the default handlers): once the command has finished, the signals
-    are ignored while the interpreter shuts down (everything is written by then)."""
+    ``process_exit``: this is the process's entry point (a console script), so once the command
+    has finished the signals are ignored while the interpreter shuts down (everything is written
+    by then); otherwise the previous handlers come back."""
     try:
-        with _handlers(_raise, outermost_after=signal.SIG_IGN):
+        with _handlers(_raise, outermost_after=signal.SIG_IGN if process_exit else None):
             yield
     except Terminated as e:
         print(f"{prog}: {e}", file=sys.stderr, flush=True)

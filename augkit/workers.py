@@ -64,6 +64,12 @@ _FORKED_HERE = False    # True in a worker forked by ForkProcessOneOpenCVThread 
 _STARTED: list = []     # [WeakSet of the workers started here]: ended at exit if still alive
 
 
+def _ignore_if_forked_here() -> None:
+    if _FORKED_HERE:
+        from .signals import ignore_in_worker
+        ignore_in_worker()
+
+
 def _end_workers() -> None:
     """At the parent's exit (before multiprocessing's own exit handler, which would send SIGTERM to
     daemonic children and wait for them: these ignore it): kill the workers still alive (a loader
@@ -113,6 +119,7 @@ def _fork_context_class():
                 import weakref
                 _STARTED.append(weakref.WeakSet())
                 atexit.register(_end_workers)  # runs before multiprocessing's (registered earlier)
+                os.register_at_fork(after_in_child=_ignore_if_forked_here)  # before the child runs any code
             before = cv2.getNumThreads()
             cv2.setNumThreads(1)
             _FORKED_HERE = True

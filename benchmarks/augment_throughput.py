@@ -7,7 +7,7 @@ parameter draws, one matrix, one ``cv2.warpAffine`` straight to the output size,
 Gaussian blur and the point product, no bookkeeping at all.
 
     python benchmarks/augment_throughput.py [--data ../shared/data/ytf68] [--images 300] [--rounds 5]
-    python benchmarks/augment_throughput.py --other-python ../venv-albux/bin/python
+    python benchmarks/augment_throughput.py --other-python ../venv-cv5/bin/python --other-python ../venv-albux/bin/python
 
 albumentations 2.0.x and its maintained successor AlbumentationsX both import as ``albumentations``
 and cannot share an environment (AlbumentationsX 2.4+ needs OpenCV 5); ``--other-python`` runs the
@@ -76,7 +76,7 @@ def run_albumentations(images, points, size, rng):
         A.Resize(size, size),
         albu(A.RandomBrightnessContrast, brightness_limit=BRIGHT, contrast_limit=(CONTRAST[0] - 1, CONTRAST[1] - 1),
              p=1.0),
-        albu(A.GaussianBlur, sigma_limit=SIGMA, blur_limit=0, p=1.0),
+        albu(A.GaussianBlur, sigma_limit=SIGMA, blur_limit=(0, 0), p=1.0),  # kernel size from sigma
     ], keypoint_params=albu(A.KeypointParams, format="xy", remove_invisible=False), seed=int(rng.integers(2**31)),
         **extra)
     for img, pts in zip(images, points):
@@ -154,18 +154,19 @@ def main():
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
-    ap.add_argument("--other-python", default=None,
-                    help="a second environment's python (e.g. AlbumentationsX + OpenCV 5): measured there too")
+    ap.add_argument("--other-python", action="append", default=[],
+                    help="another environment's python (e.g. AlbumentationsX + OpenCV 5): measured there too "
+                         "(repeatable)")
     ap.add_argument("--json", default=None, help=argparse.SUPPRESS)  # rows for the --other-python caller
     args = ap.parse_args()
     rows = measure_here(args)
     if args.json:
         Path(args.json).write_text(json.dumps(rows))
         return
-    if args.other_python:
+    for python in args.other_python:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "rows.json"
-            subprocess.run([args.other_python, __file__, "--data", args.data, "--images", str(args.images), "--rounds",
+            subprocess.run([python, __file__, "--data", args.data, "--images", str(args.images), "--rounds",
                             str(args.rounds), "--sizes", *map(str, args.sizes), "--json", str(out)], check=True)
             rows += json.loads(out.read_text())
     print(f"{rows[0]['frames']}, 68 points each; one thread; best of {args.rounds} rounds; each row's three "

@@ -88,7 +88,8 @@ def test_sigusr1_then_a_second_signal_during_the_save_then_the_same_command_agai
     the checkpoint is written, changes nothing: it completes and loads. The requeued job runs the
     same command line: --auto-resume continues the run."""
     out = tmp_path / "r"
-    args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--auto-resume"]
+    args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--auto-resume",
+            "--lr", "auto", "--lr-find-steps", "20"]
     code, took, err, _ = _stop_mid_epoch(out, args, signals=(signal.SIGUSR1, signal.SIGTERM, signal.SIGTERM))
     assert code == 138 and "stopped by SIGUSR1" in err, err[-2000:]
     assert took < BOUND_S
@@ -98,6 +99,50 @@ def test_sigusr1_then_a_second_signal_during_the_save_then_the_same_command_agai
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"--auto-resume: continuing the run in {out}" in r.stderr
     assert read_checkpoint(out / "last.pt")["global_step"] == 100
+
+
+@pytest.mark.slow
+def test_sigterm_during_validation_saves_the_trained_epoch_and_resume_validates_it(tmp_path):
+    """Two steps an epoch and a long validation: the signal comes during the validation, which
+    stops; last.pt holds the epoch's steps, not yet validated; --resume validates it and goes on,
+    ending bit-identical to a run never stopped."""
+    args = ["--demo-train", "16", "--demo-val", "1500", "--epochs", "2", "--checkpoint-steps", "1", "--seed", "5"]
+    full = tmp_path / "full"
+    r = subprocess.run(_train(*args, "--out", str(full)), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "stopped"
+    p = subprocess.Popen(_train(*args, "--out", str(out)), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "last.pt").is_file():  # step 1 of 2: validation comes next
+        time.sleep(0.01)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    t = time.time()
+    _, err = p.communicate(timeout=BOUND_S + 30)
+    assert p.returncode == 143, err.decode()[-2000:]
+    assert time.time() - t < BOUND_S
+    ck = read_checkpoint(out / "last.pt")
+    assert (ck["epoch"], ck["step_in_epoch"], ck["history"]) == (0, 2, [])
+    assert "epoch 1, all 2 steps, not yet validated" in err.decode()
+    r = subprocess.run(_train("--resume", str(out)), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = read_checkpoint(full / "last.pt"), read_checkpoint(out / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+
+
+def test_auto_resume_starts_over_a_run_that_never_saved(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # a run stopped before its first checkpoint
+    args = ["--demo-train", "16", "--demo-val", "8", "--epochs", "1", "--out", str(out)]
+    r = subprocess.run(_train(*args), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "already holds a run" in r.stderr
+    r = subprocess.run(_train(*args, "--auto-resume"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert read_checkpoint(out / "last.pt")["epoch"] == 1
 
 
 def test_sigterm_to_the_whole_process_group_with_loader_workers(tmp_path):

@@ -109,6 +109,14 @@ def test_lr_find_writes_plot_and_json_and_no_checkpoint(tmp_path):
     assert r.exit_code != 0 and "no last.pt" in r.output
 
 
+def test_a_flat_curve_that_ends_in_nan_still_gets_its_edge():
+    """The smoothed average skips NaN: a loss that is flat and then not finite must still show the
+    divergence (not "the loss never turned up")."""
+    res = sweep(lambda lr: 1.0 + 0.001 * np.sin(lr * 1e7) if lr < 1e-2 else float("nan"), 60)
+    assert res.stopped.startswith("the loss became nan")
+    assert res.shape == "flat" and np.isfinite(res.suggestion) and 1e-3 < res.edge_lr <= 1.5e-2
+
+
 # the best peak LR of `augkit train` at benchmarks/recipes.py's settings, measured by a grid of its default row:
 #   python benchmarks/recipes.py --rows default --lr X --out runs/recipes_lr/X  (X = 3e-4, 1e-3, 3e-3; seeds 0, 1)
 RECIPES_BEST_LR = 1e-3

@@ -34,6 +34,18 @@ def test_read_yaml_refuses_each_within_a_second(hostile):
         assert str(path) in str(e.value)
 
 
+def test_aliases_that_nest_deep_without_nesting_in_the_text(tmp_path):
+    chain = "".join(f"a{i}: &a{i} [[[[[[[[[[{'*a' + str(i - 1) if i else 1}]]]]]]]]]]\n" for i in range(10))
+    p = tmp_path / "chain.yaml"
+    p.write_text(chain)  # 10 levels per line in the text, 100 once the aliases are expanded
+    with pytest.raises(ValueError, match="chain.yaml: its aliases nest deeper than 64"):
+        files.read_yaml(p)
+    j = tmp_path / "deep.json"
+    j.write_text("[" * 65 + "]" * 65)  # within Python's recursion limit, beyond augkit's
+    with pytest.raises(ValueError, match="deep.json: nested deeper than 64"):
+        files.read_json(j)
+
+
 def test_moderate_aliases_and_nesting_still_load(tmp_path):
     p = tmp_path / "ok.yaml"
     p.write_text("base: &b {p: 0.5, limit: 10}\nsteps:\n  - {Rotate: *b}\n  - {Shear: *b}\n" +

@@ -161,6 +161,7 @@ def train(config, resume, auto_resume, nproc, launch_config, **options):
         with open(launch_config, encoding="utf-8") as f:
             spec = json.load(f)
         cfg, resume = TrainConfig.from_dict(spec["config"]), spec.get("resume")
+        auto_resume = bool(spec.get("auto_resume"))
     else:
         ctx = click.get_current_context()
         cfg = config_from_params(with_file_defaults(ctx, options, _options_file(config)))
@@ -169,8 +170,8 @@ def train(config, resume, auto_resume, nproc, launch_config, **options):
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         from augkit.signals import stop_cleanly
         with stop_cleanly("augkit train"):
-            sys.exit(_launch(cfg, resume, nproc))
-    _run(cfg, resume)
+            sys.exit(_launch(cfg, resume, nproc, auto_resume))
+    _run(cfg, resume, replace_unsaved=auto_resume)
 
 
 def _auto_resume(cfg, resume):
@@ -182,7 +183,7 @@ def _auto_resume(cfg, resume):
     if not cfg.out:
         raise click.UsageError("--auto-resume needs --out: the run folder to continue or to start")
     folder = RunFolder(cfg.out)
-    if folder.resume_checkpoint() is None:
+    if folder.resume_checkpoint() is None:  # a new run (also over one stopped before its first checkpoint)
         return None
     click.echo(f"--auto-resume: continuing the run in {folder.path}", err=True)
     return folder.path
@@ -204,14 +205,14 @@ def _require_extras(options: dict) -> None:
         command_requires("timm", f"augkit train --backbone {backbone}")
 
 
-def _run(cfg, resume) -> None:
+def _run(cfg, resume, replace_unsaved: bool = False) -> None:
     """Run the training; bad input (data, options, output folder) ends in one ``Error:`` line."""
     from augkit.signals import stop_cleanly
 
     from .loop import run
     try:
         with stop_cleanly("augkit train"):
-            run(cfg, resume=resume)
+            run(cfg, resume=resume, replace_unsaved=replace_unsaved)
     except (ValueError, OSError, RuntimeError) as e:
         from augkit.data import DatasetError
         from augkit.data.run_folder import RunFolderError
@@ -243,7 +244,7 @@ def config_from_args(args, command: str = "augkit train"):
     return config_from_params(params), params
 
 
-def _launch(cfg, resume, nproc) -> int:
+def _launch(cfg, resume, nproc, auto_resume: bool = False) -> int:
     """Re-run this command under ``torch.distributed.run`` with ``nproc`` processes."""
     import tempfile
 
@@ -253,30 +254,41 @@ def _launch(cfg, resume, nproc) -> int:
     fd, spec = tempfile.mkstemp(prefix="augkit-launch-", suffix=".json")  # not in the run folder: a failed
     try:                                                                 # start leaves no folder behind
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"config": cfg.to_dict(), "resume": resume}, f, indent=1)
+            json.dump({"config": cfg.to_dict(), "resume": resume, "auto_resume": auto_resume}, f, indent=1)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "augkit.train.cli", "--launch-config", spec]
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-        return _wait_forwarding(subprocess.Popen(cmd, env=env))
+        # torchrun forwards SIGUSR1 too, and waits for the ranks to save before it kills them (its own
+        # default: 30 s); older torchrun versions ignore these variables
+        env.setdefault("PET_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
+        env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
+        # its own session: a signal to this process group reaches torchrun once, from here
+        return _wait_forwarding(subprocess.Popen(cmd, env=env, start_new_session=True))
     finally:
         os.remove(spec)
 
 
 def _wait_forwarding(p) -> int:
-    """Wait for the torchrun process ``p``; a stop signal here is passed on to it as SIGTERM (which
-    torchrun forwards to every rank: they save ``last.pt`` at one step and exit), then re-raised
-    once it has finished."""
+    """Wait for the torchrun process ``p`` (in its own session); a stop signal here (SIGTERM,
+    SIGUSR1, or Ctrl-C's SIGINT) is passed on to it, which torchrun forwards to every rank (they
+    save ``last.pt`` at one step and exit), then re-raised once it has finished."""
     import signal
 
     from augkit.signals import Terminated
     try:
         return p.wait()
     except Terminated:
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(signal.SIGTERM)  # every torchrun handles SIGTERM (SIGUSR1 only newer ones)
+        p.wait()
+        raise
+    except KeyboardInterrupt:
+        p.send_signal(signal.SIGINT)
         p.wait()
         raise
 
 
 if __name__ == "__main__":
-    train()
+    from augkit.signals import stop_cleanly
+    with stop_cleanly("augkit train", process_exit=True):
+        train()

@@ -18,7 +18,7 @@ from .heads import LandmarkHead, find_head
 from .model_input import ModelInput
 from .state import TrainState
 
-__all__ = ["Engine", "StopRule", "train_one_epoch", "validate"]
+__all__ = ["Engine", "StopRule", "ValidationStopped", "train_one_epoch", "validate"]
 
 @dataclass
 class Engine:
@@ -171,12 +171,17 @@ def _note_skips(batch: dict, skips: dict) -> None:
             skips.setdefault(file, reason)
 
 
+class ValidationStopped(Exception):
+    """A stop signal arrived during a single-process validation (``validate``'s ``stop_check``)."""
+
+
 def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, show: bool = False,
-             model: torch.nn.Module | None = None) -> dict:
+             model: torch.nn.Module | None = None, stop_check=None) -> dict:
     """Predictions of every validation image in original pixels, ``(n_images, K, 2)`` (NaN rows for
     images that could not be decoded), and the mean validation loss. Each rank predicts its own
     shard (no padding: each image counts once) with the bare model (or ``model``, e.g. the EMA
-    average); rank results are gathered."""
+    average); rank results are gathered. ``stop_check()`` (single process only: ranks would have
+    to agree) is asked before each batch; True raises :class:`ValidationStopped`."""
     from tqdm.auto import tqdm
     model = engine.model if model is None else model
     model.eval()
@@ -186,6 +191,8 @@ def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, sho
     index, preds, loss_sum, count = [], [], 0.0, 0
     with torch.no_grad():
         for batch in tqdm(loader, desc="validation", disable=not show, leave=False, dynamic_ncols=True, unit="batch"):
+            if stop_check is not None and stop_check():
+                raise ValidationStopped
             out = engine.forward(model, batch["image"])
             ok = ~_skipped_mask(batch)
             if ok.any():

@@ -35,7 +35,7 @@ from . import data as train_data
 from .checkpoint import read_checkpoint
 from .config import DATA_DEFAULTS, DEMO_DEFAULTS, TrainConfig, resolve_config  # noqa: F401 (re-exported)
 from .dist import Dist
-from .epoch import Engine, StopRule, _optimiser_step, train_one_epoch, validate  # noqa: F401 (re-exported)
+from .epoch import Engine, StopRule, ValidationStopped, _optimiser_step, train_one_epoch, validate  # noqa: F401
 from .freeze import set_frozen
 from .heads import head_info
 from .run_folder import (
@@ -86,10 +86,13 @@ class _Run:
     elapsed_before: float = 0.0  # seconds of the earlier invocations of this run
     tb: object = None            # TBLogger (--tensorboard, rank 0)
     train_ds: object = None
+    stop: StopRule | None = None  # the stop rule of the epochs (its request: the stop signals)
 
 
-def run(cfg: TrainConfig, resume: str | None = None) -> dict:
-    """Train (or resume ``resume``, a run folder or a ``last.pt``). Returns the summary dict."""
+def run(cfg: TrainConfig, resume: str | None = None, replace_unsaved: bool = False) -> dict:
+    """Train (or resume ``resume``, a run folder or a ``last.pt``). Returns the summary dict.
+    ``replace_unsaved`` (``--auto-resume``): a new run may start in an ``--out`` folder whose run
+    never wrote a checkpoint (stopped before its first one)."""
     dist = Dist()
     ck = None
     if resume:
@@ -104,7 +107,7 @@ def run(cfg: TrainConfig, resume: str | None = None) -> dict:
     dist.init(device.type)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
-    folder = claim_folder(cfg, dist, ck is not None, note=_Log(cfg.quiet, True).always)
+    folder = claim_folder(cfg, dist, ck is not None, note=_Log(cfg.quiet, True).always, replace_unsaved=replace_unsaved)
     try:
         return _train(cfg, dist, device, ck)
     finally:
@@ -123,7 +126,7 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
             return found
     _start_folder(r, ck)
     request = StopRequest()
-    stop = StopRule(dist, cfg.time_budget, cfg.checkpoint_steps, request)
+    stop = r.stop = StopRule(dist, cfg.time_budget, cfg.checkpoint_steps, request)
     stopped = None
     try:
         with request.listening():
@@ -152,12 +155,15 @@ def _epochs(r: _Run, stop: StopRule) -> str | None:
         seen, why = train_one_epoch(r.state, r.engine, r.train_loader, epoch, r.steps_per_epoch, stop,
                                     _mid_epoch_saver(r), r.skips, show=r.dist.main and not cfg.quiet,
                                     frozen=frozen, on_step=r.tb.step if r.tb else None)
-        if why == "signal" and r.state.step_in_epoch < r.steps_per_epoch:
+        if why == "signal":  # the state after this step (at the epoch's last step: before its validation)
             _stop_for_signal(r, stop)
-        _end_epoch(r, epoch, seen, t0, stop)
-        # a signal at the epoch's last step or during its validation: the epoch's checkpoint is written
+        try:
+            _end_epoch(r, epoch, seen, t0, stop)
+        except ValidationStopped:  # single process: the signal came during the validation
+            _stop_for_signal(r, stop)
+        # under DDP a signal during the validation is seen here, after the epoch's checkpoint
         # (after the last epoch the run simply finishes)
-        if epoch + 1 < cfg.epochs and (why == "signal" or stop.signal_reached_any(r.engine.device)):
+        if epoch + 1 < cfg.epochs and stop.signal_reached_any(r.engine.device):
             _stop_for_signal(r, stop, saved=True)
         if why == "budget":
             stopped = f"time budget of {cfg.time_budget} min reached in epoch {epoch + 1} at step " \
@@ -176,7 +182,12 @@ def _stop_for_signal(r: _Run, stop: StopRule, saved: bool = False) -> None:
     if r.dist.main and not saved:
         r.folder.save_last(st.to_checkpoint(r.dist.world, r.fixed))
     r.dist.barrier()
-    where = f"epoch {st.epoch + 1}, step {st.step_in_epoch}" if st.step_in_epoch else f"the end of epoch {st.epoch}"
+    if not st.step_in_epoch:
+        where = f"the end of epoch {st.epoch}"
+    elif st.step_in_epoch >= r.steps_per_epoch:
+        where = f"epoch {st.epoch + 1}, all {st.step_in_epoch} steps, not yet validated"
+    else:
+        where = f"epoch {st.epoch + 1}, step {st.step_in_epoch}"
     signum = stop.request.signum if stop.request is not None and stop.request.signum else signal.SIGTERM
     r.dist.close()
     raise Terminated(signum, f"{r.folder.last_pt} holds {where}; continue with: augkit train --resume "
@@ -275,8 +286,9 @@ def _mid_epoch_saver(r: _Run):
 def _val_metrics(r: _Run) -> dict:
     """Validation loss and MSE / NME / FR (model, or its --ema average, and mean-shape baseline) on
     the decodable images; with --tensorboard the worst images too."""
+    request = r.stop.request if r.stop is not None and not r.dist.on else None
     val = validate(r.engine, r.val_loader, r.dist, len(r.data.val), r.skips, show=r.dist.main and not r.cfg.quiet,
-                   model=r.state.eval_model())
+                   model=r.state.eval_model(), stop_check=(lambda: request.requested) if request is not None else None)
     if r.tb is not None:
         r.tb.worst(r.data.val, val["pred"], r.scheme, r.state.global_step, len(r.state.history) + 1)
     ok = np.isfinite(val["pred"]).all(axis=(1, 2))
@@ -341,9 +353,12 @@ def _resume_config(cfg: TrainConfig, resume: str) -> tuple[dict, TrainConfig]:
     saved = TrainConfig.from_dict(ck["config"])
     defaults = TrainConfig()
     clashes = []
+    auto_lr = folder.has(folder.LR_FIND_JSON_NAME)  # a run started with --lr auto records the LR it found
     for f in dataclasses.fields(TrainConfig):
         given, was = getattr(cfg, f.name), getattr(saved, f.name)
         if f.name in RESUME_MAY_CHANGE or given is None or given == getattr(defaults, f.name) or given == was:
+            continue
+        if f.name == "lr" and given == "auto" and auto_lr:
             continue
         if f.name == "data" and was is not None and os.path.abspath(given) == os.path.abspath(was):
             continue

@@ -131,6 +131,8 @@ def sweep(step, steps: int, start: float = START_LR, end: float = END_LR, min_st
             res.stopped = f"the smoothed loss passed {DIVERGE:g}x its lowest at LR {lr:.3g}"
             break
     res.smoothed = smooth([v if math.isfinite(v) else np.nan for v in res.losses], alpha).tolist()
+    if res.losses and not math.isfinite(res.losses[-1]):  # the average skips NaN: the divergence must show
+        res.smoothed[-1] = math.inf
     res.suggestion, res.edge_lr, res.shape = suggest(res.lrs, res.smoothed)
     return res
 

@@ -74,10 +74,11 @@ class RunFolder(_Folder):
 # ---------------------------------------------------------------------- the run folder of a training
 # (``r`` is the training's ``augkit.train.loop._Run``: its config, data, state, folder and log)
 
-def claim_folder(cfg, dist, resumed: bool, note) -> RunFolder:
+def claim_folder(cfg, dist, resumed: bool, note, replace_unsaved: bool = False) -> RunFolder:
     """The run folder (``--out``, else a new ``runs/...``), refused when a new training would write
-    over a run, and locked by rank 0 for this process (a stale lock taken over is told with
-    ``note(line)``); every rank gets rank 0's verdict. The caller releases the lock."""
+    over a run (``replace_unsaved``: over one with a checkpoint), and locked by rank 0 for this
+    process (a stale lock taken over is told with ``note(line)``); every rank gets rank 0's
+    verdict. The caller releases the lock."""
     cfg.out = os.path.abspath(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
     folder = RunFolder(cfg.out)
 
@@ -85,7 +86,8 @@ def claim_folder(cfg, dist, resumed: bool, note) -> RunFolder:
         folder.acquire_lock(note=note)   # first: no other writer can finish a run in between
         if not resumed and not cfg.lr_find:
             try:
-                folder.refuse_existing()
+                if not (replace_unsaved and folder.resume_checkpoint() is None):
+                    folder.refuse_existing()
             except RunExists:
                 folder.release_lock()
                 raise
