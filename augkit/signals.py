@@ -50,10 +50,15 @@ class Terminated(BaseException):
 
 
 def _raise(signum, frame):
-    # once: the unwinding that follows (temporary files removed, locks released) is not interrupted
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    _ignore_stop_signals()  # once: the unwinding that follows (temporary files, locks) is not interrupted
     raise Terminated(signum)
+
+
+def _ignore_stop_signals() -> None:
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -111,9 +116,15 @@ class StopRequest:
 
     @contextlib.contextmanager
     def listening(self):
-        """Record the stop signals inside this block (the previous handlers come back after it)."""
-        with _handlers(self._record):
-            yield self
+        """Record the stop signals inside this block. After it the previous handlers come back,
+        unless a signal was recorded: then further ones are ignored, so the stop that follows
+        (a checkpoint written, the run folder's lock released) is not interrupted."""
+        try:
+            with _handlers(self._record):
+                yield self
+        finally:
+            if self.requested:
+                _ignore_stop_signals()
 
 
 def ignore_in_worker(worker_id: int = 0) -> None:
