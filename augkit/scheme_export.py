@@ -60,4 +60,6 @@ def _albumentationsx(perm: list) -> str:
             "#   A.Compose([...], keypoint_params=A.KeypointParams(coord_format='xy', label_fields=['keypoint_labels'],\n"
             "#             remove_invisible=False, label_mapping=label_mapping))(image=..., keypoints=points, "
             f"keypoint_labels=list(range({len(perm)})))\n"
+            "# after a flip the keypoints array comes back in this order already (point i = the mirrored partner\n"
+            "# of point i): read the array by index, not the returned keypoint_labels\n"
             f"label_mapping = {{'HorizontalFlip': {{'keypoint_labels': {{{mapping}}}}}}}\n")
