@@ -99,14 +99,12 @@ def stop_cleanly(prog: str = "augkit", process_exit: bool = False):
 
 class StopRequest:
     """Records a stop signal instead of raising it (used around the training loop). ``signum`` is
-    the first signal received (None: none yet); ``count`` how many arrived."""
+    the first signal received (None: none yet)."""
 
     def __init__(self):
         self.signum: int | None = None
-        self.count = 0
 
     def _record(self, signum, frame):
-        self.count += 1
         if self.signum is None:
             self.signum = int(signum)
 
@@ -127,7 +125,6 @@ class StopRequest:
                 _ignore_stop_signals()
 
 
-def ignore_in_worker(worker_id: int = 0) -> None:
+def ignore_in_worker() -> None:
     """In a worker process: ignore the stop signals (its parent stops it)."""
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    _ignore_stop_signals()

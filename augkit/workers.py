@@ -36,13 +36,13 @@ def init_worker(worker_id: int = 0) -> None:
     """``worker_init_fn``: OpenCV on one thread (left alone when the worker already has one), and,
     in a worker forked by :func:`worker_context`'s context, SIGTERM / SIGUSR1 ignored: a signal
     sent to every process of a job (Slurm's ``scancel``) must not kill the workers under a parent
-    that is still finishing its step and saving (:mod:`augkit.signals`). The parent ends such
-    workers itself: through the DataLoader's shutdown, else at its exit (:func:`_end_workers`)."""
+    that is still saving. The parent ends them itself: through the DataLoader's shutdown, else at
+    its exit (:func:`_end_workers`). They ignore the signals from the fork on
+    (:func:`_ignore_if_forked_here`), and again here: torch's worker loop installs its own SIGTERM
+    handler in between."""
     import cv2
 
-    if _FORKED_HERE:
-        from .signals import ignore_in_worker
-        ignore_in_worker()
+    _ignore_if_forked_here()
     if cv2.getNumThreads() != 1:
         cv2.setNumThreads(1)
 

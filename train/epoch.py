@@ -68,7 +68,6 @@ class StopRule:
         self.checkpoint_steps = checkpoint_steps
         self.request = request               # a StopRequest (None: signals are not listened to)
         self.bad_loss: tuple | None = None   # (epoch, step, value) of the first non-finite loss here
-        self.signalled = False               # a stop signal reached some rank (set by check)
 
     def is_sync_step(self, step: int, steps_per_epoch: int) -> bool:
         if not self.dist.on:
@@ -82,8 +81,8 @@ class StopRule:
     def check(self, device) -> str | None:
         """At a sync step: raise if any rank saw a non-finite loss; ``"signal"`` when a stop signal
         reached any rank, ``"budget"`` when the budget is spent, else None."""
-        asked = self.request is not None and self.request.requested
-        bad, over, signalled = self.dist.any_flags([self.bad_loss is not None, self.over_budget(), asked], device)
+        bad, over, signalled = self.dist.any_flags([self.bad_loss is not None, self.over_budget(), self._asked()],
+                                                   device)
         if bad:
             if self.bad_loss is not None:
                 e, s, v = self.bad_loss
@@ -93,16 +92,17 @@ class StopRule:
             rank = f" (process {self.dist.rank} of {self.dist.world})" if self.dist.on else ""
             raise FloatingPointError(f"{where}{rank}; lower --lr or use --clip")
         if signalled:
-            self.signalled = True
             return "signal"
         return "budget" if over else None
 
     def signal_reached_any(self, device) -> bool:
         """Outside the steps (after a validation): did a stop signal reach any rank? Every rank
         must call it (one small all_reduce under DDP)."""
-        asked = self.request is not None and self.request.requested
-        self.signalled = self.dist.any_flags([asked], device)[0] or self.signalled
-        return self.signalled
+        return self.dist.any_flags([self._asked()], device)[0]
+
+    def _asked(self) -> bool:
+        """A stop signal reached this process."""
+        return self.request is not None and self.request.requested
 
 
 def _optimiser_step(engine: Engine, state: TrainState, loss: torch.Tensor) -> None:
