@@ -287,11 +287,11 @@ def _hold_stop_signals():
     """Block SIGTERM / SIGUSR1 in this thread (they stay pending); the previous mask, or None where
     signals cannot be masked."""
     import signal
-
-    from .signals import STOP_SIGNALS  # stdlib only: no import circle
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
         return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+    # augkit.signals.STOP_SIGNALS, written out: this module stands below every other one of augkit
+    stops = {s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None}
+    return signal.pthread_sigmask(signal.SIG_BLOCK, stops)
 
 
 def _release_stop_signals(held) -> None:
