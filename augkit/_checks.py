@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import numbers
 
 import numpy as np
@@ -10,14 +11,14 @@ import numpy as np
 def check_p(p, owner: str) -> float:
     """A probability in [0, 1]."""
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"{owner}: p must be a probability in [0, 1], got {p!r}")
+        raise InputError(f"{owner}: p must be a probability in [0, 1], got {p!r}")
     return float(p)
 
 
 def check_size(value, name: str, owner: str) -> int:
     """A positive whole number of pixels."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive whole number of pixels, got {value!r}")
+        raise InputError(f"{owner}: {name} must be a positive whole number of pixels, got {value!r}")
     return int(value)
 
 
@@ -76,9 +77,9 @@ def check_image(image) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a numpy array (HxW or HxWxC), got {type(image).__name__}")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"image must have shape HxW or HxWxC with C in (1, 3, 4), got {image.shape}")
+        raise InputError(f"image must have shape HxW or HxWxC with C in (1, 3, 4), got {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image is empty: shape {image.shape}")
+        raise InputError(f"image is empty: shape {image.shape}")
     if image.dtype not in (np.uint8, np.uint16, np.float32):
         raise TypeError(f"image dtype must be uint8 (0-255), uint16 (0-65535) or float32 (0-1), got {image.dtype}: "
                         "convert it first, e.g. image.astype(np.float32) / 255 for 0-255 values")
@@ -89,8 +90,8 @@ def check_points(points, n_expected: int | None, scheme_name: str | None) -> np.
     """(K, 2) float points; K must match the scheme when there is one."""
     p = np.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 2:
-        raise ValueError(f"points must have shape (K, 2) as (x, y) rows, got shape {p.shape}")
+        raise InputError(f"points must have shape (K, 2) as (x, y) rows, got shape {p.shape}")
     if n_expected is not None and p.shape[0] != n_expected:
-        raise ValueError(f"points have {p.shape[0]} rows but the pipeline's scheme "
+        raise InputError(f"points have {p.shape[0]} rows but the pipeline's scheme "
                          f"{scheme_name!r} has {n_expected} landmarks")
     return p

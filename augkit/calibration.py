@@ -23,6 +23,7 @@ left out.
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import math
 
 import numpy as np
@@ -52,11 +53,11 @@ def _valid(pred, truth, sigma):
     t = np.asarray(truth, np.float64)
     s = np.asarray(sigma, np.float64)
     if p.ndim != 3 or p.shape[2] != 2:
-        raise ValueError(f"predictions must be (images, points, x/y), a 3-D array with x/y last; got shape {p.shape}")
+        raise InputError(f"predictions must be (images, points, x/y), a 3-D array with x/y last; got shape {p.shape}")
     if t.shape != p.shape:
-        raise ValueError(f"labels must have the predictions' shape {p.shape}, got {t.shape}")
+        raise InputError(f"labels must have the predictions' shape {p.shape}, got {t.shape}")
     if s.shape != p.shape[:2]:
-        raise ValueError(f"sigma must be (images, points) = {p.shape[:2]}, got {s.shape}")
+        raise InputError(f"sigma must be (images, points) = {p.shape[:2]}, got {s.shape}")
     err = np.linalg.norm(p - t, axis=-1)
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(err) & np.isfinite(s) & (s > 0)
@@ -101,7 +102,7 @@ def spearman(a, b) -> float:
     constant sample."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     if a.shape != b.shape:
-        raise ValueError(f"the two samples must have the same length, got {a.size} and {b.size}")
+        raise InputError(f"the two samples must have the same length, got {a.size} and {b.size}")
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     ra, rb = _rank(a), _rank(b)
@@ -140,7 +141,7 @@ def reliability(pred, truth, sigma, n_bins: int = 10) -> dict:
     sigma when calibrated) and count. Returns a dict of lists (``sigma_mean``, ``sigma_rms``,
     ``rms_error``, ``count``), empty bins left out."""
     if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+        raise InputError(f"n_bins must be at least 1, got {n_bins}")
     err, s, ok = _valid(pred, truth, sigma)
     e, sv = err[ok], s[ok]
     edges = np.quantile(sv, np.linspace(0, 1, n_bins + 1)) if sv.size else np.zeros(2)
@@ -213,7 +214,7 @@ class CalibrationAccumulator:
 
     def __init__(self, max_pairs: int = MAX_PAIRS, seed: int = 0, n_bins: int = 12):
         if max_pairs < 3:
-            raise ValueError(f"max_pairs must be at least 3, got {max_pairs}")
+            raise InputError(f"max_pairs must be at least 3, got {max_pairs}")
         self.n_bins = int(n_bins)
         self._edges = 10.0 ** (np.arange(_LOG_LO * _LOG_PER_DECADE, _LOG_HI * _LOG_PER_DECADE + 1) / _LOG_PER_DECADE)
         nb = len(self._edges) + 1                     # underflow, the bins, overflow
@@ -276,7 +277,7 @@ class CalibrationAccumulator:
     def result(self) -> dict:
         """The calibration of everything added so far (see the class docstring)."""
         if not self.n_points:
-            raise ValueError("no point with a finite prediction, label and positive sigma was given")
+            raise InputError("no point with a finite prediction, label and positive sigma was given")
         pts, img = self._points.sample(), self._images.sample()
         c1, c2 = self.coverage(COVERAGE_K)
         return {
@@ -307,12 +308,12 @@ def calibration_png(path, results, labels=None, title: str = "") -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    from .config import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     results = [results] if isinstance(results, dict) else list(results)
     labels = [f"#{i}" for i in range(len(results))] if labels is None else [str(v) for v in labels]
     if len(labels) != len(results):
-        raise ValueError(f"{len(results)} result(s) but {len(labels)} label(s)")
+        raise InputError(f"{len(results)} result(s) but {len(labels)} label(s)")
     fig, (ax_r, ax_c) = plt.subplots(1, 2, figsize=(10, 4.4))
     lo, hi = np.inf, 0.0
     for res, label in zip(results, labels):

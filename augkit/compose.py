@@ -17,6 +17,7 @@ where ``steps`` holds, per step, ``None`` (did not run) or the values it ran wit
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ from .containers import OneOf, Sometimes, check_steps, steps_arg
 from .schemes import Scheme, get_scheme
 from .steps import Plan, Step, step_from_dict
 
-__all__ = ["Compose", "OneOf", "Result", "Sometimes", "invert_points", "step_from_dict"]
+__all__ = ["Compose", "OneOf", "Result", "Sometimes", "invert_points", "record_flips", "record_matrix", "step_from_dict"]
 
 
 @dataclass
@@ -47,19 +48,19 @@ class Result:
     @property
     def matrix(self) -> np.ndarray:
         """The fused 3x3 matrix, input frame -> output frame."""
-        return _matrix(self.record)
+        return record_matrix(self.record)
 
     def invert(self, points) -> np.ndarray:
         """Output frame -> input frame, flip permutation undone. Shape: (..., K, 2)."""
         return self.pipeline.invert(self.record, points)
 
 
-def _matrix(record: dict) -> np.ndarray:
+def record_matrix(record: dict) -> np.ndarray:
     """The record's ``M`` as a 3x3 matrix; a clear error when the field is missing or malformed."""
     if not isinstance(record, dict):
-        raise ValueError(f"a record must be the dict of a pipeline call, got {type(record).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
+        raise InputError(f"a record must be the dict of a pipeline call, got {type(record).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     if "M" not in record:
-        raise ValueError("the record has no field 'M' (the fused 2x3 matrix of the call): expected the record "
+        raise InputError("the record has no field 'M' (the fused 2x3 matrix of the call): expected the record "
                          "of a pipeline call")
     try:
         m2 = np.array(record["M"], dtype=np.float64)
@@ -67,17 +68,18 @@ def _matrix(record: dict) -> np.ndarray:
         m2 = None
     if m2 is None or m2.shape != (2, 3) or not np.isfinite(m2).all():
         shown = repr(record["M"])
-        raise ValueError(f"the record's field 'M' must be a 2x3 matrix of finite numbers, got "
+        raise InputError(f"the record's field 'M' must be a 2x3 matrix of finite numbers, got "
                          f"{shown[:80] + '...' if len(shown) > 80 else shown}")
     m = np.eye(3)
     m[:2] = m2
     return m
 
 
-def _flips(record: dict) -> int:
+def record_flips(record: dict) -> int:
+    """The record's ``flips`` (how many horizontal flips the call made); a clear error when malformed."""
     flips = record.get("flips")
     if isinstance(flips, bool) or not isinstance(flips, (int, np.integer)) or flips < 0:
-        raise ValueError(f"the record's field 'flips' must be a non-negative whole number, got {flips!r}")
+        raise InputError(f"the record's field 'flips' must be a non-negative whole number, got {flips!r}")
     return int(flips)
 
 
@@ -91,18 +93,18 @@ def invert_points(record: dict, points, scheme: Scheme | str | None = None) -> n
     """
     p = np.asarray(points, dtype=np.float64)
     if p.ndim < 2 or p.shape[-1] != 2:
-        raise ValueError(f"points to invert must have shape (..., K, 2), got {p.shape}")
-    m = _matrix(record)
+        raise InputError(f"points to invert must have shape (..., K, 2), got {p.shape}")
+    m = record_matrix(record)
     if abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) < 1e-12:
-        raise ValueError(f"the record's field 'M' is singular ({record['M']!r}): its points cannot be mapped back")
-    if _flips(record) % 2:
+        raise InputError(f"the record's field 'M' is singular ({record['M']!r}): its points cannot be mapped back")
+    if record_flips(record) % 2:
         if scheme is None:
             if not record.get("unordered"):
-                raise ValueError("this record holds a flip: pass the scheme that swaps left/right points")
+                raise InputError("this record holds a flip: pass the scheme that swaps left/right points")
         else:
             scheme = get_scheme(scheme)
             if p.shape[-2] != scheme.n_points:
-                raise ValueError(f"points have {p.shape[-2]} rows, the scheme {scheme.name!r} has {scheme.n_points}")
+                raise InputError(f"points have {p.shape[-2]} rows, the scheme {scheme.name!r} has {scheme.n_points}")
             p = p[..., scheme.perm, :]
     return G.apply_points(G.invert(m), p)
 
@@ -133,7 +135,7 @@ class Compose(Step):
         self.points_unordered = bool(points_unordered)
         self.border_mode, self.fill, self.interpolation = border_mode, _check_fill(fill), interpolation
         if not 0.0 <= float(preshrink) < 1.0:
-            raise ValueError(f"Compose: preshrink must be in [0, 1), got {preshrink!r}")
+            raise InputError(f"Compose: preshrink must be in [0, 1), got {preshrink!r}")
         self.preshrink = float(preshrink)
         self._border = F.border_flag(border_mode)
         self._interp = F.interpolation_flag(interpolation)
@@ -146,7 +148,7 @@ class Compose(Step):
 
     def __call__(self, image, points=None, rng: np.random.Generator | None = None, box=None) -> Result:
         if rng is None and not self.deterministic:
-            raise ValueError("this pipeline draws random values: pass rng=np.random.default_rng(seed)")
+            raise InputError("this pipeline draws random values: pass rng=np.random.default_rng(seed)")
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         return self._run(image, points, rng, None, box)
@@ -164,20 +166,20 @@ class Compose(Step):
             ValueError: the record does not fit this pipeline or this image, names the field.
         """
         if not isinstance(record, dict) or "steps" not in record:
-            raise ValueError("replay needs the record of a call of this pipeline (a dict with 'steps')")
+            raise InputError("replay needs the record of a call of this pipeline (a dict with 'steps')")
         image = check_image(image)
         size = [image.shape[1], image.shape[0]]
         if "in" in record and _plain_list(record["in"]) != size:
-            raise ValueError(f"the record's field 'in' is {record['in']!r} but the image is {size} (w, h): a record "
+            raise InputError(f"the record's field 'in' is {record['in']!r} but the image is {size} (w, h): a record "
                              "replays on an image of the size it was made on")
         result = self._run(image, points, None, record["steps"], box)
-        if "flips" in record and _flips(record) != result.record["flips"]:
-            raise ValueError(f"the record's field 'flips' is {record['flips']!r} but its steps flip "
+        if "flips" in record and record_flips(record) != result.record["flips"]:
+            raise InputError(f"the record's field 'flips' is {record['flips']!r} but its steps flip "
                              f"{result.record['flips']} time(s): the record was edited or belongs to another pipeline")
         if "M" in record and box is None:
-            recorded, recomputed = _matrix(record)[:2], result.matrix[:2]
+            recorded, recomputed = record_matrix(record)[:2], result.matrix[:2]
             if not np.allclose(recorded, recomputed, rtol=1e-9, atol=1e-6):
-                raise ValueError(f"the record's field 'M' {np.round(recorded, 4).tolist()} does not match the "
+                raise InputError(f"the record's field 'M' {np.round(recorded, 4).tolist()} does not match the "
                                  f"matrix its step values give, {np.round(recomputed, 4).tolist()}: the record was "
                                  "edited or belongs to another pipeline")
         return result
@@ -194,7 +196,7 @@ class Compose(Step):
         flips. Draws from ``rng`` exactly as a call would (required unless deterministic).
         """
         if rng is None and not self.deterministic:
-            raise ValueError("this pipeline draws random values: pass rng=np.random.default_rng(seed)")
+            raise InputError("this pipeline draws random values: pass rng=np.random.default_rng(seed)")
         plan = Plan((int(size[0]), int(size[1])), None, None if box is None else _check_box(box))
         walk_steps(self.steps, plan, rng, None)
         return plan.matrix, plan.size, plan.flips
@@ -234,7 +236,7 @@ class Compose(Step):
     def contribute(self, plan, rng, entry):
         """Nested in another pipeline: its steps run into the outer plan (one warp for all)."""
         if entry is not None and (not isinstance(entry, list) or len(entry) != len(self.steps)):
-            raise ValueError(f"the record does not fit this pipeline: expected a list of {len(self.steps)} "
+            raise InputError(f"the record does not fit this pipeline: expected a list of {len(self.steps)} "
                              f"entries for a nested Compose, got {entry!r}")
         return walk_steps(self.steps, plan, rng, entry)
 
@@ -244,7 +246,7 @@ class Compose(Step):
         pts = None
         if points is not None:
             if self._flips_unordered:
-                raise ValueError("this pipeline flips, but has no scheme to swap left/right landmark indices: "
+                raise InputError("this pipeline flips, but has no scheme to swap left/right landmark indices: "
                                  "pass scheme='ibug68' (or a scheme file), or points_unordered=True if the "
                                  "points carry no left/right identity")
             pts = check_points(points, None if self.scheme is None else self.scheme.n_points,
@@ -253,7 +255,7 @@ class Compose(Step):
             box = _check_box(box)
         plan = Plan((w, h), pts, box)
         if steps_record is not None and len(steps_record) != len(self.steps):
-            raise ValueError(f"the record has {len(steps_record)} steps, this pipeline {len(self.steps)}")
+            raise InputError(f"the record has {len(steps_record)} steps, this pipeline {len(self.steps)}")
         entries = walk_steps(self.steps, plan, rng, steps_record)
         m, size = plan.matrix, plan.size
         if plan.m is not None:
@@ -291,7 +293,7 @@ def _check_box(box) -> tuple:
     except (TypeError, ValueError):
         b = ()
     if len(b) != 4 or not np.isfinite(b).all() or not (b[2] > b[0] and b[3] > b[1]):
-        raise ValueError(f"box must be four finite numbers (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
+        raise InputError(f"box must be four finite numbers (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
     return b
 
 
@@ -303,7 +305,7 @@ def _check_fill(fill):
     if isinstance(fill, (tuple, list, np.ndarray)) and 1 <= len(fill) <= 4 and all(
             isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in fill):
         return tuple(float(v) for v in fill)
-    raise ValueError(f"Compose: fill must be a number or a tuple of 1-4 numbers (one per channel), got {fill!r}")
+    raise InputError(f"Compose: fill must be a number or a tuple of 1-4 numbers (one per channel), got {fill!r}")
 
 
 def walk_steps(steps, plan: Plan, rng, record):

@@ -7,6 +7,7 @@ container is one more ``Step`` subclass written the same way.
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ def steps_arg(args: dict, kind: str, where: str) -> dict:
     """``args`` with its ``steps`` list of dicts built into steps (the dict form of a container)."""
     steps = args.get("steps")
     if not isinstance(steps, list):
-        raise ValueError(f"{where}: {kind} needs a 'steps' list")  # noqa: TRY004 - bad file content: ValueError, as callers expect
+        raise InputError(f"{where}: {kind} needs a 'steps' list")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     return {**args, "steps": steps_from_dicts(steps, f"{where}.steps")}
 
 
@@ -41,10 +42,10 @@ class OneOf(Step):
         super().__init__(p)
         self.steps = check_steps(steps, "OneOf")
         if not self.steps:
-            raise ValueError("OneOf needs at least one step")
+            raise InputError("OneOf needs at least one step")
         w = np.ones(len(self.steps)) if weights is None else np.asarray(weights, dtype=float)
         if w.shape != (len(self.steps),) or (w < 0).any() or w.sum() <= 0 or not np.isfinite(w).all():
-            raise ValueError(f"OneOf: weights must be {len(self.steps)} non-negative numbers with a "
+            raise InputError(f"OneOf: weights must be {len(self.steps)} non-negative numbers with a "
                              f"positive sum, got {weights!r}")
         self.weights = None if weights is None else [float(x) for x in w]
         self._cum = np.cumsum(w)  # choice: first index whose cumulative weight exceeds u * total
@@ -69,7 +70,7 @@ class OneOf(Step):
             i = self.choose(rng)
             return {"choice": i, "value": self.steps[i].walk(plan, rng)}
         if not isinstance(entry, dict) or "choice" not in entry or not 0 <= entry["choice"] < len(self.steps):
-            raise ValueError(f"the record does not fit this pipeline: expected a OneOf entry "
+            raise InputError(f"the record does not fit this pipeline: expected a OneOf entry "
                              f"{{'choice': 0..{len(self.steps) - 1}, 'value': ...}}, got {entry!r}")
         i = entry["choice"]
         return {"choice": i, "value": self.steps[i].walk(plan, rng, entry["value"], replay=True)}
@@ -107,7 +108,7 @@ class Sometimes(Step):
     @classmethod
     def from_args(cls, args, where):
         if "step" not in args:
-            raise ValueError(f"{where}: Sometimes needs a 'step'")
+            raise InputError(f"{where}: Sometimes needs a 'step'")
         return cls(**{**args, "step": step_from_dict(args["step"], f"{where}.step")})
 
     def to_dict(self) -> dict:

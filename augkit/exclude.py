@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import csv
 import os
 
@@ -22,10 +23,10 @@ def read_exclusions(path: str) -> set[str]:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
-                raise ValueError(f"{path}: the exclusion list is empty; expected a CSV with a file_name column")
+                raise InputError(f"{path}: the exclusion list is empty; expected a CSV with a file_name column")
             cols = [h.strip().lower() for h in header]
             if "file_name" not in cols:
-                raise ValueError(f"{path}: line 1 has no file_name column (columns: {', '.join(header)}); "
+                raise InputError(f"{path}: line 1 has no file_name column (columns: {', '.join(header)}); "
                                  "expected a CSV such as augkit audit's audit.csv")
             name_at, flag_at = cols.index("file_name"), cols.index("suspect") if "suspect" in cols else None
             names = set()
@@ -33,14 +34,14 @@ def read_exclusions(path: str) -> set[str]:
                 if not row:
                     continue
                 if len(row) <= max(name_at, flag_at or 0) or not row[name_at].strip():
-                    raise ValueError(f"{path}: line {line} has no file_name value")
+                    raise InputError(f"{path}: line {line} has no file_name value")
                 if flag_at is not None:
                     flag = row[flag_at].strip().lower()
                     if flag not in TRUE_WORDS | {"0", "false", "no", "n", "f", ""}:
-                        raise ValueError(f"{path}: line {line}: suspect is {row[flag_at]!r}, expected true or false")
+                        raise InputError(f"{path}: line {line}: suspect is {row[flag_at]!r}, expected true or false")
                     if flag not in TRUE_WORDS:
                         continue
                 names.add(os.path.basename(row[name_at].strip()))
             return names
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected a CSV file") from None
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected a CSV file") from None

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["EXTRAS", "MissingExtra", "missing_modules", "require_extra", "command_requires"]
+from augkit.errors import AugkitError
+
+__all__ = ["EXTRAS", "MissingExtra", "missing_modules", "require_extra"]
 
 EXTRAS = {
     "train": ("torch", "torchvision", "pandas", "scipy", "tqdm", "matplotlib"),
@@ -20,7 +22,7 @@ EXTRAS = {
 }
 
 
-class MissingExtra(ImportError):
+class MissingExtra(AugkitError, ImportError):
     """A command or function needs an optional dependency group that is not installed."""
 
 
@@ -52,12 +54,3 @@ def require_extra(extra: str, what: str) -> None:
     if missing:
         raise MissingExtra(f"{what} needs the [{extra}] extra: pip install 'augkit[{extra}]' "
                            f"(not installed: {', '.join(missing)})")
-
-
-def command_requires(extra: str, command: str) -> None:
-    """:func:`require_extra` for a CLI command: a missing extra is a one-line ``click`` error."""
-    import click
-    try:
-        require_extra(extra, command)
-    except MissingExtra as e:
-        raise click.ClickException(str(e)) from None

@@ -7,11 +7,12 @@ nesting deeper than :data:`MAX_DEPTH`, and YAML aliases that would expand to mor
 result would expand to billions of items).
 
 Imports nothing of augkit, so every module (schemes, config, the data layer, train, tta) can
-stand on it without an import circle. ``augkit.config`` re-exports all of it.
+stand on it without an import circle (:mod:`augkit.errors`, which imports nothing, is beneath it).
 """
 
 from __future__ import annotations
 
+from augkit.errors import AugkitError, InputError
 import contextlib
 import errno
 import os
@@ -44,7 +45,7 @@ MAX_JSON_BYTES = 1 << 30       # run-folder JSON (split.json lists every image: 
 def _check_size(path, limit: int) -> None:
     size = os.path.getsize(path)
     if size > limit:
-        raise ValueError(f"{path}: {size:,} bytes, more than the {limit:,} this kind of file may have")
+        raise InputError(f"{path}: {size:,} bytes, more than the {limit:,} this kind of file may have")
 
 
 def read_yaml(path) -> object:
@@ -67,9 +68,9 @@ def read_yaml(path) -> object:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML/JSON: {e}") from None
+        raise InputError(f"{path}: not valid YAML/JSON: {e}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file") from None
+        raise InputError(f"{path}: not a UTF-8 text file") from None
 
 
 _LOADER: list = []
@@ -115,16 +116,16 @@ def _expanded_size(root, path) -> int:
             sizes[key] = 1 + sum(sizes[id(c)] for c in children)
             depths[key] = 1 + max((depths[id(c)] for c in children), default=0)
             if sizes[key] > MAX_NODES:
-                raise ValueError(f"{path}: its aliases expand to more than {MAX_NODES:,} values (line "
+                raise InputError(f"{path}: its aliases expand to more than {MAX_NODES:,} values (line "
                                  f"{node.start_mark.line + 1}); write the values out instead")
             if depths[key] > MAX_DEPTH:
-                raise ValueError(f"{path}: its aliases nest deeper than {MAX_DEPTH} levels (line "
+                raise InputError(f"{path}: its aliases nest deeper than {MAX_DEPTH} levels (line "
                                  f"{node.start_mark.line + 1})")
             continue
         if key in sizes:
             continue
         if key in open_:
-            raise ValueError(f"{path}: a recursive alias (line {node.start_mark.line + 1}): a value contains itself")
+            raise InputError(f"{path}: a recursive alias (line {node.start_mark.line + 1}): a value contains itself")
         open_.add(key)
         stack.append((node, True))
         for c in _children(node):
@@ -152,7 +153,7 @@ def read_json(path, max_bytes: int = MAX_JSON_BYTES) -> object:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file") from None
+        raise InputError(f"{path}: not a UTF-8 text file") from None
 
 
 def parse_json(text: str, where) -> object:
@@ -161,11 +162,11 @@ def parse_json(text: str, where) -> object:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON: line {e.lineno}: {e.msg}") from None
+        raise InputError(f"{where}: not valid JSON: line {e.lineno}: {e.msg}") from None
     except RecursionError:
-        raise ValueError(f"{where}: nested too deeply to be an augkit file") from None
+        raise InputError(f"{where}: nested too deeply to be an augkit file") from None
     if _depth(data) > MAX_DEPTH:
-        raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels")
     return data
 
 
@@ -185,7 +186,7 @@ def dump_yaml(data) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
-class OutputError(OSError):
+class OutputError(AugkitError, OSError):
     """A file could not be written; the message names the file the user asked for, not a temporary."""
 
 
@@ -253,7 +254,7 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
         OutputError: the file could not be written (full disk, read-only folder, ...), naming ``path``.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
+        raise InputError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
     f: IO[Any]
     tmp = None

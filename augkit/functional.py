@@ -11,6 +11,7 @@ uint8 goes through the exact same lookup tables as before.
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import math
 
 import cv2
@@ -25,13 +26,13 @@ _RAMP = np.arange(256, dtype=np.float32)
 
 def interpolation_flag(name: str) -> int:
     if name not in _INTERP:
-        raise ValueError(f"interpolation must be one of {sorted(_INTERP)}, got {name!r}")
+        raise InputError(f"interpolation must be one of {sorted(_INTERP)}, got {name!r}")
     return _INTERP[name]
 
 
 def border_flag(name: str) -> int:
     if name not in _BORDER:
-        raise ValueError(f"border_mode must be one of {sorted(_BORDER)}, got {name!r}")
+        raise InputError(f"border_mode must be one of {sorted(_BORDER)}, got {name!r}")
     return _BORDER[name]
 
 

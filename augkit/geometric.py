@@ -7,6 +7,7 @@ if it mirrors); it is registered by its class name and re-exported from :mod:`au
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import math
 
 import numpy as np
@@ -45,7 +46,7 @@ class Affine(GeometricStep):
         worst = max(abs(math.tan(math.radians(a))) for a in (kx.lo, kx.hi)) * \
             max(abs(math.tan(math.radians(a))) for a in (ky.lo, ky.hi))
         if worst >= 0.9:
-            raise ValueError(f"Affine: shear {shear!r} with shear_y {shear_y!r} can fold the image (the matrix "
+            raise InputError(f"Affine: shear {shear!r} with shear_y {shear_y!r} can fold the image (the matrix "
                              "becomes singular or mirrored when tan(shear)*tan(shear_y) reaches 1); keep "
                              "|tan(shear) * tan(shear_y)| < 0.9")
 
@@ -134,15 +135,15 @@ class CropBox(GeometricStep):
             return values
         if box is None:
             if points is None:
-                raise ValueError("CropBox needs a box=(x0, y0, x1, y1) argument or points to bound")
+                raise InputError("CropBox needs a box=(x0, y0, x1, y1) argument or points to bound")
             ok = np.isfinite(points).all(axis=1)
             if not ok.any():
-                raise ValueError("CropBox: no finite points to bound and no box given")
+                raise InputError("CropBox: no finite points to bound and no box given")
             (x0, y0), (x1, y1) = points[ok].min(axis=0), points[ok].max(axis=0)
         else:
             x0, y0, x1, y1 = box
             if not (x1 > x0 and y1 > y0):
-                raise ValueError(f"CropBox: box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
+                raise InputError(f"CropBox: box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
         return {**values, "box": [float(x0), float(y0), float(x1), float(y1)]}
 
     def matrix(self, v, size):

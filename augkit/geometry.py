@@ -11,6 +11,7 @@ pixel edges), a horizontal flip of a ``w``-wide image maps ``x -> w - 1 - x``.
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import math
 
 import numpy as np
@@ -83,7 +84,7 @@ def invert(m: np.ndarray) -> np.ndarray:
     d, e, f = m[1]
     det = a * e - b * d
     if det == 0.0:
-        raise ValueError("the matrix is singular and cannot be inverted")
+        raise InputError("the matrix is singular and cannot be inverted")
     ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
     return np.array([[ia, ib, -(ia * c + ib * f)], [id_, ie, -(id_ * c + ie * f)], [0.0, 0.0, 1.0]])
 

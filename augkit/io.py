@@ -11,6 +11,7 @@ header alone. Every reader in augkit (train, predict, evaluate, show) goes throu
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import os
 import struct
 
@@ -36,7 +37,7 @@ _HEAD_BYTES = 1 << 18  # image_size reads at most this much of a file before fal
 _MAX_SEGMENTS = 512    # JPEG segments walked before giving up (bounded on malformed data)
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image file that is missing, empty or cannot be decoded; the message names the file."""
 
 

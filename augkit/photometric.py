@@ -6,6 +6,7 @@ with an ``apply``; it is registered by its class name and re-exported from :mod:
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import math
 
 from . import functional as F
@@ -56,7 +57,7 @@ class Blur(PhotometricStep):
     def __init__(self, sigma=1.0, kind="gaussian", ksize=3, p=1.0):
         super().__init__(p, sigma=sigma, kind=kind, ksize=ksize)
         if kind not in ("gaussian", "box"):
-            raise ValueError(f"Blur: kind must be 'gaussian' or 'box', got {kind!r}")
+            raise InputError(f"Blur: kind must be 'gaussian' or 'box', got {kind!r}")
         self.kind = kind
         if kind == "gaussian":
             self._range("sigma", sigma, 0)
@@ -132,7 +133,7 @@ class BlackBars(PhotometricStep):
     def __init__(self, size=(0.05, 0.15), orientation="random", fill=0, p=1.0):
         super().__init__(p, size=size, orientation=orientation, fill=fill)
         if orientation not in ("horizontal", "vertical", "random"):
-            raise ValueError(f"BlackBars: orientation must be 'horizontal', 'vertical' or 'random', got {orientation!r}")
+            raise InputError(f"BlackBars: orientation must be 'horizontal', 'vertical' or 'random', got {orientation!r}")
         self.orientation, self.fill = orientation, fill
         self.random_values = orientation == "random"
         self._range("size", size, 0, 0.5)
@@ -172,7 +173,7 @@ class Erase(PhotometricStep):
         self._range("area", area, 0, 1)
         self._range("aspect", aspect, 1e-2)
         if isinstance(fill, str) and fill not in ("random", "noise"):
-            raise ValueError(f"Erase: fill must be a number, 'random' or 'noise', got {fill!r}")
+            raise InputError(f"Erase: fill must be a number, 'random' or 'noise', got {fill!r}")
         self.fill = fill
 
     random_values = True  # where the rectangles go is random

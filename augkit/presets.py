@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 from .compose import Compose, OneOf
 from .transforms import (
     Affine,
@@ -43,7 +44,7 @@ def preprocess_steps(size: int, mode: str = "crop") -> list:
         return [ScaleMinSide(size), CenterCrop(size, size)]
     if mode == "letterbox":
         return [LetterBox(size, size)]
-    raise ValueError(f"preprocessing mode must be 'crop' or 'letterbox', got {mode!r}")
+    raise InputError(f"preprocessing mode must be 'crop' or 'letterbox', got {mode!r}")
 
 
 def warp_options(pipeline: Compose | None) -> dict:

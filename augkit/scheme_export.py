@@ -21,6 +21,8 @@ Stdlib only.
 
 from __future__ import annotations
 
+from augkit.errors import InputError
+
 __all__ = ["TARGETS", "export_flip_pairs"]
 
 TARGETS = ("albumentations", "mmpose", "ultralytics")
@@ -29,7 +31,7 @@ TARGETS = ("albumentations", "mmpose", "ultralytics")
 def export_flip_pairs(scheme, to: str) -> str:
     """The text of ``scheme``'s flip pairs for the library ``to`` (one of :data:`TARGETS`)."""
     if to not in TARGETS:
-        raise ValueError(f"--to {to!r}: expected one of {', '.join(TARGETS)}")
+        raise InputError(f"--to {to!r}: expected one of {', '.join(TARGETS)}")
     perm = [int(j) for j in scheme.perm]
     head = (f"# augkit scheme {scheme.name!r}: {scheme.n_points} points, {len(scheme.flip_pairs)} flip pairs, "
             f"{sum(1 for i, j in enumerate(perm) if i == j)} on the midline (written by `augkit scheme export`)\n")

@@ -19,6 +19,7 @@ published pairs: ``augkit scheme infer --scheme made971`` completes it from data
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import itertools
 import json
 import os
@@ -37,7 +38,7 @@ def _index(value, what: str, where: str) -> int:
         return int(value)
     if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
         return int(value)
-    raise ValueError(f"{where}: {what} has index {value!r}, expected a whole number (no silent truncation)")
+    raise InputError(f"{where}: {what} has index {value!r}, expected a whole number (no silent truncation)")
 
 
 @dataclass(frozen=True)
@@ -56,27 +57,27 @@ class Scheme:
     def __post_init__(self):
         where = f"scheme {self.name!r}"
         if not isinstance(self.n_points, (int, np.integer)) or self.n_points <= 0:
-            raise ValueError(f"{where}: n_points must be a positive integer, got {self.n_points!r}")
+            raise InputError(f"{where}: n_points must be a positive integer, got {self.n_points!r}")
         seen = set()
         pairs = []
         for pair in self.flip_pairs:
             if len(pair) != 2:
-                raise ValueError(f"{where}: each flip pair must be two indices, got {pair!r}")
+                raise InputError(f"{where}: each flip pair must be two indices, got {pair!r}")
             a, b = (_index(v, f"flip pair {list(pair)!r}", where) for v in pair)
             for i in (a, b):
                 if not 0 <= i < self.n_points:
-                    raise ValueError(f"{where}: flip pair {pair!r} has index {i} outside 0..{self.n_points - 1}")
+                    raise InputError(f"{where}: flip pair {pair!r} has index {i} outside 0..{self.n_points - 1}")
                 if i in seen:
-                    raise ValueError(f"{where}: index {i} appears in more than one flip pair")
+                    raise InputError(f"{where}: index {i} appears in more than one flip pair")
                 seen.add(i)
             if a == b:
-                raise ValueError(f"{where}: flip pair {pair!r} pairs a point with itself")
+                raise InputError(f"{where}: flip pair {pair!r} pairs a point with itself")
             pairs.append((a, b))
         object.__setattr__(self, "flip_pairs", tuple(pairs))
         if self.norm is not None:
             norm = tuple(_index(i, f"norm {list(self.norm)!r}", where) for i in self.norm)
             if len(norm) != 2 or not all(0 <= i < self.n_points for i in norm):
-                raise ValueError(f"{where}: norm must be two point indices in 0..{self.n_points - 1}, "
+                raise InputError(f"{where}: norm must be two point indices in 0..{self.n_points - 1}, "
                                  f"got {list(self.norm)!r}")
             object.__setattr__(self, "norm", norm)
         self._check_parts(where)
@@ -94,22 +95,22 @@ class Scheme:
             name, rng = item
             lo, hi = (_index(v, f"part {name!r}", where) for v in rng)
             if not 0 <= lo <= hi < self.n_points:
-                raise ValueError(f"{where}: parts: {name!r} is {lo}-{hi}, expected a range low-high inside "
+                raise InputError(f"{where}: parts: {name!r} is {lo}-{hi}, expected a range low-high inside "
                                  f"0..{self.n_points - 1}")
             parts.append((str(name), (lo, hi)))
         names = [n for n, _ in parts]
         if len(set(names)) != len(names):
-            raise ValueError(f"{where}: parts: the name {next(n for n in names if names.count(n) > 1)!r} is used twice")
+            raise InputError(f"{where}: parts: the name {next(n for n in names if names.count(n) > 1)!r} is used twice")
         order = sorted(parts, key=lambda p: p[1])
         for (n1, (_, h1)), (n2, (l2, _)) in itertools.pairwise(order):
             if l2 <= h1:
-                raise ValueError(f"{where}: parts: {n1!r} and {n2!r} overlap (index {l2}); each point belongs "
+                raise InputError(f"{where}: parts: {n1!r} and {n2!r} overlap (index {l2}); each point belongs "
                                  "to one part")
         object.__setattr__(self, "parts", tuple(parts))
         mirrors = []
         for m in self.mirror_parts:
             if len(m) != 2 or not all(str(x) in names for x in m) or m[0] == m[1]:
-                raise ValueError(f"{where}: mirror_parts: {list(m)!r} must name two different parts "
+                raise InputError(f"{where}: mirror_parts: {list(m)!r} must name two different parts "
                                  f"(parts: {', '.join(names) or 'none'})")
             mirrors.append((str(m[0]), str(m[1])))
         object.__setattr__(self, "mirror_parts", tuple(mirrors))
@@ -121,7 +122,7 @@ class Scheme:
             if of[a] != of[b] and frozenset((of[a], of[b])) not in allowed:
                 where_a = names[of[a]] if of[a] >= 0 else "no part"
                 where_b = names[of[b]] if of[b] >= 0 else "no part"
-                raise ValueError(f"{where}: flip_pairs: pair [{a}, {b}] crosses two parts ({where_a} and {where_b}); "
+                raise InputError(f"{where}: flip_pairs: pair [{a}, {b}] crosses two parts ({where_a} and {where_b}); "
                                  "list them in mirror_parts if one is the other's mirror")
 
     def part_index(self) -> np.ndarray:
@@ -177,17 +178,17 @@ def parse_parts(text: str, where: str = "--parts") -> tuple:
         name, sep, rng = item.partition(":")
         lo, dash, hi = rng.strip().partition("-")
         if not sep or not name.strip() or not dash or not lo.strip().isdigit() or not hi.strip().isdigit():
-            raise ValueError(f"{where}: {item!r} is not NAME:LOW-HIGH (e.g. contour:0-272)")
+            raise InputError(f"{where}: {item!r} is not NAME:LOW-HIGH (e.g. contour:0-272)")
         parts.append((name.strip(), (int(lo), int(hi))))
     if not parts:
-        raise ValueError(f"{where}: no parts given; expected NAME:LOW-HIGH[,NAME:LOW-HIGH...]")
+        raise InputError(f"{where}: no parts given; expected NAME:LOW-HIGH[,NAME:LOW-HIGH...]")
     return tuple(parts)
 
 
 def _parts_field(value, where: str) -> tuple:
     """The ``parts`` field of a scheme file: a mapping name -> [low, high] or "low-high"."""
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: parts must be a mapping name -> [low, high], got {type(value).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
+        raise InputError(f"{where}: parts must be a mapping name -> [low, high], got {type(value).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     out: list[tuple[str, tuple]] = []
     for name, rng in value.items():
         if isinstance(rng, str):
@@ -195,27 +196,27 @@ def _parts_field(value, where: str) -> tuple:
         elif isinstance(rng, (list, tuple)) and len(rng) == 2:
             out.append((str(name), tuple(rng)))
         else:
-            raise ValueError(f"{where}: parts: {name!r} is {rng!r}, expected [low, high] (inclusive)")
+            raise InputError(f"{where}: parts: {name!r} is {rng!r}, expected [low, high] (inclusive)")
     return tuple(out)
 
 
 def scheme_from_dict(d, where: str = "scheme") -> Scheme:
     if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a mapping with n_points and flip_pairs, got {type(d).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
+        raise InputError(f"{where}: expected a mapping with n_points and flip_pairs, got {type(d).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     missing = {"n_points"} - set(d)
     if missing:
-        raise ValueError(f"{where}: missing field(s) {sorted(missing)}")
+        raise InputError(f"{where}: missing field(s) {sorted(missing)}")
     fields = ("name", "n_points", "flip_pairs", "norm", "parts", "mirror_parts")
     unknown = set(d) - set(fields)
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; expected {', '.join(fields)}")
+        raise InputError(f"{where}: unknown field(s) {sorted(unknown)}; expected {', '.join(fields)}")
     try:
         return Scheme(str(d.get("name", "custom")), d["n_points"], tuple(tuple(p) for p in d.get("flip_pairs") or ()),
                       tuple(d["norm"]) if d.get("norm") is not None else None,
                       _parts_field(d["parts"], where) if d.get("parts") is not None else (),
                       tuple(tuple(m) for m in d.get("mirror_parts") or ()))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise InputError(f"{where}: {e}") from None
 
 
 def get_scheme(spec) -> Scheme:
@@ -230,14 +231,6 @@ def get_scheme(spec) -> Scheme:
             return BUILTIN[s]
         if os.path.isfile(s):
             return scheme_from_dict(read_yaml(s), s)
-        raise ValueError(f"unknown scheme {s!r}: expected a built-in name ({', '.join(BUILTIN)}) "
+        raise InputError(f"unknown scheme {s!r}: expected a built-in name ({', '.join(BUILTIN)}) "
                          "or the path of a YAML/JSON scheme file")
     raise TypeError(f"scheme must be a name, a file path, a dict or a Scheme, got {type(spec).__name__}")
-
-
-def __getattr__(name):
-    # the pair inference lives in augkit.symmetry (it needs scipy); kept importable from here
-    if name in ("mirror_error", "infer_pairs"):
-        from . import symmetry
-        return getattr(symmetry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,18 +1,22 @@
-"""Pictures: a grid of augmented samples with their landmarks, and dataset mean shapes."""
+"""Pictures: a grid of augmented samples with their landmarks, dataset mean shapes, and the worst
+predictions of a model (``augkit evaluate``'s worst.png, TensorBoard's ``val/worst``)."""
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import os
 
 import cv2
 import numpy as np
 
+from . import metrics
 from .compose import Compose
-from .config import atomic_write_bytes, check_writable, load
+from .config import load
+from .files import atomic_write_bytes, check_writable
 from .presets import face_augment_steps, preprocess_steps
 from .schemes import get_scheme
 
-__all__ = ["show_grid", "draw_points", "normalised_mean_shape", "SIDE_COLOURS", "PART_COLOURS"]
+__all__ = ["show_grid", "draw_points", "normalised_mean_shape", "worst_png", "SIDE_COLOURS", "PART_COLOURS"]
 
 # first index of each flip pair, second index, midline (RGB)
 SIDE_COLOURS = ((255, 60, 60), (60, 140, 255), (255, 230, 40))
@@ -34,7 +38,7 @@ def normalised_mean_shape(points) -> tuple[np.ndarray, int]:
     ok = np.isfinite(pts).all(axis=(1, 2))
     pts = pts[ok]
     if not len(pts):
-        raise ValueError("no face with all points finite")
+        raise InputError("no face with all points finite")
     centred = pts - pts.mean(axis=1, keepdims=True)
     radius = np.sqrt((centred ** 2).sum(axis=2).mean(axis=1))
     return (centred / radius[:, None, None]).mean(axis=0), int(len(pts))
@@ -49,7 +53,7 @@ def draw_points(image: np.ndarray, points: np.ndarray, scheme=None, visible=None
     side by the mark: the first point of a pair filled, the second a ring, a midline point a dot.
     """
     if colour not in ("side", "part"):
-        raise ValueError(f"colour must be 'side' or 'part', got {colour!r}")
+        raise InputError(f"colour must be 'side' or 'part', got {colour!r}")
     out = np.ascontiguousarray(image if image.ndim == 3 and image.shape[2] == 3 else
                                cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)).copy()
     side = np.full(len(points), 2)
@@ -72,7 +76,7 @@ def draw_points(image: np.ndarray, points: np.ndarray, scheme=None, visible=None
 
 def _check_points_fit(points, sch, source: str) -> None:
     if np.asarray(points).shape[0] != sch.n_points:
-        raise ValueError(f"{source}: the data has {np.asarray(points).shape[0]} points per face, the scheme "
+        raise InputError(f"{source}: the data has {np.asarray(points).shape[0]} points per face, the scheme "
                          f"{sch.name!r} has {sch.n_points}: pass --scheme with a scheme of that many points")
 
 
@@ -104,7 +108,7 @@ def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", 
     if skipped is not None:
         skipped.extend(reasons)
     if not tiles:
-        raise ValueError(f"{source}: no samples to draw ({len(reasons)} unreadable image(s)"
+        raise InputError(f"{source}: no samples to draw ({len(reasons)} unreadable image(s)"
                          + (f", first: {reasons[0]})" if reasons else ")"))
     cols = int(np.ceil(np.sqrt(len(tiles))))
     rows = int(np.ceil(len(tiles) / cols))
@@ -117,3 +121,46 @@ def show_grid(samples, aug=None, n: int = 16, size: int = 160, scheme="ibug68", 
         raise RuntimeError("could not encode the grid as PNG")
     atomic_write_bytes(out, buf.tobytes())
     return os.path.abspath(out)
+
+
+def worst_png(path, files, truth, pred, spread, scheme=None, n: int = 8, title: str = "") -> list:
+    """Draw the ``n`` images with the highest NME: truth (green), prediction (red) with a circle of
+    radius = the per-point spread (TTA uncertainty). Returns the indices drawn."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import ImageReadError, read_image
+
+    truth, pred, spread = (np.asarray(a, dtype=np.float64) for a in (truth, pred, spread))
+    ok = np.isfinite(pred).all(axis=(1, 2)) & np.isfinite(truth).all(axis=(1, 2))
+    idx = np.flatnonzero(ok)
+    nme = metrics.per_image_nme(pred[idx], truth[idx], scheme)
+    worst = idx[np.argsort(-nme)[:n]]
+    e_of = dict(zip(idx.tolist(), nme.tolist()))
+    cols = min(4, max(1, len(worst)))
+    rows = max(1, -(-len(worst) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), worst):
+        try:
+            ax.imshow(read_image(files[i]) if isinstance(files[i], str) else files[i])
+        except ImageReadError:
+            pass
+        ax.scatter(truth[i, :, 0], truth[i, :, 1], s=6, c="lime", label="truth")
+        ax.scatter(pred[i, :, 0], pred[i, :, 1], s=6, c="red", label="prediction")
+        for (x, y), r in zip(pred[i], spread[i]):
+            if r > 0:
+                ax.add_patch(plt.Circle((x, y), r, fill=False, color="yellow", lw=0.6))
+        name = files[i].rsplit("/", 1)[-1] if isinstance(files[i], str) else f"#{i}"
+        ax.set_title(f"{name[:28]}\nNME {e_of[int(i)]:.3f}", fontsize=7)
+    if len(worst):
+        axes.ravel()[0].legend(loc="lower left", fontsize=6)
+    fig.suptitle(title or "worst predictions (green truth, red prediction, yellow: TTA spread)", fontsize=9)
+    fig.tight_layout()
+    buf = __import__("io").BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return worst.tolist()

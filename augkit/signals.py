@@ -101,7 +101,7 @@ class StopRequest:
     """Records a stop signal instead of raising it (used around the training loop). ``signum`` is
     the first signal received (None: none yet)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.signum: int | None = None
 
     def _record(self, signum, frame):

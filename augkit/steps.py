@@ -17,6 +17,7 @@ A new step or container is one class: nothing else needs an edit.
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import numpy as np
 
 from . import geometry as G
@@ -130,7 +131,7 @@ class Step:
             ValueError: the step draws random values, so the count is not fixed.
         """
         if not self.deterministic:
-            raise ValueError(f"{type(self).__name__} draws random values: how often it flips is not fixed")
+            raise InputError(f"{type(self).__name__} draws random values: how often it flips is not fixed")
         if self.p == 0.0:
             return 0
         return int(self.flips) + sum(c.fixed_flips() for c in self.children())
@@ -233,11 +234,11 @@ def check_entry(step: Step, entry) -> None:
     """Refuse a record entry that lacks the step's values or holds one outside its limits."""
     keys = step.record_keys if step.record_keys is not None else step.ranges
     if not isinstance(entry, dict) or not set(keys) <= set(entry):
-        raise ValueError(f"the record does not fit this pipeline: {type(step).__name__} needs values "
+        raise InputError(f"the record does not fit this pipeline: {type(step).__name__} needs values "
                          f"{sorted(keys)}, got {entry!r}")
     for name, r in step.ranges.items():
         if name in entry and not r.admits(entry[name]):
-            raise ValueError(f"the record's {type(step).__name__} value {name}={entry[name]!r} is out of the "
+            raise InputError(f"the record's {type(step).__name__} value {name}={entry[name]!r} is out of the "
                              f"step's limits: expected {r.limits()}")
 
 
@@ -250,13 +251,13 @@ def step_from_dict(d, where: str) -> Step:
     """One step from its dict form (looked up by ``type`` in the registry); errors say where in the
     file the bad entry is."""
     if not isinstance(d, dict) or "type" not in d:
-        raise ValueError(f"{where}: expected a mapping with a 'type' key, got {d!r}")
+        raise InputError(f"{where}: expected a mapping with a 'type' key, got {d!r}")
     kind = d["type"]
     cls = REGISTRY.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"{where}: unknown step type {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise InputError(f"{where}: unknown step type {kind!r}; known: {', '.join(sorted(REGISTRY))}")
     args = {k: v for k, v in d.items() if k != "type"}
     try:
         return cls.from_args(args, where)
     except TypeError as e:
-        raise ValueError(f"{where}: bad arguments for {kind}: {e}") from None
+        raise InputError(f"{where}: bad arguments for {kind}: {e}") from None

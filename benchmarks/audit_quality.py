@@ -38,7 +38,7 @@ def load(work: Path, data: Path, seed: int, fraction: float):
     audited image, in the order of the folds."""
     import augkit as ak
     from augkit.data import read_dataset
-    from augkit.tta.audit import _fold_data, _rows
+    from augkit.audit.folds import _fold_data, _rows
 
     with tempfile.TemporaryDirectory() as tmp:   # the same rows as the audit's (its own copy is left alone)
         truth_kind = plant(data / "train", Path(tmp) / "corrupted", fraction, seed)

@@ -6,8 +6,8 @@ images x 971 points, each size in its own process.
 
 The folds' training and TTA prediction are ``augkit train`` and the streamed predictor, measured
 by ``benchmarks/scale.py``; what is new in the audit is the scoring: the set-wide statistics are
-fitted on a random sample of at most ``augkit.tta.audit.FIT_SAMPLE`` images, then every image is scored
-in chunks of ``augkit.tta.audit.SCORE_CHUNK`` straight from the memory-mapped float32 fold arrays
+fitted on a random sample of at most ``augkit.audit.folds.FIT_SAMPLE`` images, then every image is scored
+in chunks of ``augkit.audit.folds.SCORE_CHUNK`` straight from the memory-mapped float32 fold arrays
 (``oof_points.npy``, ``oof_spread.npy``, ``oof_pose_spread.npy``), as ``augkit audit`` writes them.
 
 What it builds (in a temporary folder): per size, fold folders with those three arrays, written
@@ -51,7 +51,7 @@ def build(folder: Path, n: int, folds: int, seed: int = 0) -> None:
     """labels.npy (n, 971, 2) float32, fold.npy, planted.npy and fold<f>/oof_*.npy, in chunks."""
     from numpy.lib.format import open_memmap
 
-    from augkit.train.readers import read_dataset
+    from augkit.data import read_dataset
     rng = np.random.default_rng(seed)
     base = dense971.dense_points(np.asarray(read_dataset(YTF68 / "train").points, np.float64), "smooth")
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def child(folder: Path, folds: int) -> None:
     from types import SimpleNamespace
 
     from augkit.schemes import get_scheme
-    from augkit.tta.audit import _score_all
+    from augkit.audit.folds import _score_all
 
     labels = np.load(folder / "labels.npy")          # float32 in memory, as the reader holds it
     fold_of = np.load(folder / "fold.npy")
@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     if a.child:
         child(Path(a.child), a.folds)
         return
-    from augkit.tta.audit import FIT_SAMPLE, SCORE_CHUNK
+    from augkit.audit.folds import FIT_SAMPLE, SCORE_CHUNK
     here = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(here.parent), str(here),
                                                                   os.environ.get("PYTHONPATH", "")) if p))

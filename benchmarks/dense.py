@@ -33,7 +33,7 @@ from harness import mean_spread, print_table, run_logged  # noqa: E402
 def inferenceprint_table(source: Path) -> None:
     from augkit.schemes import get_scheme
     from augkit.show import normalised_mean_shape
-    from augkit.confidence import infer_scheme
+    from augkit.symmetry import infer_scheme
     from augkit.symmetry import infer_pairs, perm_from_pairs
     _, p68 = dense971._read68(source / "train" / "landmarks.csv")
     iod = np.linalg.norm(p68.mean(0)[36] - p68.mean(0)[45])
@@ -69,7 +69,7 @@ def trainingprint_table(a, source: Path) -> None:
     import augkit as ak
     from augkit.presets import face_augment_steps
     from augkit.show import normalised_mean_shape
-    from augkit.confidence import infer_scheme
+    from augkit.symmetry import infer_scheme
     work = Path(a.work)
     root = dense971.build(work, "smooth", source)
     _, p68 = dense971._read68(source / "train" / "landmarks.csv")

@@ -96,7 +96,7 @@ def _sync():
 def _engine(backbone: str, size: int, amp: bool, channels_last: bool, head: str = "regression", n_points: int = 68):
     import torch
     from augkit.train.loop import Engine
-    from augkit.train.model import build_model
+    from augkit.models.network import build_model
     from augkit.train.schedule import LRSchedule
     from augkit.train.state import TrainState
     dev = torch.device(RUN["device"])
@@ -118,7 +118,7 @@ def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float, 
     (``augkit train --head``) and K; with a head other than regression (or K other than 68) the
     row also gives the peak GPU memory of the steps."""
     import torch
-    from augkit.train.loop import _optimiser_step
+    from augkit.train.epoch import optimiser_step
     dev = RUN["device"]
     backbone = backbone or RUN["backbone"]
     engine, state = _engine(backbone, size, amp and dev == "cuda", amp and dev == "cuda", head, n_points)
@@ -133,7 +133,7 @@ def train_speed(table: Table, size: int, amp: bool, batch: int, seconds: float, 
 
     def step():
         loss = engine.batch_loss(engine.forward(engine.net, batch_d["image"]), batch_d)
-        _optimiser_step(engine, state, loss)
+        optimiser_step(engine, state, loss)
         if averaged is not None:
             averaged.update_parameters(engine.model)
 
@@ -176,7 +176,7 @@ def _face_folder(n: int, folder: str):
     """``n`` synthetic faces written as JPEGs; returns an object with files, points, sizes."""
     import cv2
     import numpy as np
-    from augkit.train.synthetic import SyntheticFaces
+    from augkit.data.synthetic import SyntheticFaces
     faces = SyntheticFaces(n, seed=0)
     files = []
     for i in range(n):
@@ -218,7 +218,7 @@ def data_wait(table: Table, seconds: float) -> None:
 
 def _timed_epochs(loader, sampler, engine, state, seconds: float) -> tuple[float, float, int]:
     """(seconds waiting for batches, seconds in all, images) over ``seconds`` of training."""
-    from augkit.train.loop import _optimiser_step
+    from augkit.train.epoch import optimiser_step
     waited = total = 0.0
     images, steps, epoch = 0, 0, 0
     t_end = time.perf_counter() + seconds
@@ -228,7 +228,7 @@ def _timed_epochs(loader, sampler, engine, state, seconds: float) -> tuple[float
         for batch in loader:
             t1 = time.perf_counter()
             loss = engine.batch_loss(engine.forward(engine.net, batch["image"]), batch)
-            _optimiser_step(engine, state, loss)
+            optimiser_step(engine, state, loss)
             _sync()
             t2 = time.perf_counter()
             if steps >= 2:  # the first batches include the workers' start
@@ -251,9 +251,9 @@ def tta_speed(table: Table, preset: str, seconds: float) -> None:
     import torch
     import augkit as ak
     from augkit.presets import preprocess_steps
-    from augkit.train.checkpoint import LandmarkModel
-    from augkit.train.model import build_model
-    from augkit.train.synthetic import SyntheticFaces
+    from augkit.models.checkpoint import LandmarkModel
+    from augkit.models.network import build_model
+    from augkit.data.synthetic import SyntheticFaces
     from augkit.tta import TTAPredictor, get_spec
     dev, size = torch.device(RUN["device"]), RUN["tta_size"]
     net = build_model(RUN["backbone"], 68).eval().to(dev)
@@ -289,9 +289,9 @@ def train_run_and_cpu_diff(table: Table, folder: str, seconds: float) -> None:
     """``augkit train`` on CUDA (demo faces, 1 epoch, AMP auto), then its checkpoint on CUDA vs CPU."""
     import numpy as np
     import torch
-    from augkit.train.checkpoint import load_model
+    from augkit.models.checkpoint import load_model
     from augkit.train.loop import TrainConfig, run
-    from augkit.train.synthetic import SyntheticFaces
+    from augkit.data.synthetic import SyntheticFaces
     out = os.path.join(folder, "run")
     n_train, n_val, batch, size = RUN["demo"]
     summary = run(TrainConfig(backbone=RUN["demo_backbone"], size=size, epochs=1, batch_size=batch,

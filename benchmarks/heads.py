@@ -50,8 +50,8 @@ def activation_bytes(head: str, backbone: str = "resnet50", k: int = 971, size: 
     """Bytes autograd keeps for backward per image in one training step (forward + loss)."""
     import torch
 
-    from augkit.train.heads import find_head
-    from augkit.train.model import build_model
+    from augkit.models.heads import find_head
+    from augkit.models.network import build_model
     torch.manual_seed(0)
     model = build_model(backbone, k, head=head, input_size=(size, size), mean_shape=np.full((k, 2), 0.5)).train()
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}   # weights are not activations
@@ -113,8 +113,8 @@ def evaluate(run_dir: Path, test_dir: Path, parts: dict | None) -> dict:
     """Every setting's metrics of a run's best checkpoint on ``test_dir`` (one predictor per setting)."""
     from augkit import metrics as M
     from augkit.calibration import coverage, rank_correlation
-    from augkit.train.checkpoint import load_model
-    from augkit.train.readers import read_dataset
+    from augkit.models.checkpoint import load_model
+    from augkit.data import read_dataset
     from augkit.tta import TTAPredictor, load_spec
     model = load_model(run_dir / "best.pt")
     truth = read_dataset(test_dir)

@@ -18,8 +18,8 @@ import torch
 import augkit
 from augkit.presets import face_augment_steps, preprocess_steps
 from augkit.train import data as D
-from augkit.train.losses import landmark_loss
-from augkit.train.model import build_model
+from augkit.models.losses import landmark_loss
+from augkit.models.network import build_model
 
 from harness import YTF68  # noqa: E402
 
@@ -67,11 +67,11 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     if os.path.exists(os.path.join(a.data, "landmarks.csv")) or os.path.isfile(a.data):
-        from augkit.train.readers import read_dataset
+        from augkit.data import read_dataset
         table = read_dataset(a.data)
         src, what = D.FileSource(table), f"{a.data} ({len(table)} images, JPEG decode)"
     else:
-        from augkit.train.synthetic import SyntheticFaces
+        from augkit.data.synthetic import SyntheticFaces
         src, what = D.SynthSource(SyntheticFaces(2000)), "synthetic demo faces (rendered on the fly)"
     pipe = augkit.Compose(preprocess_steps(a.size) + face_augment_steps(), scheme="ibug68")
     ds = D.LandmarkDataset(src, pipe, seed=0, train=True)

@@ -35,7 +35,7 @@ if reader:
     sys.modules["bench_readers"] = R
     spec.loader.exec_module(R)
 else:
-    import augkit.train.readers as R
+    import augkit.data as R
 def rss_now():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
@@ -92,9 +92,9 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/augkit_reader_bench")
     ap.add_argument("--naming", default="Point_0_X", choices=["Point_0_X", "Point_M0_X"],
                     help="header naming (the reader before issue 7 accepts Point_0_X only)")
-    ap.add_argument("--reader", default=None, help="a readers.py file to measure instead of augkit.train.readers")
+    ap.add_argument("--reader", default=None, help="a readers.py file to measure instead of augkit.data")
     args = ap.parse_args()
-    print(f"reader: {args.reader or 'augkit.train.readers'}; {args.points} points; one process per run; "
+    print(f"reader: {args.reader or 'augkit.data'}; {args.points} points; one process per run; "
           f"machine: {os.cpu_count()} cores")
     print(f"{'rows':>8} {'seconds':>8} {'array MB':>9} {'dtype':>8} {'peak MB':>8} {'peak/array':>10} "
           f"{'peak/float32 array':>18}")

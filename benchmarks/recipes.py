@@ -52,7 +52,7 @@ def _args(row: str, a, seed: int, out: Path) -> list:
 
 def _evaluate(ck_path: str, images, truth):
     from augkit import metrics as M
-    from augkit.train.checkpoint import load_model
+    from augkit.models.checkpoint import load_model
     lm = load_model(ck_path)
     pred = lm.predict(images, batch_size=64)
     return M.summary(pred, truth.points, lm.scheme)
@@ -62,7 +62,7 @@ def _baseline(ck_path: str, images, truth) -> dict:
     """The mean shape of a run's training images, mapped into every test image (the floor to beat)."""
     from augkit import geometry as G
     from augkit import metrics as M
-    from augkit.train.checkpoint import load_model, read_checkpoint
+    from augkit.models.checkpoint import load_model, read_checkpoint
     from augkit.train.data import preprocess_matrix
     lm = load_model(ck_path)
     mean_px = np.asarray(read_checkpoint(ck_path)["mean_shape"]) * np.array(lm.input_size[::-1]) - 0.5
@@ -104,7 +104,7 @@ def main(argv=None):
         sys.exit("--rows freeze starts from the default rows' checkpoints: include default")
 
     import torch
-    from augkit.train.readers import read_dataset
+    from augkit.data import read_dataset
 
     train_dir, test_dir = os.path.join(a.data, "train"), os.path.join(a.data, "test")
     n_train = min(len(read_dataset(train_dir)), a.limit or 10**9)
@@ -123,7 +123,7 @@ def main(argv=None):
     for row in a.rows:
         for seed in a.seeds:
             run_dir = out / f"{row}-s{seed}"
-            cmd = [sys.executable, "-m", "augkit.train.cli", *common, "--seed", str(seed), "--out", str(run_dir),
+            cmd = [sys.executable, "-m", "augkit.cli.train", *common, "--seed", str(seed), "--out", str(run_dir),
                    *_args(row, a, seed, out)]
             if not (a.reuse and (run_dir / "summary.json").is_file()):
                 print("$ augkit train " + " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)

@@ -12,7 +12,7 @@ What it builds (in a temporary folder, removed at the end unless ``--keep``):
 - ``set_<N>/``: N labelled test images (``landmarks.csv``, ``test_points.csv`` listing 30 point
   indices per image, ``images/`` symlinks to ytf68 frames);
 - ``model.pt``: a 971-point ``tiny`` backbone (initialised, not trained: the numbers are about time
-  and memory, not accuracy), saved with ``augkit.train.checkpoint.save_checkpoint``.
+  and memory, not accuracy), saved with ``augkit.models.checkpoint.save_checkpoint``.
 
 What it prints (markdown): the reader at each row count (seconds, peak RSS, the float32 points
 array and the ratio of the two); ``predict``, ``evaluate`` and ``tta fit`` with ``--tta full`` at
@@ -47,7 +47,7 @@ LISTED = 30          # point indices per test_points.csv row
 
 def _frames() -> tuple[list, np.ndarray]:
     """ytf68 frames (train then test) and their 68 points, to cycle over."""
-    from augkit.train.readers import read_dataset
+    from augkit.data import read_dataset
     files, pts = [], []
     for part in ("train", "test"):
         t = read_dataset(YTF68 / part)
@@ -73,7 +73,7 @@ def _header(competition: bool) -> str:
 
 def _competition_header_ok(tmp: Path) -> bool:
     """Whether the installed reader takes the competition's ``Point_M0_X`` header."""
-    from augkit.train.readers import read_dataset
+    from augkit.data import read_dataset
     d = tmp / "probe"
     (d / "images").mkdir(parents=True)
     frames, p68 = _frames_cache
@@ -118,9 +118,9 @@ def build_model(path: Path, size: int, head: str = "regression") -> None:
     import augkit as ak
     from augkit.presets import preprocess_steps
     from augkit.schemes import Scheme
-    from augkit.train.checkpoint import save_checkpoint
-    from augkit.train.heads import find_head, head_info
-    from augkit.train.model import build_model as build
+    from augkit.models.checkpoint import save_checkpoint
+    from augkit.models.heads import find_head, head_info
+    from augkit.models.network import build_model as build
     torch.manual_seed(0)
     model = build("tiny", K, head=head, input_size=(size, size))
     scheme = Scheme("synthetic971", K, tuple((i, K - 1 - i) for i in range(0, 200)), norm=(0, 1))
@@ -181,7 +181,7 @@ def _kb(b: float) -> str:
     return f"{b / 1024:,.1f} KB"
 
 
-READER = ("import sys; from augkit.train.readers import read_dataset; t = read_dataset(sys.argv[1]); "
+READER = ("import sys; from augkit.data import read_dataset; t = read_dataset(sys.argv[1]); "
           "print('ARRAY', t.points.nbytes, t.points.dtype, t.points.shape)")
 
 

@@ -40,7 +40,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     import torch
-    from augkit.train.readers import read_dataset, read_test_points
+    from augkit.data import read_dataset, read_test_points
 
     train_dir, test_dir = os.path.join(a.data, "train"), os.path.join(a.data, "test")
     n_train = len(read_dataset(train_dir))
@@ -53,7 +53,7 @@ def main(argv=None):
         print(f"measured ~{rate:.0f} img/s for {a.backbone} at {a.size}px: {epochs} epochs fit in {a.budget_min} min")
     else:
         epochs = a.epochs
-    cmd = [sys.executable, "-m", "augkit.train.cli", "--data", train_dir, "--val-group", "person",
+    cmd = [sys.executable, "-m", "augkit.cli.train", "--data", train_dir, "--val-group", "person",
            "--val-fraction", "0.1", "--backbone", a.backbone, "--size", str(a.size), "--epochs", str(epochs),
            "--batch-size", str(a.batch_size), "--workers", str(a.workers), "--time-budget", str(a.budget_min),
            "--seed", str(a.seed), "--out", a.out, "--quiet"]
@@ -68,7 +68,7 @@ def main(argv=None):
     from augkit import geometry as G
     from augkit import metrics as M
     from augkit.io import read_image
-    from augkit.train.checkpoint import load_model, read_checkpoint
+    from augkit.models.checkpoint import load_model, read_checkpoint
     from augkit.train.data import preprocess_matrix
 
     ck = read_checkpoint(os.path.join(a.out, "best.pt"))

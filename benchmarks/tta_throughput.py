@@ -36,12 +36,12 @@ def _images(n, seed=0):
 def _model(args, device):
     import torch  # noqa: F401
     if args.checkpoint:
-        from augkit.train.checkpoint import load_model
+        from augkit.models.checkpoint import load_model
         return load_model(args.checkpoint, device=device), f"checkpoint {args.checkpoint}"
     import augkit as ak
     from augkit.presets import preprocess_steps
-    from augkit.train.checkpoint import LandmarkModel
-    from augkit.train.model import build_model
+    from augkit.models.checkpoint import LandmarkModel
+    from augkit.models.network import build_model
     net = build_model(args.backbone, 68).eval().to(device)
     pre = ak.Compose(preprocess_steps(args.size), scheme="ibug68")
     return (LandmarkModel(net, pre, ak.get_scheme("ibug68"), (args.size, args.size), torch.device(device), 68),

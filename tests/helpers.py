@@ -18,7 +18,8 @@ import numpy as np
 
 from augkit.schemes import Scheme
 
-YTF68 = Path(os.environ.get("AUGKIT_YTF68") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68")
+ROOT = Path(__file__).resolve().parents[1]   # the repository
+YTF68 = Path(os.environ.get("AUGKIT_YTF68") or ROOT.parent / "shared" / "data" / "ytf68")
 
 BLOBS4 = Scheme("blobs4", 4, ((0, 1),), norm=(0, 1))
 SIGMA = 2.5
@@ -154,7 +155,7 @@ def blob_set(tmp_path, seed: int, n: int = 10):
 def write_oof_folds(root, pred, spread, folds: int = 2) -> np.ndarray:
     """The out-of-fold arrays an audit writes, for rows ``i % folds``: ``root/fold<f>/oof_*.npy``
     (points, spread, a small pose spread). Returns the (N,) fold of each row."""
-    import augkit.tta.audit as A
+    import augkit.audit.folds as A
     fold_of = np.arange(len(pred)) % folds
     for f in range(folds):
         d = Path(root) / f"fold{f}"

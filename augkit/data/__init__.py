@@ -15,7 +15,7 @@ Modules, bottom up:
 - ``test_points``: :func:`read_test_points` (the competition's ``test_points.csv``, a TSV).
 - ``samples``, ``synthetic``: dataset samples and the synthetic demo faces for ``augkit show``.
 - ``run_folder``: the typed run folder (every file of a training run, read and written in one
-  place); imported as ``augkit.data.run_folder``.
+  place); imported as ``augkit.run_folder``.
 
 ``augkit.train`` and ``augkit.tta`` stand on this package; it imports nothing from them.
 
@@ -29,7 +29,6 @@ from augkit.io import IMAGE_EXTENSIONS
 from .delimited import read_competition, read_csv
 from .formats import (
     FORMAT_NAMES,
-    FORMATS,
     LabelFormat,
     detect_format,
     format_names,
@@ -43,7 +42,6 @@ from .test_points import read_test_points
 from .verify import OUTSIDE_MARGIN, verify_images
 
 __all__ = [
-    "FORMATS",
     "FORMAT_NAMES",
     "IMAGE_EXTENSIONS",
     "OUTSIDE_MARGIN",

@@ -23,7 +23,7 @@ from .delimited import (
 from .pts import is_pts, read_pts
 from .table import DatasetError, LandmarkTable
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "LabelFormat", "detect_format", "format_names", "read_dataset", "register"]
+__all__ = ["FORMAT_NAMES", "LabelFormat", "detect_format", "format_names", "read_dataset", "register"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,6 @@ register(LabelFormat(
 
 #: the built-in format names (alphabetical): the ``--format`` choices
 FORMAT_NAMES = format_names()
-#: the same names (the name this tuple had before the registry)
-FORMATS = FORMAT_NAMES
 
 
 def detect_format(path) -> str:

@@ -3,6 +3,7 @@ be read raises (:class:`DatasetError`), and the collector of skipped rows the re
 
 from __future__ import annotations
 
+from augkit.errors import InputError
 import dataclasses
 import io
 import os
@@ -17,7 +18,7 @@ __all__ = ["PERSON_REGEX", "DatasetError", "LandmarkTable"]
 PERSON_REGEX = r"^(.+?)_\d+_[^_.]+(\.\w+)?$"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset that cannot be read (or, with ``strict``, a bad row); the message names the file,
     the row and the field."""
 
@@ -77,7 +78,7 @@ class LandmarkTable:
         """Write ``skipped`` as a CSV with columns file, row, reason (atomically)."""
         import csv
 
-        from augkit.config import atomic_write_text
+        from augkit.files import atomic_write_text
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["file", "row", "reason"])
