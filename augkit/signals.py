@@ -2,7 +2,9 @@
 ``torchrun``) and SIGUSR1 (Slurm's ``--signal`` warning ahead of the time limit).
 
 Every command runs inside :func:`stop_cleanly`: the signal becomes a :class:`Terminated` exception
-in the main thread, so the ``finally`` blocks and the atomic writers (:func:`augkit.files.atomic_open`)
+in the main thread (once no module is being imported: an exception raised inside torch's import
+aborts the process, so a signal that arrives then is delivered again a moment later), so the
+``finally`` blocks and the atomic writers (:func:`augkit.files.atomic_open`)
 remove their temporary files and leave every earlier output as it was; the process then prints
 one line and exits with ``128 + the signal's number`` (143 for SIGTERM, 138 for SIGUSR1), the
 shells' and the schedulers' convention.
@@ -50,8 +52,28 @@ class Terminated(BaseException):
 
 
 def _raise(signum, frame):
+    if _importing():   # an exception inside an import can abort the process (torch's C extension)
+        _deliver_again(signum)
+        return
     _ignore_stop_signals()  # once: the unwinding that follows (temporary files, locks) is not interrupted
     raise Terminated(signum)
+
+
+RETRY_S = 0.05   # how soon a signal that arrived during an import is delivered again
+
+
+def _importing() -> bool:
+    """A module of this process is being imported (its code is running)."""
+    return any(getattr(getattr(m, "__spec__", None), "_initializing", False) for m in list(sys.modules.values()))
+
+
+def _deliver_again(signum: int) -> None:
+    """Send ``signum`` to this process again in :data:`RETRY_S` (the import will have gone on)."""
+    import os
+    import threading
+    timer = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
 
 
 def _ignore_stop_signals() -> None:

@@ -1,4 +1,4 @@
-"""The training recipes of the README, side by side at one fixed CPU budget per run: `augkit train`
+"""The training recipes (docs/benchmarks/accuracy.md), side by side at one fixed CPU budget per run: `augkit train`
 on ytf68/train (validation split by person), every best checkpoint evaluated on ytf68/test (people
 disjoint from train), two or more seeds per row, the spread between seeds shown.
 

@@ -1,4 +1,4 @@
-"""The README's training report: `augkit train` on ytf68/train (validation split by person) within a
+"""The training report (docs/benchmarks/accuracy.md): `augkit train` on ytf68/train (validation split by person) within a
 fixed CPU budget, then the best checkpoint evaluated on ytf68/test (people disjoint from train):
 MSE (the competition's metric, original pixels) and NME (inter-ocular) against the mean-shape
 baseline, plus the competition-style MSE over each image's 30 test points.

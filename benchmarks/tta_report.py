@@ -1,4 +1,4 @@
-"""The TTA table for the README: MSE/NME on ytf68/test for no TTA, `flip`, `full` and weights
+"""The TTA table (docs/benchmarks/accuracy.md): MSE/NME on ytf68/test for no TTA, `flip`, `full` and weights
 fitted on a validation split of train, plus the uncertainty-error correlation.
 
     python benchmarks/tta_report.py [--work runs/tta_report] [--backbone tiny] [--size 96]

@@ -12,6 +12,8 @@ put the left eye where the right eye is.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,12 @@ YTF68 = Path(os.environ.get("AUGKIT_YTF68") or ROOT.parent / "shared" / "data" /
 
 BLOBS4 = Scheme("blobs4", 4, ((0, 1),), norm=(0, 1))
 SIGMA = 2.5
+
+
+def python_prints_ok(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (what a user's first import sees); it must print ok."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
 def blob_image(points, size=(120, 140), sigma=SIGMA, noise=0, seed=0) -> np.ndarray:

@@ -11,7 +11,9 @@ Loaded lazily by :mod:`augkit.cli`; importing this module imports neither torch 
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 
 import click
 
@@ -20,7 +22,7 @@ from augkit.extras import require_extra
 from augkit.run_folder import RunFolder, run_checkpoint, run_spec, validation_labels
 from augkit.tta import inputs as ins
 from augkit.tta import runners
-from augkit.tta.views import PRESET_HELP
+from augkit.tta.views import PRESET_HELP, TTASpec
 
 from . import Command, Group
 
@@ -59,19 +61,19 @@ def _workers_or_default(workers):
     return default_workers() if workers is None else int(workers)
 
 
-def _models_and_tta(runs, checkpoints, tta, tta_name: str, command: str, default_what: str):
-    """``--run`` folders -> (checkpoints, tta); says in one line which TTA a run gives and why."""
-    checkpoints, tta = _resolve_models(runs, checkpoints, tta, _given(tta_name), command, _warn)
-    if runs and not _given(tta_name):
-        spec = next((s for s in (run_spec(r) for r in runs) if s), None)
-        if spec is None:
-            _warn(f"note: --run {runs[0]} has no tta.yaml (write one with `augkit tta fit --run {runs[0]}`): "
-                  f"{default_what}")
-        else:
-            used = tta if isinstance(tta, str) or hasattr(tta, "views") else tta[0]
-            what = "fitted views and weights" if isinstance(used, str) else "views, with plain weights"
-            _warn(f"note: TTA from {spec} (the run's {what}; --tta overrides it)")
-    return checkpoints, tta
+def _models_and_tta(runs, checkpoints, command: str, tta_name: str, default_what: str):
+    """``--run`` folders -> (checkpoints, the first run's fitted TTA or None when ``--tta`` was
+    given or no run has one); says in one line which TTA a run gives and why."""
+    checkpoints, run_tta = _resolve_models(runs, checkpoints, command, _warn)
+    if not runs or _given(tta_name):
+        return checkpoints, None
+    if run_tta is None:
+        _warn(f"note: --run {runs[0]} has no tta.yaml (write one with `augkit tta fit --run {runs[0]}`): "
+              f"{default_what}")
+    else:
+        what = "fitted views and weights" if run_tta.fitted else "views, with plain weights"
+        _warn(f"note: TTA from {run_tta.path} (the run's {what}; --tta overrides it)")
+    return checkpoints, run_tta
 
 
 def _report_errors(errors, shown: int = 10) -> None:
@@ -120,8 +122,10 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
             ins.output_format(out, "auto", True)
         except ins.RunError as e:
             raise click.BadParameter(str(e), param_hint="'--out'") from None
-    checkpoints, tta = _models_and_tta(runs, checkpoints, tta, "tta", "augkit predict",
-                                       "predicting with --tta none (no TTA)")
+    checkpoints, run_tta = _models_and_tta(runs, checkpoints, "augkit predict", "tta",
+                                           "predicting with --tta none (no TTA)")
+    if run_tta is not None:
+        tta = run_tta.spec
     s = runners.predict_to_file(list(checkpoints), data, out, tta=tta, fmt=fmt, uncertainty=uncertainty,
                                 strict=strict, scheme=scheme, max_batch=max_batch,
                                 workers=_workers_or_default(workers), progress=True,
@@ -171,8 +175,10 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
     well that sigma is calibrated (coverage at 1 and 2 sigma, its rank correlation with the error,
     the maximum-likelihood scale factor) and a picture of it."""
     from augkit.tta.evaluate import evaluate_tta, report_lines
-    checkpoints, ttas = _models_and_tta(runs, checkpoints, ttas, "ttas", "augkit evaluate",
-                                        "comparing no TTA with --tta " + " ".join(ttas))
+    checkpoints, run_tta = _models_and_tta(runs, checkpoints, "augkit evaluate", "ttas",
+                                           "comparing no TTA with --tta " + " ".join(ttas))
+    if run_tta is not None:
+        ttas = (run_tta.spec,)
     report = evaluate_tta(list(checkpoints), data, tta=ttas, threshold=threshold, n_worst=n_worst, limit=limit,
                           png=png, json_out=json_out, scheme=scheme, max_batch=max_batch,
                           workers=_workers_or_default(workers), progress=True,
@@ -243,38 +249,41 @@ def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, calibrate, m
 
 # ------------------------------------------------------------------------------------ --run
 
-def _resolve_models(runs, checkpoints, tta, tta_given: bool, command: str, warn):
-    """``--run`` for predict / evaluate: (checkpoints with each run's best.pt added, the TTA to use).
+@dataclass(frozen=True)
+class _RunTTA:
+    """A run's ``tta.yaml``, read once: the spec to use and whether its fitted weights are kept
+    (they were fitted for this many models)."""
 
-    The first run's ``tta.yaml`` is used unless ``--tta`` was given; one spec weights every member.
-    Notes go to ``warn``.
-    """
+    path: str
+    spec: TTASpec
+    fitted: bool
+
+
+def _resolve_models(runs, checkpoints, command: str, warn) -> tuple[tuple, _RunTTA | None]:
+    """``--run`` for predict / evaluate: (checkpoints with each run's best.pt added, the first run's
+    ``tta.yaml`` or None). One spec weights every member. Notes go to ``warn``."""
     require_extra("train", command)
     checkpoints = tuple(checkpoints or ()) + tuple(run_checkpoint(r, warn) for r in runs)
     if not checkpoints:
         raise InputError(f"{command}: give --checkpoint FILE or --run DIR (a folder of `augkit train`)")
-    if runs and not tta_given:
-        spec = next((s for s in (run_spec(r) for r in runs) if s), None)
-        if spec is not None:
-            spec = _spec_for(spec, len(checkpoints), warn)
-            tta = spec if isinstance(tta, str) else (spec,)
-    return checkpoints, tta
+    path = next((s for s in (run_spec(r) for r in runs) if s), None)
+    return checkpoints, None if path is None else _spec_for(path, len(checkpoints), warn)
 
 
-def _spec_for(path: str, n_checkpoints: int, warn):
+def _spec_for(path: str, n_checkpoints: int, warn) -> _RunTTA:
     """A run's ``tta.yaml`` as it is when its weights were fitted for ``n_checkpoints`` models; else
     its views with plain weights (the fitted ones belong to another number of models), with a note."""
-    from dataclasses import replace
-
     from augkit.tta.views import load_spec
     spec = load_spec(path)
     if spec.weights is None or spec.weights.shape[0] // len(spec.views) == n_checkpoints:
-        return path
+        return _RunTTA(path, spec, True)
     fitted = spec.weights.shape[0] // len(spec.views)
     warn(f"note: {path} was fitted for {fitted} model(s), the ensemble has {n_checkpoints}: its views are "
-               "used with plain weights (fit the ensemble's own: augkit tta fit --checkpoint A/best.pt "
-               "--checkpoint B/best.pt --data VAL --out ens.yaml)")
-    return replace(spec, weights=None, models=None, name=f"{spec.name} (views of {os.path.basename(path)})")
+         "used with plain weights (fit the ensemble's own: augkit tta fit --checkpoint A/best.pt "
+         "--checkpoint B/best.pt --data VAL --out ens.yaml)")
+    plain = dataclasses.replace(spec, weights=None, models=None,
+                                name=f"{spec.name} (views of {os.path.basename(path)})")
+    return _RunTTA(path, plain, False)
 
 
 def _resolve_fit(run, checkpoints, data, out, warn):

@@ -5,6 +5,7 @@ imports click (and the torch-free config) only; torch comes in when the command 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -229,7 +230,7 @@ def _launch(cfg, resume, nproc, auto_resume: bool = False) -> int:
 
     from augkit.run_folder import default_run_dir
     if not resume:
-        cfg.out = os.path.abspath(cfg.out or default_run_dir(cfg.data))
+        cfg = dataclasses.replace(cfg, out=os.path.abspath(cfg.out or default_run_dir(cfg.data)))
     fd, spec = tempfile.mkstemp(prefix="augkit-launch-", suffix=".json")  # not in the run folder: a failed
     try:                                                                 # start leaves no folder behind
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -76,15 +76,21 @@ class LandmarkModel:
             channels_last on CUDA).
         head: the model's :class:`~augkit.models.heads.LandmarkHead`; ``has_sigma``: it gives σ
             (:meth:`call_with_sigma`).
+        mean_shape: the training set's mean shape (K, 2) in the normalised model frame, or None
+            (a checkpoint without one): the mean-shape baseline of ``augkit evaluate``.
+        name: how the TTA tables name the model (``<name>/<view>``).
     """
 
-    def __init__(self, model, preprocess, scheme, input_size, device, n_points, info=None, config=None):
+    def __init__(self, model, preprocess, scheme, input_size, device, n_points, info=None, config=None,
+                 mean_shape=None):
         self.model, self.preprocess, self.scheme = model, preprocess, scheme
         self.input_size, self.device, self.n_points = tuple(input_size), device, int(n_points)
         self.info, self.config = info or {}, config or {}
         self.input = ModelInput.for_inference(device, input_size=self.input_size)
         self.head = find_head(model, self.n_points, self.input_size)
         self.has_sigma = bool(self.head.has_sigma)
+        self.mean_shape = None if mean_shape is None else np.asarray(mean_shape, dtype=np.float64)
+        self.name = "model"   # how tables name it (augkit.tta.load_models: its checkpoint's file name)
 
     @property
     def amp_dtype(self):
@@ -150,4 +156,4 @@ def load_model(path, device="cpu") -> LandmarkModel:
     pre_d["scheme"] = scheme.to_dict() if not scheme.builtin else scheme.name
     preprocess = Compose.from_dict(pre_d)
     return LandmarkModel(model, preprocess, scheme, tuple(info["input_size"]), dev, info["n_points"], info,
-                         ck.get("config"))
+                         ck.get("config"), ck.get("mean_shape"))

@@ -68,8 +68,8 @@ def amp_dtype_for(cfg, device: torch.device, log) -> torch.dtype | None:
 class TrainData:
     """The two image sources of a run, what was skipped, and how the split was made."""
 
-    train: object
-    val: object
+    train: train_data.Source
+    val: train_data.Source
     n_points: int
     skipped: list
     description: str

@@ -17,6 +17,7 @@ import difflib
 import math
 import os
 import typing
+from typing import Any
 from dataclasses import dataclass, field
 
 from augkit.data import PERSON_REGEX
@@ -59,10 +60,12 @@ def _opt(default, help: str = "", *, choices=None, range=None, open_range=False,
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Every option of a run (saved as ``config.json`` in the run folder). ``None`` means "the
-    default for this kind of run" (demo or --data), filled by :func:`resolve_config`."""
+    default for this kind of run" (demo or --data), filled by :func:`resolve_config`. Frozen: a
+    changed value is a new config (``dataclasses.replace``), so what a run was resolved with stays
+    what it runs with."""
 
     data: str | None = _opt(None, "Dataset: competition folder (landmarks.csv + images/, or its parent with train/), "
                             "a CSV file, or a folder of images with .pts. Default: the built-in synthetic demo faces.")
@@ -200,19 +203,18 @@ def check_value(f, value) -> str | None:
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Fill the ``None`` defaults (demo vs real data) and check the choices and ranges."""
     from . import data as train_data
-    d = dataclasses.replace(cfg)
     defaults = DEMO_DEFAULTS if cfg.data is None else DATA_DEFAULTS
-    for k, v in defaults.items():
-        if getattr(d, k) is None:
-            setattr(d, k, v)
-    if d.workers is None:
-        d.workers = train_data.default_workers()
+    filled: dict[str, Any] = {k: v for k, v in defaults.items() if getattr(cfg, k) is None}
+    if cfg.workers is None:
+        filled["workers"] = train_data.default_workers()
+    d = dataclasses.replace(cfg, **filled)
     for f in option_fields():
         if f.metadata["choices"] and (problem := check_value(f, getattr(d, f.name))):
             raise InputError(f"{option_flag(f)} {problem}")
+    d = dataclasses.replace(d, lr=_resolve_lr(d.lr))
+    assert d.epochs is not None and d.batch_size is not None and d.size is not None  # filled from the defaults
     if d.epochs < 1 or d.batch_size < 1 or d.size < 16:
         raise InputError("--epochs and --batch-size must be >= 1 and --size >= 16")
-    d.lr = _resolve_lr(d.lr)
     if d.heatmap_stride not in (4, 8, 16):
         raise InputError(f"--heatmap-stride must be 4, 8 or 16, got {d.heatmap_stride}")
     if d.lr_find_steps < 10:

@@ -8,13 +8,15 @@ dataset ``(epoch, index)`` pairs, so persistent workers need no epoch broadcast.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import os
 import re
+from typing import Protocol, cast
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from augkit.errors import InputError
 
 from augkit import geometry as G
 from augkit.data import PERSON_REGEX
@@ -28,6 +30,16 @@ __all__ = ["FileSource", "SynthSource", "LandmarkDataset", "EpochSampler", "make
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The generator of one sample of one epoch."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))
+
+
+class Source(Protocol):
+    """Images with their points (original pixels): what a run trains and validates on."""
+
+    points: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def image(self, i: int) -> np.ndarray: ...
 
 
 class FileSource:
@@ -142,8 +154,9 @@ class EpochSampler(Sampler):
     this rank (resuming mid-epoch)."""
 
     def __init__(self, n: int, world: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0):
-        self.inner = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed,
-                                        drop_last=False)
+        # the sampler needs the length only: the indices 0..n-1 stand for the dataset
+        self.inner: DistributedSampler = DistributedSampler(cast("Dataset", range(n)), num_replicas=world, rank=rank,
+                                                            shuffle=shuffle, seed=seed, drop_last=False)
         self.epoch = 0
         self.start = 0
 
@@ -219,15 +232,16 @@ def split_indices(files, fraction: float, seed: int, group_regex: str | None = N
         raise InputError(f"--val-group {group_regex!r}: all {n} images fall in one group ({groups[0]!r}); "
                          "cannot split by group")
     order = rng.permutation(len(groups))
-    by = {}
-    for i, k in enumerate(keys):
-        by.setdefault(k, []).append(i)
-    val, target = [], fraction * n
+    by: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        by.setdefault(key, []).append(i)
+    chosen: list[int] = []
+    target = fraction * n
     for g in order:
-        if len(val) >= target:
+        if len(chosen) >= target:
             break
-        val.extend(by[groups[g]])
-    val = np.array(sorted(val), dtype=np.int64)
+        chosen.extend(by[groups[g]])
+    val = np.array(sorted(chosen), dtype=np.int64)
     train = np.setdiff1d(np.arange(n), val)
     if len(train) == 0:
         raise InputError("--val-group: the split left no training images")

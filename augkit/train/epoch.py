@@ -51,7 +51,13 @@ class Engine:
     def batch_loss(self, out: torch.Tensor, batch: dict, trim: float = 0.0) -> torch.Tensor:
         target = batch["target"].to(self.device, non_blocking=self.pin)
         mask = batch["mask"].to(self.device, non_blocking=self.pin)
-        return self.head.loss(out, target, mask, trim)
+        return self.landmark_head.loss(out, target, mask, trim)
+
+    @property
+    def landmark_head(self) -> LandmarkHead:
+        """The head (given, or the model's own: set when the engine is made)."""
+        assert self.head is not None
+        return self.head
 
 
 class StopRule:
@@ -196,7 +202,7 @@ def validate(engine: Engine, loader, dist: Dist, n_images: int, skips: dict, sho
             if ok.any():
                 loss_sum += float(engine.batch_loss(out[ok], _rows(batch, ok))) * int(ok.sum())
                 count += int(ok.sum())
-            px = engine.head.decode(out)[0].cpu().numpy().astype(np.float64)
+            px = engine.landmark_head.decode(out)[0].cpu().numpy().astype(np.float64)
             px[~ok.numpy()] = np.nan
             preds.append(train_data.invert_batch(batch["matrix"].numpy(), px))
             index.append(batch["index"].numpy())

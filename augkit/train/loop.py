@@ -27,14 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from augkit import metrics
 from augkit.compose import Compose
 from augkit.errors import InputError
 from augkit.models.checkpoint import checkpoint_bytes, read_checkpoint
 from augkit.models.heads import head_info
-from augkit.run_folder import RunFolder, RunFolderError, default_run_dir
-from augkit.schemes import get_scheme
+from augkit.run_folder import RunFolder, RunFolderError
+from augkit.schemes import Scheme, get_scheme
 from augkit.signals import StopRequest, Terminated
 
 from . import builders
@@ -58,7 +59,8 @@ RESUME_MAY_CHANGE = tuple(f.name for f in option_fields() if f.metadata["resume"
 
 def _peak_lr(cfg: TrainConfig) -> float:
     """The peak LR to build the optimiser and schedule with (a stand-in before --lr auto's sweep)."""
-    return 1e-3 if cfg.lr == "auto" else float(cfg.lr)
+    lr = cfg.lr
+    return 1e-3 if lr is None or lr == "auto" else float(lr)
 
 
 @dataclass
@@ -71,18 +73,18 @@ class Trainer:
     log: _Log
     folder: RunFolder
     data: builders.TrainData
-    scheme: object
+    scheme: Scheme
     fixed: dict                  # the checkpoint's fixed facts (pipelines, scheme, config, ...)
     state: TrainState
     engine: Engine
-    train_loader: object
-    train_sampler: object
-    val_loader: object
+    train_loader: DataLoader
+    train_sampler: train_data.EpochSampler
+    val_loader: DataLoader | None
     steps_per_epoch: int
     base_pred: np.ndarray
     skips: dict
     elapsed_before: float = 0.0  # seconds of the earlier invocations of this run
-    train_ds: object = None
+    train_ds: train_data.LandmarkDataset | None = None
     stop: StopRule | None = None  # the stop rule of the epochs (its request: the stop signals)
     hooks: list = dataclasses.field(default_factory=list)
     frozen: bool = False          # this epoch trains the head alone (set by the --freeze-epochs hook)
@@ -137,6 +139,7 @@ def run(cfg: TrainConfig, resume: str | None = None, replace_unsaved: bool = Fal
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
     folder = claim_folder(cfg, dist, ck is not None, note=_Log(cfg.quiet, True).always, replace_unsaved=replace_unsaved)
+    cfg = dataclasses.replace(cfg, out=folder.path)   # resolved: from here on the run's config does not change
     try:
         return _train(cfg, dist, device, ck)
     finally:
@@ -175,6 +178,7 @@ def _epochs(r: Trainer, stop: StopRule) -> str | None:
     """Train the remaining epochs; the reason the time budget or a hook stopped it early (None: it
     did not). A stop signal (SIGTERM / SIGUSR1) ends it by :func:`_stop_for_signal`."""
     cfg = r.cfg
+    assert cfg.epochs is not None and cfg.batch_size is not None   # resolved
     for epoch in range(r.state.epoch, cfg.epochs):
         t0 = time.time()
         if r.state.step_in_epoch == 0:
@@ -231,7 +235,7 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     """Data, pipelines, model, optimiser, schedule and loaders; the state restored from ``ck``.
     The run folder gets its first files only once all of this succeeded."""
     log = _Log(cfg.quiet, dist.main)
-    cfg.out = os.path.abspath(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
+    assert cfg.out is not None and cfg.size is not None and cfg.batch_size is not None and cfg.epochs is not None
     folder = RunFolder(cfg.out)
     # the --aug and --scheme files first: a bad one is refused before the data is read
     pre, aug, opts = builders.pipelines(cfg)
@@ -258,7 +262,7 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     fixed = {"preprocessing": pre_pipe.to_dict(), "train_pipeline": train_pipe.to_dict(), "scheme": scheme.to_dict(),
              "config": cfg.to_dict(), "mean_shape": mean_norm.tolist(),
              "model_info": {"backbone": cfg.backbone, "n_points": data.n_points, "input_size": [cfg.size, cfg.size],
-                            "head": head_info(engine.head)}}
+                            "head": head_info(engine.landmark_head)}}
     val_loader = None
     if len(val_ds):
         val_loader = train_data.make_loader(val_ds, cfg.batch_size * 2, cfg.workers,
@@ -271,6 +275,7 @@ def _build(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
 
 
 def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> LRSchedule:
+    assert cfg.epochs is not None   # resolved
     return LRSchedule(cfg.scheduler, _peak_lr(cfg), steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs,
                       frozen_epochs=cfg.freeze_epochs)
 
@@ -290,7 +295,7 @@ def _range_test(r: Trainer) -> dict:
     if not math.isfinite(res.suggestion):
         raise InputError(f"--lr auto: the loss never turned up during the {len(res.losses)}-step range test "
                          f"(see {where}); pass --lr")
-    r.cfg.lr = res.suggestion
+    r.cfg = dataclasses.replace(r.cfg, lr=res.suggestion)   # --lr auto resolved: the run's config from here on
     r.state.scheduler = _schedule(r.cfg, r.steps_per_epoch)
     r.fixed["config"] = r.cfg.to_dict()
     r.log.always(f"--lr auto: peak LR {res.suggestion:.3g} from a {len(res.losses)}-step range test; wrote {where}")
@@ -336,7 +341,7 @@ def _end_epoch(r: Trainer, epoch: int, seen: int, t0: float, stop: StopRule) -> 
     loss_total = torch.tensor(st.running_loss, dtype=torch.float64, device=r.engine.device)
     if r.dist.on:
         torch.distributed.all_reduce(loss_total)
-    row = {"epoch": epoch + 1, "train_loss": float(loss_total[0] / max(1, loss_total[1])),
+    row = {"epoch": epoch + 1, "train_loss": float(loss_total[0]) / max(1.0, float(loss_total[1])),
            "lr": st.scheduler.lr(max(0, st.global_step - 1)), "train_img_s": seen * r.dist.world / max(train_s, 1e-9)}
     if r.val_loader is not None:
         row.update(_val_metrics(r))
@@ -395,14 +400,12 @@ def _resume_config(cfg: TrainConfig, resume: str) -> tuple[dict, TrainConfig]:
             f"--resume {run_dir}: {'; '.join(clashes)}: --resume continues a run exactly as it was started. "
             f"To change the data, size, learning rate or optimiser, start a new run from its weights: "
             f"augkit train --weights {RunFolder(run_dir).last_pt} ... --out NEW_FOLDER")
-    for k in RESUME_MAY_CHANGE:
-        v = getattr(cfg, k)
-        if v is not None and v != getattr(defaults, k):
-            setattr(saved, k, v)
+    changes = {k: getattr(cfg, k) for k in RESUME_MAY_CHANGE
+               if getattr(cfg, k) is not None and getattr(cfg, k) != getattr(defaults, k)}
     if cfg.time_budget is None:  # a budget is for one session: a resume runs to the end unless given one
-        saved.time_budget = None
-    saved.out = run_dir
-    return ck, saved
+        changes["time_budget"] = None
+    changes["out"] = run_dir
+    return ck, dataclasses.replace(saved, **changes)
 
 
 class _Log:

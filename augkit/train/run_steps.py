@@ -8,7 +8,6 @@ before its first file leaves no folder behind.
 
 from __future__ import annotations
 
-import os
 import time
 
 from augkit import metrics
@@ -22,12 +21,11 @@ __all__ = ["check_inputs", "claim_folder", "finish", "record_skips", "start_fold
 # (``r`` is the run's :class:`augkit.train.loop.Trainer`: its config, data, state, folder and log)
 
 def claim_folder(cfg, dist, resumed: bool, note, replace_unsaved: bool = False) -> RunFolder:
-    """The run folder (``--out``, else a new ``runs/...``), refused when a new training would write
-    over a run (``replace_unsaved``: over one with a checkpoint), and locked by rank 0 for this
-    process (a stale lock taken over is told with ``note(line)``); every rank gets rank 0's
-    verdict. The caller releases the lock."""
-    cfg.out = os.path.abspath(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
-    folder = RunFolder(cfg.out)
+    """The run folder (``--out``, else a new ``runs/...``, the same on every rank), refused when a
+    new training would write over a run (``replace_unsaved``: over one with a checkpoint), and
+    locked by rank 0 for this process (a stale lock taken over is told with ``note(line)``); every
+    rank gets rank 0's verdict. The caller releases the lock."""
+    folder = RunFolder(cfg.out or dist.broadcast(default_run_dir(cfg.data) if dist.main else None))
 
     def claim() -> None:
         folder.acquire_lock(note=note)   # first: no other writer can finish a run in between

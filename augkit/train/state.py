@@ -9,13 +9,20 @@ being trained and ``ema`` the decay and the number of averaged steps: ``--resume
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import random
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
+
+from augkit.errors import InputError
+
+if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
+
+    from .schedule import LRSchedule
 
 __all__ = ["TrainState", "rng_state", "set_rng_state"]
 
@@ -23,7 +30,7 @@ __all__ = ["TrainState", "rng_state", "set_rng_state"]
 def rng_state() -> dict:
     """The torch, python, numpy (and CUDA) random states, as plain data."""
     st = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    npst = np.random.get_state()
+    npst = cast(tuple, np.random.get_state(legacy=True))
     st["numpy"] = [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])]
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
@@ -54,7 +61,7 @@ class TrainState:
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: LRSchedule
     scaler: torch.amp.GradScaler
     epoch: int = 0
     step_in_epoch: int = 0
@@ -62,7 +69,7 @@ class TrainState:
     running_loss: list = field(default_factory=lambda: [0.0, 0])
     history: list = field(default_factory=list)
     best: dict | None = None
-    ema: torch.nn.Module | None = None    # AveragedModel of ``model`` (--ema), updated after every step
+    ema: AveragedModel | None = None      # the average of ``model`` (--ema: augkit.train.ema), updated every step
     ema_decay: float | None = None
 
     def eval_model(self) -> torch.nn.Module:

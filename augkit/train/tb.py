@@ -92,6 +92,8 @@ class TBLogger:
 def _read_rgb(path: str) -> np.ndarray:
     import cv2
     img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"{path}: cannot read the picture just written")
     return np.ascontiguousarray(img[..., ::-1])
 
 

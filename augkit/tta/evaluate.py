@@ -435,8 +435,14 @@ class EvalReport:
 def _settings(tta) -> list:
     """``[(label, spec)]``: no TTA first, then each setting other than ``none``."""
     ttas = [tta] if isinstance(tta, (str, os.PathLike)) or hasattr(tta, "views") else list(tta)
-    return [("none", ins.as_spec("none"))] + [(t if isinstance(t, str) else getattr(t, "name", os.fspath(t)),
-                                               ins.as_spec(t)) for t in ttas if t != "none"]
+    return [("none", ins.as_spec("none"))] + [(_label(t), ins.as_spec(t)) for t in ttas if t != "none"]
+
+
+def _label(tta) -> str:
+    """How the report names a setting: a preset or a path as given, a spec by its name."""
+    if isinstance(tta, (str, os.PathLike)):
+        return os.fspath(tta)
+    return getattr(tta, "name", None) or "views"
 
 
 def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_worst: int = 8, limit=None, png=None,

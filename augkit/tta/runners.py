@@ -60,26 +60,9 @@ def load_models(paths, device: str = "auto") -> list:
             m = load_model(p, device=device)
         except Exception as e:  # noqa: BLE001  (any failure of a bad checkpoint: one line naming it)
             raise RunError(f"{p}: cannot load the checkpoint: {e}") from None
-        for attr, value in (("name", name), ("mean_shape", _checkpoint_mean_shape(p, m))):
-            try:
-                setattr(m, attr, value)   # member names in tables: <checkpoint>/<view>
-            except AttributeError:
-                pass
+        m.name = name   # member names in tables: <checkpoint>/<view>
         models.append(m)
     return models
-
-
-def _checkpoint_mean_shape(path, model):
-    """The checkpoint's training mean shape (K, 2), normalised model frame, or None."""
-    if getattr(model, "mean_shape", None) is not None:
-        return model.mean_shape
-    try:
-        import torch
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        ms = ck.get("mean_shape") if isinstance(ck, dict) else None
-        return None if ms is None else np.asarray(ms, dtype=np.float64)
-    except Exception:  # noqa: BLE001  (an older or foreign checkpoint: the baseline uses the labels' mean)
-        return None
 
 
 def _models(models, device):

@@ -186,6 +186,7 @@ def test_show_colours_points_by_part(tmp_path, labels68, ytf68):
         assert np.all(rgb == colour, axis=1).sum() > 0, colour
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["regression", "rle", "integral", "simcc"])
 def test_971_points_train_fit_and_predict_a_submission(tmp_path, labels68, ytf68, head):
     """The whole hand-off at K = 971 for every head: a tiny model, per-landmark TTA weights (and the

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 
@@ -17,6 +19,7 @@ def test_without_cuda_one_line_and_exit_0():
     assert len(lines) == 1 and "no CUDA device" in lines[0] and "not measured" in lines[0]
 
 
+@pytest.mark.slow
 def test_smoke_on_cpu_fills_every_row_of_the_table():
     r = subprocess.run([sys.executable, str(SCRIPT), "--smoke-cpu"], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1"))

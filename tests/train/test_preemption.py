@@ -55,6 +55,20 @@ def _stop_mid_epoch(out: Path, args, signals=(signal.SIGTERM,), group=False):
     return p.returncode, time.time() - t, err.decode(), seen
 
 
+def test_a_signal_during_an_import_is_delivered_once_the_import_is_done():
+    """An exception raised inside torch's import can abort the process (exit -6): the signal waits."""
+    code = ("import os, signal, threading\n"
+            "from augkit.signals import stop_cleanly\n"
+            "with stop_cleanly('t', process_exit=True):\n"
+            "    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+            "    import torch\n"
+            "    print('imported', flush=True)\n"
+            "    import time; time.sleep(30)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 143 and "imported" in r.stdout and "t: stopped by SIGTERM" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_bit_identical(tmp_path):
     args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--seed", "3"]
     full = tmp_path / "full"
@@ -83,6 +97,7 @@ def test_sigterm_mid_epoch_saves_that_step_and_resume_is_bit_identical(tmp_path)
         assert [h[k] for h in a["history"]] == [h[k] for h in b["history"]], k
 
 
+@pytest.mark.slow
 def test_sigusr1_then_a_second_signal_during_the_save_then_the_same_command_again(tmp_path):
     """Slurm's warning signal stops the run like SIGTERM (exit 138); a SIGTERM right behind it, while
     the checkpoint is written, changes nothing: it completes and loads. The requeued job runs the
@@ -159,6 +174,7 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_sigterm_under_nproc_every_rank_stops_at_one_step(tmp_path):
     out = tmp_path / "ddp"
     args = ["--nproc", "2", "--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "8"]

@@ -3,13 +3,11 @@ evaluate` (a calibration block per setting, calibration.png) and in the label au
 scored against sigma)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import YTF68, BlobModel, blob_set, write_oof_folds
+from helpers import YTF68, BlobModel, blob_set, python_prints_ok, write_oof_folds
 
 import augkit as ak
 from augkit import calibration as cal
@@ -30,8 +28,7 @@ def test_import_stays_light():
     code = ("import sys; import augkit, augkit.calibration; "
             "assert 'matplotlib' not in sys.modules and 'torch' not in sys.modules and 'scipy' not in sys.modules; "
             "print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+    python_prints_ok(code)
 
 
 def test_coverage_of_calibrated_gaussian_errors_is_what_the_gaussian_promises():

@@ -230,13 +230,7 @@ def test_the_training_mean_shape_is_placed_through_the_preprocessing(tmp_path):
         np.testing.assert_allclose(geometry.apply_points(m, p), mean_norm * 64 - 0.5, atol=1e-9)
 
 
-def test_checkpoint_mean_shape_is_read_and_a_model_worse_than_it_is_flagged(blobs, tmp_path):
-    torch = pytest.importorskip("torch")
-    from augkit.tta.runners import _checkpoint_mean_shape
-    path = tmp_path / "ck.pt"
-    torch.save({"format": "x", "mean_shape": [[0.25, 0.5]] * 4}, path)
-    np.testing.assert_array_equal(_checkpoint_mean_shape(path, object()), [[0.25, 0.5]] * 4)
-    assert _checkpoint_mean_shape(tmp_path / "missing.pt", object()) is None
+def test_a_model_worse_than_the_mean_shape_is_flagged(blobs, tmp_path):
     folder, *_ = blobs
     const = FixedModel(np.zeros((4, 2)) + 3.0, preprocess=ak.Compose(preprocess_steps(64, "letterbox")))
     report = evaluate_tta([const], folder, tta=(), n_worst=0)
@@ -251,6 +245,8 @@ def test_evaluate_of_a_trained_run_uses_its_training_mean_shape(tmp_path, ytf68)
           "--val-fraction", "0.3", "--out", run])
     from augkit.run_folder import validation_labels
     val = validation_labels(str(run))
+    from augkit.models.checkpoint import load_model, read_checkpoint
+    np.testing.assert_array_equal(load_model(run / "best.pt").mean_shape, read_checkpoint(run / "best.pt")["mean_shape"])
     report = evaluate_tta([str(run / "best.pt")], val, tta=(), n_worst=0)
     log = (run / "log.csv").read_text().splitlines()
     row = dict(zip(log[0].split(","), log[1].split(",")))

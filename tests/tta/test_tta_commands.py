@@ -2,13 +2,11 @@
 checkpoint loader replaced by a content-based model (the real checkpoints: test_trained.py)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import BlobModel, blob_set, write_blob_dataset
+from helpers import BlobModel, blob_set, python_prints_ok, write_blob_dataset
 
 import augkit as ak
 from augkit.tta import runners
@@ -44,8 +42,7 @@ def test_import_does_not_load_torch_and_commands_are_listed():
     code = ("import sys, augkit.tta, augkit.cli.predict as c; assert 'torch' not in sys.modules, 'torch imported'; "
             "import click; assert isinstance(c.predict, click.Command) and isinstance(c.evaluate, click.Command); "
             "assert isinstance(c.tta, click.Group) and 'fit' in c.tta.commands; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+    python_prints_ok(code)
     for cmd in ("predict", "evaluate"):
         assert "--checkpoint" in _run([cmd, "--help"]).output
     assert "fit" in _run(["tta", "--help"]).output
