@@ -102,6 +102,9 @@ class TrainConfig:
                               "mode), then all; the LR schedule starts again, warm-up included, when the backbone "
                               "joins.", range=(0, None),
                               hook="augkit.train.freeze:FreezeBackbone")
+    early_stop: int = _opt(0, "Stop when the validation NME has not improved for N epochs (0: off); best.pt "
+                           "keeps the best epoch.", range=(0, None), metavar="N", hook="augkit.train.early_stop:EarlyStop",
+                           resume=True)
     tensorboard: bool = _opt(False, "Also write TensorBoard event files into the run folder (loss and LR per step, "
                              "validation vs mean shape, worst images per epoch, augmented samples); the [tb] extra.",
                              hook="augkit.train.tb:TensorBoard", resume=True)
