@@ -7,12 +7,14 @@ nesting deeper than :data:`MAX_DEPTH`, and YAML aliases that would expand to mor
 result would expand to billions of items).
 
 Imports nothing of augkit, so every module (schemes, config, the data layer, train, tta) can
-stand on it without an import circle (:mod:`augkit.errors`, which imports nothing, is beneath it).
+stand on it without an import circle (:mod:`augkit.errors` and :mod:`augkit.signals`, which import
+nothing of augkit, are beneath it).
 """
 
 from __future__ import annotations
 
 from augkit.errors import AugkitError, InputError
+from augkit.signals import deferred
 import contextlib
 import errno
 import os
@@ -258,12 +260,9 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
     path = os.fspath(path)
     f: IO[Any]
     tmp = None
-    held = _hold_stop_signals()  # a stop signal (augkit.signals) lands after `tmp` is known, never between
     try:
-        try:
+        with deferred():  # a stop signal (augkit.signals) lands after `tmp` is known, never between
             fd, tmp = _temp_beside(path)
-        finally:
-            _release_stop_signals(held)
         if mode == "wb":
             f = os.fdopen(fd, "wb")
         else:
@@ -282,23 +281,6 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
     except BaseException:
         _remove(tmp)
         raise
-
-
-def _hold_stop_signals():
-    """Block SIGTERM / SIGUSR1 in this thread (they stay pending); the previous mask, or None where
-    signals cannot be masked."""
-    import signal
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
-        return None
-    # augkit.signals.STOP_SIGNALS, written out: this module stands below every other one of augkit
-    stops = {s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None}
-    return signal.pthread_sigmask(signal.SIG_BLOCK, stops)
-
-
-def _release_stop_signals(held) -> None:
-    if held is not None:
-        import signal
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _remove(tmp: str | None) -> None:

@@ -27,7 +27,7 @@ import contextlib
 import signal
 import sys
 
-__all__ = ["STOP_SIGNALS", "Terminated", "StopRequest", "stop_cleanly", "ignore_in_worker", "exit_code"]
+__all__ = ["STOP_SIGNALS", "Terminated", "StopRequest", "deferred", "stop_cleanly", "ignore_in_worker", "exit_code"]
 
 #: the signals that stop augkit cleanly (SIGUSR1 is missing on Windows)
 STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
@@ -51,8 +51,26 @@ class Terminated(BaseException):
         return exit_code(self.signum)
 
 
+_DEFERRING = [0]   # > 0: the main thread is in a :func:`deferred` block
+
+
+@contextlib.contextmanager
+def deferred():
+    """A block a stop signal must not interrupt (e.g. creating a temporary file whose name is not
+    known yet to the code that removes it): a signal that arrives inside it is delivered again
+    :data:`RETRY_S` later. Works whichever thread the kernel hands the signal to, unlike a signal
+    mask. Cheap: a counter."""
+    _DEFERRING[0] += 1
+    try:
+        yield
+    finally:
+        _DEFERRING[0] -= 1
+
+
 def _raise(signum, frame):
-    if _importing():   # an exception inside an import can abort the process (torch's C extension)
+    # inside a deferred block, or an import (an exception raised inside torch's import can abort
+    # the process): the stop waits a moment
+    if _DEFERRING[0] or _importing():
         _deliver_again(signum)
         return
     _ignore_stop_signals()  # once: the unwinding that follows (temporary files, locks) is not interrupted
@@ -68,10 +86,15 @@ def _importing() -> bool:
 
 
 def _deliver_again(signum: int) -> None:
-    """Send ``signum`` to this process again in :data:`RETRY_S` (the import will have gone on)."""
-    import os
+    """Send ``signum`` to the main thread again in :data:`RETRY_S` (the import will have gone on).
+    To the main thread, not the process: a signal the main thread holds (``augkit.files``' atomic
+    writers block the stop signals while they create their temporary file) stays pending there
+    instead of landing in the timer's thread and interrupting the main thread at once."""
     import threading
-    timer = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+    main = threading.main_thread().ident
+    if main is None or not hasattr(signal, "pthread_kill"):  # pragma: no cover - Windows
+        return
+    timer = threading.Timer(RETRY_S, signal.pthread_kill, (main, signum))
     timer.daemon = True
     timer.start()
 

@@ -167,9 +167,10 @@ def test_the_core_imports_none_of_the_layers_above_it(graph):
     assert upward == [], "the augmentation core (augkit/*.py) stands below every layer"
 
 
-def test_files_and_errors_stand_at_the_bottom(graph):
+def test_files_errors_and_signals_stand_at_the_bottom(graph):
     assert not {t for t in graph["augkit.errors"] if t.startswith("augkit")}
-    assert {t for t in graph["augkit.files"] if t.startswith("augkit")} <= {"augkit.errors"}
+    assert not {t for t in graph["augkit.signals"] if t.startswith("augkit")}
+    assert {t for t in graph["augkit.files"] if t.startswith("augkit")} <= {"augkit.errors", "augkit.signals"}
 
 
 def test_click_is_imported_by_the_command_line_only(graph):

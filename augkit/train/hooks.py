@@ -9,9 +9,12 @@ The points, in the order a run meets them (``t`` is the trainer: its ``cfg``, ``
 - ``start(t, resumed)``: the state is restored and the run folder written; the first step is next;
 - ``epoch_start(t, epoch)``: before the epoch's (or the resumed epoch's remaining) steps;
 - ``step(t, loss, lr)``: after each optimiser step (this process's batch loss, the step's LR);
+- ``sync(t)``: a step at which every rank has agreed to go on (every step in one process, every
+  few under DDP; not the epoch's last): where a mid-epoch checkpoint is written;
 - ``validation(t, pred)``: the epoch's validation predictions, original pixels ``(N, K, 2)``;
-- ``epoch_end(t, row)``: the epoch's row is recorded in the history and saved with the state; a
-  hook may end the run here with :meth:`~augkit.train.loop.Trainer.request_stop`;
+- ``epoch_end(t, row)``: the epoch's row is recorded in the history (the first hook,
+  :class:`~augkit.train.checkpoints.Checkpoints`, saves it with the state); a hook may end the
+  run here with :meth:`~augkit.train.loop.Trainer.request_stop`;
 - ``close(t)``: the run ends (finished, stopped, or failed): release what the hook holds.
 
 Every rank calls every hook; a hook that writes files does so on rank 0 (``t.dist.main``). A
@@ -45,11 +48,14 @@ class Hook:
     def step(self, t: Trainer, loss: float, lr: float) -> None:
         """One optimiser step was taken (``t.state.global_step`` is its index)."""
 
+    def sync(self, t: Trainer) -> None:
+        """Every rank is at this step and goes on (a mid-epoch checkpoint may be written)."""
+
     def validation(self, t: Trainer, pred: np.ndarray) -> None:
         """The epoch's validation predictions in original pixels (NaN rows: undecodable images)."""
 
     def epoch_end(self, t: Trainer, row: dict) -> None:
-        """The epoch's row (``log.csv``'s columns) is recorded and the state saved."""
+        """The epoch's row (``log.csv``'s columns) is recorded (and saved, by the first hook)."""
 
     def close(self, t: Trainer) -> None:
         """The run ends, however it ends."""

@@ -43,6 +43,7 @@ from . import data as train_data
 from .config import TrainConfig, option_fields, resolve_config
 from .dist import Dist
 from .epoch import Engine, StopRule, ValidationStopped, train_one_epoch, validate
+from .checkpoints import Checkpoints
 from .hooks import Hook
 from .run_steps import claim_folder
 from .run_steps import finish as _finish
@@ -96,6 +97,10 @@ class Trainer:
         is logged and recorded as ``stopped`` in summary.json."""
         self.stop_reason = self.stop_reason or reason
 
+    def checkpoint(self) -> bytes:
+        """The checkpoint of the state as it is now (the bytes of ``last.pt`` / ``best.pt``)."""
+        return checkpoint_bytes(self.state.to_checkpoint(self.dist.world, self.fixed))
+
     def call(self, point: str, *args) -> None:
         """Call ``point`` (``"step"``, ``"epoch_end"``, ...) of every hook, in order."""
         for hook in self.hooks:
@@ -110,9 +115,10 @@ class Progress(Hook):
 
 
 def hooks_for(cfg: TrainConfig) -> list:
-    """The run's hooks: :class:`Progress`, then the hook of every option that is set, in the
-    order of the options (the ``hook`` metadata of the :class:`TrainConfig` fields)."""
-    hooks: list = [Progress()]
+    """The run's hooks: :class:`~augkit.train.checkpoints.Checkpoints` and :class:`Progress`, then
+    the hook of every option that is set, in the order of the options (the ``hook`` metadata of
+    the :class:`TrainConfig` fields)."""
+    hooks: list = [Checkpoints(), Progress()]
     for f in option_fields():
         if f.metadata["hook"] and getattr(cfg, f.name) not in (None, False, 0):
             module, name = f.metadata["hook"].split(":")
@@ -187,7 +193,7 @@ def _epochs(r: Trainer, stop: StopRule) -> str | None:
         r.call("epoch_start", epoch)
         r.train_sampler.set_epoch(epoch, r.state.step_in_epoch * cfg.batch_size)
         seen, why = train_one_epoch(r.state, r.engine, r.train_loader, epoch, r.steps_per_epoch, stop,
-                                    _mid_epoch_saver(r), r.skips, show=r.dist.main and not cfg.quiet,
+                                    lambda: r.call("sync"), r.skips, show=r.dist.main and not cfg.quiet,
                                     frozen=r.frozen, on_step=lambda loss, lr: r.call("step", loss, lr))
         if why == "signal":  # the state after this step (at the epoch's last step: before its validation)
             _stop_for_signal(r, stop)
@@ -217,7 +223,7 @@ def _stop_for_signal(r: Trainer, stop: StopRule, saved: bool = False) -> None:
     import signal
     st = r.state
     if r.dist.main and not saved:
-        r.folder.save_last(checkpoint_bytes(st.to_checkpoint(r.dist.world, r.fixed)))
+        r.folder.save_last(r.checkpoint())
     r.dist.barrier()
     if not st.step_in_epoch:
         where = f"the end of epoch {st.epoch}"
@@ -302,21 +308,6 @@ def _range_test(r: Trainer) -> dict:
     return {"lr": res.suggestion}
 
 
-def _mid_epoch_saver(r: Trainer):
-    """A callable that writes ``last.pt`` (rank 0) when --checkpoint-steps or --checkpoint-minutes is due."""
-    last = {"t": time.time()}
-
-    def save() -> None:
-        step = r.state.step_in_epoch
-        due = (r.cfg.checkpoint_steps and step % r.cfg.checkpoint_steps == 0) or \
-            time.time() - last["t"] > r.cfg.checkpoint_minutes * 60
-        if due:
-            if r.dist.main:
-                r.folder.save_last(checkpoint_bytes(r.state.to_checkpoint(r.dist.world, r.fixed)))
-            last["t"] = time.time()
-    return save
-
-
 def _val_metrics(r: Trainer) -> dict:
     """Validation loss and MSE / NME / FR (model, or its --ema average, and mean-shape baseline) on
     the decodable images; with --tensorboard the worst images too."""
@@ -348,15 +339,11 @@ def _end_epoch(r: Trainer, epoch: int, seen: int, t0: float, stop: StopRule) -> 
     st.scheduler.epoch_end(row.get("val_loss", row["train_loss"]))
     row["epoch_s"] = time.time() - t0
     row["elapsed_s"] = r.elapsed_before + time.time() - stop.session_start
-    improved = r.improved = st.record_epoch(row)
+    r.improved = st.record_epoch(row)
     if st.step_in_epoch >= r.steps_per_epoch:  # a whole epoch: the next starts at its step 0
         st.epoch, st.step_in_epoch = epoch + 1, 0
     _record_skips(r)
-    if r.dist.main:
-        r.folder.save_state(checkpoint_bytes(st.to_checkpoint(r.dist.world, r.fixed)), improved)
-        r.folder.write_logs(st.history)
-        r.folder.plot(st.history, r.log)
-    r.call("epoch_end", row)
+    r.call("epoch_end", row)   # the first hook saves the state
     r.dist.barrier()
 
 

@@ -69,6 +69,24 @@ def test_a_signal_during_an_import_is_delivered_once_the_import_is_done():
 
 
 @pytest.mark.slow
+def test_a_signal_inside_a_deferred_block_lands_after_it():
+    """augkit.files' atomic writers create their temporary file in such a block: a signal sent to
+    the process (any thread may take it) must not land between the file and its name."""
+    code = ("import os, signal, threading, time\n"
+            "from augkit.signals import deferred, stop_cleanly\n"
+            "with stop_cleanly('t', process_exit=True):\n"
+            "    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()   # another thread\n"
+            "    with deferred():\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "        t0 = time.time()\n"
+            "        while time.time() - t0 < 0.5:   # bytecodes run: an undeferred handler would fire here\n"
+            "            pass\n"
+            "        print('block done', flush=True)\n"
+            "    time.sleep(30)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 143 and "block done" in r.stdout and "t: stopped by SIGTERM" in r.stderr, r.stderr[-2000:]
+
+
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_bit_identical(tmp_path):
     args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--seed", "3"]
     full = tmp_path / "full"
