@@ -44,7 +44,10 @@ def _old_tree(base: str, where: Path) -> Path:
 
 def _train_module(pythonpath: str | None) -> str:
     """The module that runs ``augkit train`` in that tree (it moved in issue 24)."""
-    code = "import importlib.util as u; print('augkit.cli.train' if u.find_spec('augkit.cli.train') else 'augkit.train.cli')"
+    code = ("import importlib.util as u\n"
+            "try:\n    found = u.find_spec('augkit.cli.train') is not None\n"
+            "except ModuleNotFoundError:   # augkit.cli was a module, not a package\n    found = False\n"
+            "print('augkit.cli.train' if found else 'augkit.train.cli')")
     env = dict(os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {}))
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                           cwd=tempfile.gettempdir()).stdout.strip()
