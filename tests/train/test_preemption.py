@@ -55,6 +55,13 @@ def _stop_mid_epoch(out: Path, args, signals=(signal.SIGTERM,), group=False):
     return p.returncode, time.time() - t, err.decode(), seen
 
 
+def _stopped_by_sigterm(code: str, reached: str) -> None:
+    """``code`` run under ``stop_cleanly('t')``, which sends itself SIGTERM: it must have printed
+    ``reached`` before the stop, then exited 143 with the stop line."""
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 143 and reached in r.stdout and "t: stopped by SIGTERM" in r.stderr, r.stderr[-2000:]
+
+
 def test_a_signal_during_an_import_is_delivered_once_the_import_is_done():
     """An exception raised inside torch's import can abort the process (exit -6): the signal waits."""
     code = ("import os, signal, threading\n"
@@ -64,11 +71,9 @@ def test_a_signal_during_an_import_is_delivered_once_the_import_is_done():
             "    import torch\n"
             "    print('imported', flush=True)\n"
             "    import time; time.sleep(30)\n")
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 143 and "imported" in r.stdout and "t: stopped by SIGTERM" in r.stderr, r.stderr[-2000:]
+    _stopped_by_sigterm(code, "imported")
 
 
-@pytest.mark.slow
 def test_a_signal_inside_a_deferred_block_lands_after_it():
     """augkit.files' atomic writers create their temporary file in such a block: a signal sent to
     the process (any thread may take it) must not land between the file and its name."""
@@ -83,10 +88,10 @@ def test_a_signal_inside_a_deferred_block_lands_after_it():
             "            pass\n"
             "        print('block done', flush=True)\n"
             "    time.sleep(30)\n")
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 143 and "block done" in r.stdout and "t: stopped by SIGTERM" in r.stderr, r.stderr[-2000:]
+    _stopped_by_sigterm(code, "block done")
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_bit_identical(tmp_path):
     args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--seed", "3"]
     full = tmp_path / "full"
