@@ -51,7 +51,8 @@ def _opt(default, help: str = "", *, choices=None, range=None, open_range=False,
         path: ``"file"`` (an existing file) or ``"folder"`` (a folder, made if missing).
         lr: a learning rate: a positive number or ``auto``.
         hook: ``"module:Class"`` of the :class:`~augkit.train.hooks.Hook` this option switches on
-            (when its value is set: not None, False or 0), e.g. ``"augkit.train.ema:EMA"``.
+            (when its value is set: not None, False or 0; or when the class's ``applies(value)``
+            says so), e.g. ``"augkit.train.ema:EMA"``.
         resume: a ``--resume`` may change it (how long, how loud, how parallel: not what is trained).
     """
     meta = {"help": help, "choices": tuple(choices) if choices else None, "range": range, "open_range": open_range,
@@ -89,7 +90,8 @@ class TrainConfig:
     epochs: int | None = _opt(None, "Epochs [30 for --data, 8 for the demo].", range=(1, None), resume=True)
     batch_size: int | None = _opt(None, "Batch size per process [32].", range=(1, None))
     lr: float | str | None = _opt(None, "Peak learning rate [1e-3 for --data, 2e-3 for the demo], or 'auto': run the "
-                                  "--lr-find range test first and train at its suggestion.", lr=True)
+                                  "--lr-find range test first and train at its suggestion.", lr=True,
+                                  hook="augkit.train.lr_find:AutoLR")
     lr_find: bool = _opt(False, "Only the LR range test (same data and options): an exponential LR sweep; writes "
                          "lr_find.png and lr_find.json with the suggested peak LR; no training, no checkpoint.")
     lr_find_steps: int = _opt(100, "Steps of the LR range test (it stops earlier once the loss diverges).",

@@ -12,8 +12,9 @@ and writes every file, and the ranks exchange a stop flag every few steps.
 The features around the loop are hooks, each switched on by its option (the ``hook`` of its
 :class:`~augkit.train.config.TrainConfig` field): ``--ema`` (:mod:`augkit.train.ema`),
 ``--freeze-epochs`` (:mod:`augkit.train.freeze`), ``--tensorboard`` (:mod:`augkit.train.tb`);
-the epoch lines are the :class:`Progress` hook. ``--lr-find`` / ``--lr auto``
-(:mod:`augkit.train.lr_find`) is a range test on the built run, undone before training.
+``--lr auto`` (:mod:`augkit.train.lr_find`: a range test on the built run, undone, at ``setup``);
+the checkpoints and the epoch lines are hooks too. ``--lr-find`` alone is the range test without
+training.
 """
 
 from __future__ import annotations
@@ -97,6 +98,13 @@ class Trainer:
         is logged and recorded as ``stopped`` in summary.json."""
         self.stop_reason = self.stop_reason or reason
 
+    def set_peak_lr(self, lr: float) -> None:
+        """The run's peak LR, found after the run was built (``--lr auto``): the config that the
+        run saves and runs with from here on, and the schedule rebuilt for it."""
+        self.cfg = dataclasses.replace(self.cfg, lr=lr)
+        self.state.scheduler = _schedule(self.cfg, self.steps_per_epoch)
+        self.fixed["config"] = self.cfg.to_dict()
+
     def checkpoint(self) -> bytes:
         """The checkpoint of the state as it is now (the bytes of ``last.pt`` / ``best.pt``)."""
         return checkpoint_bytes(self.state.to_checkpoint(self.dist.world, self.fixed))
@@ -120,9 +128,13 @@ def hooks_for(cfg: TrainConfig) -> list:
     the :class:`TrainConfig` fields)."""
     hooks: list = [Checkpoints(), Progress()]
     for f in option_fields():
-        if f.metadata["hook"] and getattr(cfg, f.name) not in (None, False, 0):
-            module, name = f.metadata["hook"].split(":")
-            hooks.append(getattr(importlib.import_module(module), name)())
+        if not f.metadata["hook"]:
+            continue
+        module, name = f.metadata["hook"].split(":")
+        cls = getattr(importlib.import_module(module), name)
+        value = getattr(cfg, f.name)
+        if cls.applies(value) if hasattr(cls, "applies") else value not in (None, False, 0):
+            hooks.append(cls())
     return hooks
 
 
@@ -157,13 +169,13 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device, ck: dict | None) 
     """The body of :func:`run`, inside the run folder's lock."""
     r = _build(cfg, dist, device, ck)
     r.hooks = hooks_for(cfg)
-    r.call("setup")
-    if cfg.lr_find or cfg.lr == "auto":
-        found = _range_test(r)
-        if cfg.lr_find:
-            dist.barrier()
-            dist.close()
-            return found
+    r.call("setup")          # --lr auto's range test among them: r.cfg then holds the LR it found
+    if cfg.lr_find:          # the range test alone: no training, no checkpoint
+        from .lr_find import range_test_only
+        found = range_test_only(r)
+        dist.barrier()
+        dist.close()
+        return found
     _start_folder(r, ck)
     request = StopRequest()
     stop = r.stop = StopRule(dist, cfg.time_budget, cfg.checkpoint_steps, request)
@@ -284,28 +296,6 @@ def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> LRSchedule:
     assert cfg.epochs is not None   # resolved
     return LRSchedule(cfg.scheduler, _peak_lr(cfg), steps_per_epoch, cfg.epochs, cfg.warmup, cfg.restart_epochs,
                       frozen_epochs=cfg.freeze_epochs)
-
-
-def _range_test(r: Trainer) -> dict:
-    """--lr-find / --lr auto: the sweep on the built run (undone), its one-line result; with --lr
-    auto the run's peak LR becomes the suggestion."""
-    from .lr_find import lr_find
-    res = lr_find(r, r.cfg.lr_find_steps)
-    where = f"{r.folder.file('lr_find.png')} and lr_find.json"
-    if r.cfg.lr_find:
-        line = (f"lr-find: suggested peak LR {res.suggestion:.3g} (the loss turns up at {res.edge_lr:.3g}; "
-                f"{len(res.losses)} steps); wrote {where}") if math.isfinite(res.suggestion) else \
-            f"lr-find: the loss never turned up in {len(res.losses)} steps: no suggestion; wrote {where}"
-        r.log.always(line)
-        return {"run_dir": r.folder.path, "lr_find": res.to_dict()}
-    if not math.isfinite(res.suggestion):
-        raise InputError(f"--lr auto: the loss never turned up during the {len(res.losses)}-step range test "
-                         f"(see {where}); pass --lr")
-    r.cfg = dataclasses.replace(r.cfg, lr=res.suggestion)   # --lr auto resolved: the run's config from here on
-    r.state.scheduler = _schedule(r.cfg, r.steps_per_epoch)
-    r.fixed["config"] = r.cfg.to_dict()
-    r.log.always(f"--lr auto: peak LR {res.suggestion:.3g} from a {len(res.losses)}-step range test; wrote {where}")
-    return {"lr": res.suggestion}
 
 
 def _val_metrics(r: Trainer) -> dict:

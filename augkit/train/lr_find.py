@@ -17,14 +17,18 @@ leaves ``lr_find.png`` (smoothed loss against LR on a log axis, the suggestion m
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import copy
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SweepResult", "sweep", "smooth", "suggest", "plot_sweep", "lr_find", "START_LR", "END_LR", "DIVERGE",
+from augkit.errors import InputError
+
+from .hooks import Hook
+
+__all__ = ["AutoLR", "SweepResult", "sweep", "smooth", "suggest", "plot_sweep", "lr_find", "range_test_only",
+           "START_LR", "END_LR", "DIVERGE",
            "DIVISOR", "RISE", "SMOOTH_ALPHA", "VALLEY", "FLAT_RISE", "FLAT_MARGIN"]
 
 START_LR, END_LR = 1e-7, 10.0
@@ -220,3 +224,40 @@ def lr_find(r, steps: int) -> SweepResult:
         r.folder.write_json(r.folder.LR_FIND_JSON_NAME, res.to_dict())
     return res
 
+
+def _where(t) -> str:
+    return f"{t.folder.file('lr_find.png')} and lr_find.json"
+
+
+def range_test_only(t) -> dict:
+    """``--lr-find``: the range test on the built run ``t`` (a :class:`~augkit.train.loop.Trainer`),
+    its one-line result; no training follows."""
+    res = lr_find(t, t.cfg.lr_find_steps)
+    if math.isfinite(res.suggestion):
+        line = (f"lr-find: suggested peak LR {res.suggestion:.3g} (the loss turns up at {res.edge_lr:.3g}; "
+                f"{len(res.losses)} steps); wrote {_where(t)}")
+    else:
+        line = f"lr-find: the loss never turned up in {len(res.losses)} steps: no suggestion; wrote {_where(t)}"
+    t.log.always(line)
+    return {"run_dir": t.folder.path, "lr_find": res.to_dict()}
+
+
+class AutoLR(Hook):
+    """``--lr auto``: the range test on the built run (undone), then the run trains at its
+    suggestion (saved as the run's ``lr``; bit for bit the run ``--lr <suggestion>`` gives)."""
+
+    @staticmethod
+    def applies(lr) -> bool:
+        """Switched on by ``--lr auto`` (a resumed run has the LR its range test found)."""
+        return lr == "auto"
+
+    def setup(self, t) -> None:
+        if t.cfg.lr_find:   # --lr-find alone: the range test is the whole run
+            return
+        res = lr_find(t, t.cfg.lr_find_steps)
+        if not math.isfinite(res.suggestion):
+            raise InputError(f"--lr auto: the loss never turned up during the {len(res.losses)}-step range test "
+                             f"(see {_where(t)}); pass --lr")
+        t.set_peak_lr(res.suggestion)
+        t.log.always(f"--lr auto: peak LR {res.suggestion:.3g} from a {len(res.losses)}-step range test; "
+                     f"wrote {_where(t)}")
