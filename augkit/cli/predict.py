@@ -56,9 +56,11 @@ def _given(name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
-def _workers_or_default(workers):
+def _compute(scheme, max_batch, workers, device) -> runners.Compute:
+    """The shared options of predict / evaluate / tta fit, as the runners take them."""
     from augkit.tta.predictor import default_workers
-    return default_workers() if workers is None else int(workers)
+    return runners.Compute(scheme=scheme, max_batch=max_batch, device=device, progress=True, warn=_warn,
+                           workers=default_workers() if workers is None else int(workers))
 
 
 def _models_and_tta(runs, checkpoints, command: str, tta_name: str, default_what: str):
@@ -127,9 +129,8 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
     if run_tta is not None:
         tta = run_tta.spec
     s = runners.predict_to_file(list(checkpoints), data, out, tta=tta, fmt=fmt, uncertainty=uncertainty,
-                                strict=strict, scheme=scheme, max_batch=max_batch,
-                                workers=_workers_or_default(workers), progress=True,
-                                checkpoints=list(checkpoints), device=device, warn=_warn)
+                                strict=strict, checkpoints=list(checkpoints),
+                                compute=_compute(scheme, max_batch, workers, device))
     _print_predict(s)
 
 
@@ -180,10 +181,8 @@ def evaluate(checkpoints, data, ttas, png, n_worst, json_out, limit, threshold, 
     if run_tta is not None:
         ttas = (run_tta.spec,)
     report = evaluate_tta(list(checkpoints), data, tta=ttas, threshold=threshold, n_worst=n_worst, limit=limit,
-                          png=png, json_out=json_out, scheme=scheme, max_batch=max_batch,
-                          workers=_workers_or_default(workers), progress=True,
-                          checkpoints=list(checkpoints), device=device, warn=_warn,
-                          calibration_png=calibration_png)
+                          png=png, json_out=json_out, checkpoints=list(checkpoints), calibration_png=calibration_png,
+                          compute=_compute(scheme, max_batch, workers, device))
     _report_errors(report.errors)
     for line in report_lines(report, len(checkpoints)):
         click.echo(line)
@@ -240,8 +239,7 @@ def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, calibrate, m
             raise ins.RunError(reason)
     checkpoints, data, out = _resolve_fit(run, checkpoints, data, out, _warn)
     report = runners.fit_tta(list(checkpoints), data, tta=tta_spec, level=level, folds=folds, limit=limit, out=out,
-                             scheme=scheme, max_batch=max_batch, workers=_workers_or_default(workers),
-                             progress=True, device=device, warn=_warn, calibrate=calibrate)
+                             calibrate=calibrate, compute=_compute(scheme, max_batch, workers, device))
     _report_errors(report.errors)
     for line in fit_report_lines(report):
         click.echo(line)

@@ -14,8 +14,8 @@ returning (N, K, 2) points in that frame (``augkit.train`` checkpoints are such 
 
 Whole folders, streamed (what ``augkit predict``, ``augkit evaluate`` and ``augkit tta fit`` call)::
 
-    from augkit.tta import predict_to_file, evaluate_tta, fit_tta
-    summary = predict_to_file(["run/best.pt"], "test/", "sub.csv", tta="flip", progress=True)
+    from augkit.tta import Compute, predict_to_file, evaluate_tta, fit_tta
+    summary = predict_to_file(["run/best.pt"], "test/", "sub.csv", tta="flip", compute=Compute(progress=True))
     report = evaluate_tta(["run/best.pt"], "val/", tta=["flip", "full"])   # report.results, .baseline
     fitted = fit_tta(["run/best.pt"], "val/", tta="full", out="tta.yaml")   # fitted.spec, .result
 
@@ -51,6 +51,7 @@ __all__ = [
     "PRESETS",
     "EvalReport",
     "FitAccumulator",
+    "Compute",
     "FitReport",
     "FitResult",
     "MemberPredictions",
@@ -87,7 +88,7 @@ __all__ = [
     "write_submission",
 ]
 
-_LAZY = {"predict_to_file": "runners", "PredictSummary": "runners", "fit_tta": "runners", "FitReport": "runners",
+_LAZY = {"Compute": "runners", "predict_to_file": "runners", "PredictSummary": "runners", "fit_tta": "runners", "FitReport": "runners",
          "load_models": "runners", "RunError": "inputs", "evaluate_tta": "evaluate",
          "EvalReport": "evaluate", "Progress": "progress"}
 

@@ -41,6 +41,7 @@ from augkit.errors import InputError
 from . import inputs as ins
 from .inputs import RunError
 from .predictor import TTAPredictor, merge_chunk
+from .runners import Compute
 from .views import TTASpec, View, get_spec
 
 __all__ = ["add_settings_chunk", "calibration_png", "calibration_table", "EvalAccumulator", "EvalReport",
@@ -446,8 +447,8 @@ def _label(tta) -> str:
 
 
 def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_worst: int = 8, limit=None, png=None,
-             json_out=None, scheme=None, max_batch: int = 64, workers: int = 0, progress=None, checkpoints=None,
-             device: str = "auto", warn=None, seed: int = 0, calibration_png=None) -> EvalReport:
+                 json_out=None, checkpoints=None, seed: int = 0, calibration_png=None,
+                 compute: Compute | None = None) -> EvalReport:
     """MSE (original pixels), NME and failure rate of no TTA and each setting in ``tta``, a
     mean-shape baseline, the Spearman correlation of the TTA spread with the real error, and
     optionally a JSON of the table (``json_out``) and a PNG of the worst cases of the best setting.
@@ -456,28 +457,30 @@ def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_wors
     (``calibration`` in each result) and its picture: ``calibration_png``, by default
     ``calibration.png`` in the folder of ``png`` (nothing when both are None).
 
-    ``models``: callables or checkpoint paths (see :func:`augkit.tta.predict_to_file`); ``data``: a
+    ``models``: callables or checkpoint paths (see :func:`augkit.tta.predict_to_file`); ``compute``:
+    a :class:`~augkit.tta.Compute` (scheme, batch, workers, device, progress, warnings); ``data``: a
     labelled dataset; ``limit``: a random subset of that many images. Streaming: the memory held
     is the labels and the accumulators. Raises :class:`RunError` (one line) on bad input.
     """
+    c = compute or Compute()
     from .runners import prepare_models
-    files, truth = ins.read_labelled(data, limit, seed, warn)
+    files, truth = ins.read_labelled(data, limit, seed, c.warn)
     settings = _settings(tta)
     names = checkpoints or [os.fspath(m) for m in models if isinstance(m, (str, os.PathLike))]
     for _, s in settings[1:]:
         if names:
-            ins.check_fitted_for(s, names, warn)
+            ins.check_fitted_for(s, names, c.warn)
     for path in (json_out, png if n_worst else None):
         if path:
             ins.check_writable_out(path)
-    pred, k, _ = prepare_models(models, settings[0][1], scheme, device, max_batch, truth, data)
+    pred, k, _ = prepare_models(models, settings[0][1], c.scheme, c.device, c.max_batch, truth, data)
     cal_png = _calibration_path(calibration_png, png)
     if cal_png and any(getattr(m, "has_sigma", False) for m in pred.models):
         ins.check_writable_out(cal_png)
     for _, s in settings[1:]:
         ins.check_merge_weights(s, len(pred.models), k)
     results, base, source, n_ok, errors = _stream(pred, [s for _, s in settings], files, truth, threshold, n_worst,
-                                          workers, progress)
+                                          c.workers, c.progress)
     ins.check_some_readable(n_ok, len(files), errors, data)
     baseline = base.result()
     baseline.pop("worst", None)
@@ -491,7 +494,7 @@ def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_wors
     if n_worst and png:
         b = report.best
         report.png_label = os.path.basename(settings[b][0])
-        _worst_png(png, pred.models, settings[b][1], scheme, files, truth, results[b]["worst"], n_worst,
+        _worst_png(png, pred.models, settings[b][1], c.scheme, files, truth, results[b]["worst"], n_worst,
                    report.png_label)
         report.png_path = os.fspath(png)
     return report

@@ -11,6 +11,7 @@ Importing this module imports no torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from . import inputs as ins
 from .inputs import RunError
 
 __all__ = [
+    "Compute",
     "FitReport",
     "PredictSummary",
     "RunError",
@@ -96,6 +98,31 @@ def prepare_models(models, spec, scheme, device, max_batch, truth=None, data=Non
 
 # ---------------------------------------------------------------------------------------- predict
 
+@dataclass(frozen=True)
+class Compute:
+    """How :func:`predict_to_file`, :func:`~augkit.tta.evaluate_tta` and :func:`fit_tta` compute and
+    report, the same for all three (``augkit predict / evaluate / tta fit``'s ``--scheme``,
+    ``--max-batch``, ``--workers``, ``--device``).
+
+    Attributes:
+        scheme: landmark scheme (name, file or :class:`augkit.Scheme`) for flip views; default: the
+            first model's.
+        max_batch: most model-input images per forward (all views of several images stacked).
+        workers: processes that decode and warp the views while the model runs (0: this process).
+        device: torch device for checkpoints (``auto``: CUDA when available, else the CPU).
+        progress: ``True`` for the progress convention on stderr (a bar on a terminal, a line
+            every 5% with an ETA otherwise), or a callable(n) told of each image queued.
+        warn: a callable(line) for notes and warnings (default: none shown).
+    """
+
+    scheme: object = None
+    max_batch: int = 64
+    workers: int = 0
+    device: str = "auto"
+    progress: object = None
+    warn: Callable[[str], None] | None = None
+
+
 @dataclass
 class PredictSummary:
     """What :func:`predict_to_file` wrote: ``rows`` written, ``ok`` readable images of ``n_images``,
@@ -114,8 +141,7 @@ class PredictSummary:
 
 
 def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncertainty: bool = False,
-                    strict: bool = False, scheme=None, max_batch: int = 64, workers: int = 0, progress=None,
-                    checkpoints=None, device: str = "auto", warn=None) -> PredictSummary:
+                    strict: bool = False, checkpoints=None, compute: Compute | None = None) -> PredictSummary:
     """Predict every image of ``data`` with TTA and write the rows as the chunks come back.
 
     Args:
@@ -131,12 +157,13 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
         strict: fail on the first unreadable image; else a submission row comes from a mid-grey
             image of its size and CSV/JSON leave it out.
         checkpoints: the checkpoint paths the models came from, to check a fitted spec against.
-        progress: ``True`` for the progress convention on stderr (a bar on a terminal, a line every
-            5% with an ETA otherwise), or a callable(n) told of each image queued.
+        compute: how to compute and report (:class:`Compute`: scheme, batch, workers, device,
+            progress, warnings); default ``Compute()``.
 
     Returns:
         :class:`PredictSummary`. Raises :class:`RunError` (one line) on bad input.
     """
+    c = compute or Compute()
     paths, names, tp = _inputs(data)
     fmt = ins.output_format(out, fmt, tp is not None)
     if fmt == "submission" and uncertainty:
@@ -144,12 +171,12 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
     spec = ins.as_spec(tta)
     paths_given = all(isinstance(m, (str, os.PathLike)) for m in _as_list(models))
     if checkpoints is not None or paths_given:
-        ins.check_fitted_for(spec, checkpoints or _as_list(models), warn)
+        ins.check_fitted_for(spec, checkpoints or _as_list(models), c.warn)
     ins.check_writable_out(out)
     if not any(not isinstance(p, str) or os.path.exists(p) for p in paths):
         raise RunError(f"{_where(data)}: none of the {len(paths)} listed image(s) exists (first: {paths[0]}); "
                        f"{out} left unchanged")
-    pred, k, _ = prepare_models(models, spec, scheme, device, max_batch)
+    pred, k, _ = prepare_models(models, spec, c.scheme, c.device, c.max_batch)
     if tp is not None and k is not None:
         from .outputs import check_test_points
         try:
@@ -157,8 +184,8 @@ def predict_to_file(models, data, out, *, tta="none", fmt: str = "auto", uncerta
         except ValueError as e:
             raise RunError(str(e)) from None
     try:
-        with progress_callback(progress, len(paths), "predict") as step:
-            counts = _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, workers, step, data)
+        with progress_callback(c.progress, len(paths), "predict") as step:
+            counts = _stream(pred, paths, names, tp, fmt, out, uncertainty, strict, c.workers, step, data)
     except RunError:
         raise
     except ValueError as e:   # a view or model that gives the wrong shape: one line, out untouched
@@ -287,9 +314,8 @@ def _chosen_spec(spec, choice: str, res, ident, n_models: int, names, scale: flo
     return replace(out, sigma_scale=scale, fit=fit_info, source=None)
 
 
-def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, limit=None, out=None, scheme=None,
-        max_batch: int = 64, workers: int = 0, progress=None, device: str = "auto", warn=None, seed: int = 0,
-        calibrate: bool = False) -> FitReport:
+def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, limit=None, out=None, seed: int = 0,
+            calibrate: bool = False, compute: Compute | None = None) -> FitReport:
     """Choose and fit the TTA merge on labelled VALIDATION data, streaming; never worse than no TTA.
 
     One pass: each chunk's member predictions go into the weight fit's sufficient statistics
@@ -310,6 +336,7 @@ def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, li
     ``out``: write the spec there (YAML, JSON for .json). ``models`` and the other arguments as in
     :func:`predict_to_file`; ``limit`` a random subset.
     """
+    c = compute or Compute()
     from dataclasses import replace
 
     from .fit import FitAccumulator, MergeAccumulator, choose_merge
@@ -319,9 +346,9 @@ def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, li
     spec = ins.as_spec(tta)
     if out is not None:
         ins.check_writable_out(out)
-    files, truth = ins.read_labelled(data, limit, seed, warn)
+    files, truth = ins.read_labelled(data, limit, seed, c.warn)
     run_spec = replace(spec, merge="mean") if spec.needs_sigma else spec   # the fit merges by itself
-    pred, _, names = prepare_models(models, run_spec, scheme, device, max_batch, truth, data, check_weights=False)
+    pred, _, names = prepare_models(models, run_spec, c.scheme, c.device, c.max_batch, truth, data, check_weights=False)
     if calibrate and not pred.has_sigma:
         from .predictor import model_has_sigma
         i = next(i for i, m in enumerate(pred.models) if not model_has_sigma(m))
@@ -333,8 +360,8 @@ def fit_tta(models, data, *, tta="full", level: str = "auto", folds: int = 5, li
                             truth.shape[1], len(files), folds=folds)
     n_ok, errors = 0, []
     try:
-        with progress_callback(progress, len(files), "tta fit") as step:
-            for chunk in pred.iter_members(files, workers=workers, progress=step):
+        with progress_callback(c.progress, len(files), "tta fit") as step:
+            for chunk in pred.iter_members(files, workers=c.workers, progress=step):
                 n_ok += int(chunk.ok.sum())
                 errors.extend(chunk.errors)
                 if chunk.ok.any():   # unreadable rows are left out by the fit anyway
