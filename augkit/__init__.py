@@ -9,9 +9,9 @@ from .compose import Compose, OneOf, Result, Sometimes, invert_points
 from .config import load, save
 from .interop import Photometric
 from .schemes import IBUG68, Scheme, get_scheme
-from .transforms import (Affine, BlackBars, Blur, BrightnessContrast, CenterCrop, CropBox, Erase, Gamma,
-                         Grayscale, HFlip, JpegQuality, LetterBox, MotionBlur, Noise, Pad, RandomCrop,
-                         Resize, ScaleMinSide, Step)
+from .transforms import (Affine, BlackBars, Blur, BrightnessContrast, CenterCrop, CropBox, Downscale, Erase,
+                         Gamma, Grayscale, HFlip, JpegQuality, LetterBox, MotionBlur, Noise, Pad, RandomCrop,
+                         Resize, ScaleMinSide, Sharpen, Step)
 
 __version__ = "0.1.0"
 
@@ -20,5 +20,5 @@ __all__ = [
     "Scheme", "get_scheme", "IBUG68", "Step",
     "Affine", "HFlip", "RandomCrop", "CenterCrop", "CropBox", "Resize", "ScaleMinSide", "Pad", "LetterBox",
     "BrightnessContrast", "Gamma", "Blur", "MotionBlur", "Grayscale", "Noise", "JpegQuality", "BlackBars",
-    "Erase", "functional", "geometry",
+    "Erase", "Downscale", "Sharpen", "functional", "geometry",
 ]

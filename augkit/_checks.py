@@ -28,8 +28,8 @@ class Range:
     __slots__ = ("lo", "hi", "fixed", "minimum", "maximum")
 
     def __init__(self, value, name: str, owner: str, minimum=None, maximum=None):
-        def bad(why: str) -> ValueError:
-            return ValueError(f"{owner}: {name} {why}, got {value!r}")
+        def bad(why: str) -> InputError:
+            return InputError(f"{owner}: {name} {why}, got {value!r}")
 
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
             lo = hi = float(value)

@@ -182,6 +182,33 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return _restore_channels(cv2.GaussianBlur(image, (0, 0), sigma), image)
 
 
+def downscale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Down to ``scale`` of the size (area averaging), then back up to it (bilinear): the look of a
+    low-resolution face on the same pixel grid (the alpha channel kept). ``scale`` in (0, 1]."""
+    h, w = image.shape[:2]
+    small = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    if small == (w, h):
+        return image.copy()
+
+    def down_up(c: np.ndarray) -> np.ndarray:
+        low = cv2.resize(c, small, interpolation=cv2.INTER_AREA)
+        return _restore_channels(cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR), c)
+    return _on_colour(image, down_up)
+
+
+def sharpen(image: np.ndarray, amount: float, sigma: float) -> np.ndarray:
+    """Unsharp mask: ``x + amount * (x - gaussian(x, sigma))``, clipped to the dtype's range (the
+    alpha channel kept)."""
+    if amount == 0 or sigma <= 0:
+        return image.copy()
+
+    def unsharp(c: np.ndarray) -> np.ndarray:
+        x = c.astype(np.float32)
+        detail = x - _restore_channels(cv2.GaussianBlur(x, (0, 0), sigma), x)
+        return _to_dtype(x + np.float32(amount) * detail, image.dtype)
+    return _on_colour(image, unsharp)
+
+
 def box_blur(image: np.ndarray, ksize: float) -> np.ndarray:
     """Mean over a square of ``ksize`` pixels, rounded to the nearest odd size (no shift)."""
     k = 2 * int(round((max(1.0, ksize) - 1) / 2)) + 1

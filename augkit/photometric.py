@@ -16,12 +16,14 @@ __all__ = [
     "BlackBars",
     "Blur",
     "BrightnessContrast",
+    "Downscale",
     "Erase",
     "Gamma",
     "Grayscale",
     "JpegQuality",
     "MotionBlur",
     "Noise",
+    "Sharpen",
 ]
 
 
@@ -68,6 +70,30 @@ class Blur(PhotometricStep):
         if self.kind == "gaussian":
             return F.gaussian_blur(image, v["sigma"])
         return F.box_blur(image, v["ksize"])
+
+
+class Downscale(PhotometricStep):
+    """Down to ``scale`` of the size, then back up (the low-resolution faces of a test set: video
+    frames, thumbnails); ``scale`` in (0, 1], drawn like every parameter."""
+
+    def __init__(self, scale=(0.25, 0.5), p=1.0):
+        super().__init__(p, scale=scale)
+        self._range("scale", scale, 0.01, 1)
+
+    def apply(self, image, v):
+        return F.downscale(image, v["scale"])
+
+
+class Sharpen(PhotometricStep):
+    """Unsharp mask: ``x + amount * (x - gaussian(x, sigma))`` (over-sharpened phone photos)."""
+
+    def __init__(self, amount=(0.3, 1.0), sigma=1.0, p=1.0):
+        super().__init__(p, amount=amount, sigma=sigma)
+        self._range("amount", amount, 0, 5)
+        self._range("sigma", sigma, 0.1, 10)
+
+    def apply(self, image, v):
+        return F.sharpen(image, v["amount"], v["sigma"])
 
 
 class MotionBlur(PhotometricStep):

@@ -25,12 +25,14 @@ from .photometric import (
     BlackBars,
     Blur,
     BrightnessContrast,
+    Downscale,
     Erase,
     Gamma,
     Grayscale,
     JpegQuality,
     MotionBlur,
     Noise,
+    Sharpen,
 )
 from .steps import REGISTRY, GeometricStep, PhotometricStep, Step
 
@@ -46,6 +48,8 @@ __all__ = [
     "Gamma",
     "GeometricStep",
     "Grayscale",
+    "Downscale",
+    "Sharpen",
     "HFlip",
     "JpegQuality",
     "LetterBox",

@@ -30,6 +30,8 @@ EXAMPLES = {
     "JpegQuality": ak.JpegQuality(quality=(30, 60)),
     "BlackBars": ak.BlackBars(),
     "Erase": ak.Erase(n=(1, 3)),
+    "Downscale": ak.Downscale(scale=(0.25, 0.5)),
+    "Sharpen": ak.Sharpen(amount=(0.3, 1.0)),
     "Photometric": None,  # albumentations: built lazily below (imports albumentations)
     "Compose": None, "OneOf": None, "Sometimes": None,  # containers: covered by their own tests
 }
