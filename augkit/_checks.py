@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import numbers
 
 import numpy as np
+
+from augkit.errors import InputError
 
 
 def check_p(p, owner: str) -> float:

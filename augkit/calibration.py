@@ -23,10 +23,11 @@ left out.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import math
 
 import numpy as np
+
+from augkit.errors import InputError
 
 __all__ = ["CalibrationAccumulator", "Reservoir", "calibration_png", "calibration_summary", "coverage", "gaussian_coverage",
            "ml_scale", "rank_correlation", "reliability", "spearman", "COVERAGE_K", "MAX_PAIRS"]

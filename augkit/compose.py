@@ -17,11 +17,11 @@ where ``steps`` holds, per step, ``None`` (did not run) or the values it ran wit
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from augkit.errors import InputError
 from . import functional as F
 from . import geometry as G
 from ._checks import check_image, check_points

@@ -7,11 +7,11 @@ container is one more ``Step`` subclass written the same way.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 from typing import Any
 
 import numpy as np
 
+from augkit.errors import InputError
 from .steps import Step, step_from_dict, steps_from_dicts
 
 __all__ = ["OneOf", "Sometimes", "check_steps"]

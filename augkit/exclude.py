@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import csv
 import os
+
+from augkit.errors import InputError
 
 __all__ = ["read_exclusions", "TRUE_WORDS"]
 

@@ -6,9 +6,8 @@ nesting deeper than :data:`MAX_DEPTH`, and YAML aliases that would expand to mor
 :data:`MAX_NODES` values (the "billion laughs" file: a few hundred bytes that a program walking the
 result would expand to billions of items).
 
-Imports nothing of augkit, so every module (schemes, config, the data layer, train, tta) can
-stand on it without an import circle (:mod:`augkit.errors` and :mod:`augkit.signals`, which import
-nothing of augkit, are beneath it).
+Imports only :mod:`augkit.errors` and :mod:`augkit.signals` (which import nothing of augkit), so
+every module (schemes, config, the data layer, train, tta) can stand on it without an import circle.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ uint8 goes through the exact same lookup tables as before.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import math
 
 import cv2
 import numpy as np
+
+from augkit.errors import InputError
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
            "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}

@@ -7,11 +7,11 @@ if it mirrors); it is registered by its class name and re-exported from :mod:`au
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import math
 
 import numpy as np
 
+from augkit.errors import InputError
 from . import geometry as G
 from ._checks import check_size
 from .steps import GeometricStep

@@ -11,10 +11,11 @@ pixel edges), a horizontal flip of a ``w``-wide image maps ``x -> w - 1 - x``.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import math
 
 import numpy as np
+
+from augkit.errors import InputError
 
 __all__ = [
     "identity", "translate", "scale", "rotate", "shear", "hflip", "resize", "about",

@@ -11,12 +11,13 @@ header alone. Every reader in augkit (train, predict, evaluate, show) goes throu
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import os
 import struct
 
 import cv2
 import numpy as np
+
+from augkit.errors import InputError
 
 __all__ = [
     "IMAGE_EXTENSIONS",

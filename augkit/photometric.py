@@ -6,9 +6,9 @@ with an ``apply``; it is registered by its class name and re-exported from :mod:
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import math
 
+from augkit.errors import InputError
 from . import functional as F
 from .steps import PhotometricStep
 

@@ -11,14 +11,13 @@ reads and writes the JSON and text files atomically, holds the one best/last rul
 - :func:`input_fingerprint` / :meth:`RunFolder.input_changes`: ``--resume`` refuses when the label
   file or the image list changed since the run started.
 
-Torch-free: the checkpoints' bytes are made by :mod:`augkit.models.checkpoint` and written here. ``--run DIR`` for ``augkit predict``, ``evaluate`` and ``tta fit``
-is resolved here too: the run's checkpoint (its one rule: ``best.pt``, else ``last.pt``), its fitted
+Torch-free: the checkpoints' bytes are made by :mod:`augkit.models.checkpoint` and written here.
+``--run DIR`` for ``augkit predict``, ``evaluate`` and ``tta fit`` is resolved here too: the run's checkpoint (its one rule: ``best.pt``, else ``last.pt``), its fitted
 TTA spec (``tta.yaml``) and, from ``split.json``, its own validation images (``val.csv``).
 """
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import contextlib
 import csv
 import errno
@@ -31,6 +30,7 @@ import time
 
 import numpy as np
 
+from augkit.errors import InputError
 from augkit.models import CHECKPOINT_NAMES
 from augkit.files import atomic_open, atomic_write_bytes, atomic_write_text, parse_json, read_json
 

@@ -19,7 +19,6 @@ published pairs: ``augkit scheme infer --scheme made971`` completes it from data
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import itertools
 import json
 import os
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from augkit.errors import InputError
 from .files import atomic_write_text, dump_yaml, read_yaml
 
 __all__ = ["BUILTIN", "IBUG68", "MADE971", "Scheme", "get_scheme", "parse_parts"]

@@ -3,12 +3,12 @@ predictions of a model (``augkit evaluate``'s worst.png, TensorBoard's ``val/wor
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import os
 
 import cv2
 import numpy as np
 
+from augkit.errors import InputError
 from . import metrics
 from .compose import Compose
 from .config import load

@@ -77,7 +77,7 @@ def _raise(signum, frame):
     raise Terminated(signum)
 
 
-RETRY_S = 0.05   # how soon a signal that arrived during an import is delivered again
+RETRY_S = 0.05   # how soon a signal that arrived in a deferred block or an import is delivered again
 
 
 def _importing() -> bool:
@@ -86,10 +86,8 @@ def _importing() -> bool:
 
 
 def _deliver_again(signum: int) -> None:
-    """Send ``signum`` to the main thread again in :data:`RETRY_S` (the import will have gone on).
-    To the main thread, not the process: a signal the main thread holds (``augkit.files``' atomic
-    writers block the stop signals while they create their temporary file) stays pending there
-    instead of landing in the timer's thread and interrupting the main thread at once."""
+    """Send ``signum`` to the main thread again in :data:`RETRY_S` (the deferred block or the import
+    will have gone on), where :func:`_raise` asks again."""
     import threading
     main = threading.main_thread().ident
     if main is None or not hasattr(signal, "pthread_kill"):  # pragma: no cover - Windows

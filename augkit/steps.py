@@ -17,9 +17,9 @@ A new step or container is one class: nothing else needs an edit.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import numpy as np
 
+from augkit.errors import InputError
 from . import geometry as G
 from ._checks import Range, check_p
 

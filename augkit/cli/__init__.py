@@ -23,15 +23,18 @@ from augkit.errors import AugkitError
 __all__ = ["Command", "Group", "entry", "main"]
 
 
+class _Failed(click.ClickException):
+    """An :class:`AugkitError` or ``OSError`` as click prints it: ``Error: MESSAGE``, exit 1."""
+
+
+class _BadUsage(_Failed):
+    """A :class:`~augkit.errors.UsageError`: exit 2, as click gives a bad option."""
+
+    exit_code = 2
+
+
 def _failed(message: str, exit_code: int) -> click.ClickException:
-    """An :class:`AugkitError` or ``OSError`` as click prints it: ``Error: MESSAGE``, exiting with
-    ``exit_code`` (click declares ``exit_code`` a class variable, hence a subclass that sets it)."""
-
-    class _Failed(click.ClickException):
-        pass
-
-    _Failed.exit_code = exit_code
-    return _Failed(message)
+    return (_BadUsage if exit_code == 2 else _Failed)(message)
 
 
 def _message(e: BaseException) -> str:

@@ -66,8 +66,9 @@ def _compute(scheme, max_batch, workers, device) -> runners.Compute:
 def _models_and_tta(runs, checkpoints, command: str, tta_name: str, default_what: str):
     """``--run`` folders -> (checkpoints, the first run's fitted TTA or None when ``--tta`` was
     given or no run has one); says in one line which TTA a run gives and why."""
-    checkpoints, run_tta = _resolve_models(runs, checkpoints, command, _warn)
-    if not runs or _given(tta_name):
+    use_spec = bool(runs) and not _given(tta_name)
+    checkpoints, run_tta = _resolve_models(runs, checkpoints, command, _warn, use_spec)
+    if not use_spec:
         return checkpoints, None
     if run_tta is None:
         _warn(f"note: --run {runs[0]} has no tta.yaml (write one with `augkit tta fit --run {runs[0]}`): "
@@ -257,14 +258,15 @@ class _RunTTA:
     fitted: bool
 
 
-def _resolve_models(runs, checkpoints, command: str, warn) -> tuple[tuple, _RunTTA | None]:
+def _resolve_models(runs, checkpoints, command: str, warn, use_spec: bool) -> tuple[tuple, _RunTTA | None]:
     """``--run`` for predict / evaluate: (checkpoints with each run's best.pt added, the first run's
-    ``tta.yaml`` or None). One spec weights every member. Notes go to ``warn``."""
+    ``tta.yaml`` when ``use_spec`` and a run has one, else None). One spec weights every member.
+    Notes go to ``warn``."""
     require_extra("train", command)
     checkpoints = tuple(checkpoints or ()) + tuple(run_checkpoint(r, warn) for r in runs)
     if not checkpoints:
         raise InputError(f"{command}: give --checkpoint FILE or --run DIR (a folder of `augkit train`)")
-    path = next((s for s in (run_spec(r) for r in runs) if s), None)
+    path = next((s for s in (run_spec(r) for r in runs) if s), None) if use_spec else None
     return checkpoints, None if path is None else _spec_for(path, len(checkpoints), warn)
 
 

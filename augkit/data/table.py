@@ -3,13 +3,14 @@ be read raises (:class:`DatasetError`), and the collector of skipped rows the re
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import dataclasses
 import io
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from augkit.errors import InputError
 
 __all__ = ["PERSON_REGEX", "DatasetError", "LandmarkTable"]
 

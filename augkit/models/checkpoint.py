@@ -13,13 +13,13 @@ regression head's) and ``mean_shape``. :meth:`TrainState.restore` loads it back.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import io
 import os
 
 import numpy as np
 import torch
 
+from augkit.errors import InputError
 from augkit.compose import Compose
 from augkit.files import atomic_write_bytes
 from augkit.schemes import get_scheme

@@ -38,12 +38,12 @@ stride 8 (16 x 16 cells at 128 px), SimCC needs ``K x (bins_x + bins_y)`` number
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import math
 
 import torch
 from torch import nn
 
+from augkit.errors import InputError
 from .losses import counted, masked_mean
 
 __all__ = ["HEADS", "LandmarkHead", "RegressionHead", "RLEHead", "IntegralHead", "SimCCHead", "FP32Linear",

@@ -8,11 +8,11 @@ noise), keeping at least one.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import math
 
 import torch
 
+from augkit.errors import InputError
 from . import LOSSES  # torch-free there, for the command line
 
 __all__ = ["landmark_loss", "LOSSES", "elementwise", "masked_mean", "counted"]

@@ -14,11 +14,12 @@ The device and precision of inference are chosen by :func:`pick_device` and :fun
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from augkit.errors import InputError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInput", "autocast_dtype", "normalise", "pick_device"]
 

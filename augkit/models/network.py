@@ -14,10 +14,10 @@ regression head that is ``(N, 2K)`` unit coordinates, interleaved ``x0, y0, x1, 
 
 from __future__ import annotations
 
-from augkit.errors import AugkitError, InputError
 import torch
 from torch import nn
 
+from augkit.errors import AugkitError, InputError
 from .heads import FP32Linear  # noqa: F401 - kept importable here
 from .heads import from_unit, to_unit
 from .model_input import (  # the one definition; kept importable here

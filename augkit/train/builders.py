@@ -3,13 +3,13 @@ mean shape and its baseline, model, optimiser, and the validation sampler."""
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from augkit.errors import InputError
 import augkit
 from augkit.compose import Compose
 from augkit.run_folder import input_fingerprint

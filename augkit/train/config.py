@@ -11,7 +11,6 @@ This module imports no torch: the command line is built from it before torch is 
 
 from __future__ import annotations
 
-from augkit.errors import InputError, UsageError
 import dataclasses
 import difflib
 import math
@@ -20,6 +19,7 @@ import typing
 from typing import Any
 from dataclasses import dataclass, field
 
+from augkit.errors import InputError, UsageError
 from augkit.data import PERSON_REGEX
 from augkit.files import MAX_YAML_BYTES, read_json, read_yaml
 

@@ -28,10 +28,11 @@ plain mean, ``robust``, ``sigma``, ``sigma+robust``) are not linear in the resid
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from augkit.errors import InputError
 
 __all__ = [
     "LAMBDAS",

@@ -7,7 +7,6 @@ Torch-free: the data readers are imported inside the functions.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import os
 
 import numpy as np
@@ -30,6 +29,7 @@ __all__ = [
     "test_points_path",
 ]
 
+from augkit.errors import InputError
 from augkit.io import IMAGE_EXTENSIONS  # noqa: E402  (one definition, re-exported)
 
 

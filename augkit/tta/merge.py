@@ -29,8 +29,9 @@ landmark (the effective weights of the method; a plain mean for ``median`` / ``t
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import numpy as np
+
+from augkit.errors import InputError
 
 __all__ = [
     "MERGES",

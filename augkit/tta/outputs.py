@@ -12,7 +12,6 @@ one-shot ``*_text`` / ``write_*`` form built on the same writer. File names are 
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import csv
 import io
 import json
@@ -20,6 +19,7 @@ import os
 
 import numpy as np
 
+from augkit.errors import InputError
 from augkit.files import atomic_write_text
 
 __all__ = [

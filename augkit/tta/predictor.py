@@ -35,13 +35,13 @@ never short; ``Chunk.fallback`` marks them.
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from augkit.errors import InputError
 from augkit.compose import Compose, invert_points, record_flips, record_matrix
 from augkit.schemes import get_scheme
 from augkit.workers import default_workers as _default_workers

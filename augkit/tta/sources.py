@@ -5,12 +5,12 @@ Unreadable images come back as errors, or with ``fallback="grey"`` as a mid-grey
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import os
 from typing import Any, cast
 
 import numpy as np
 
+from augkit.errors import InputError
 from augkit.io import ImageReadError, image_size, read_image
 from augkit.workers import init_worker, worker_context
 

@@ -33,7 +33,6 @@ Weights are non-negative and are normalised to sum to one (per landmark) when me
 
 from __future__ import annotations
 
-from augkit.errors import InputError
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from augkit.errors import InputError
 from augkit.compose import Compose
 from augkit.files import atomic_write_text, dump_yaml, read_yaml
 from augkit.geometric import Affine, HFlip
