@@ -10,7 +10,7 @@ from .config import load, save
 from .interop import Photometric
 from .schemes import IBUG68, Scheme, get_scheme
 from .transforms import (Affine, BlackBars, Blur, BrightnessContrast, CenterCrop, CropBox, Downscale, Erase,
-                         Gamma, Grayscale, HFlip, JpegQuality, LetterBox, MotionBlur, Noise, Pad, RandomCrop,
+                         Gamma, Grayscale, HFlip, JpegQuality, LetterBox, MotionBlur, Noise, Pad, Perspective, RandomCrop,
                          Resize, ScaleMinSide, Sharpen, Step)
 
 __version__ = "0.1.0"
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Compose", "OneOf", "Sometimes", "Result", "invert_points", "load", "save", "Photometric",
     "Scheme", "get_scheme", "IBUG68", "Step",
-    "Affine", "HFlip", "RandomCrop", "CenterCrop", "CropBox", "Resize", "ScaleMinSide", "Pad", "LetterBox",
+    "Affine", "HFlip", "RandomCrop", "CenterCrop", "CropBox", "Resize", "ScaleMinSide", "Pad", "LetterBox", "Perspective",
     "BrightnessContrast", "Gamma", "Blur", "MotionBlur", "Grayscale", "Noise", "JpegQuality", "BlackBars",
     "Erase", "Downscale", "Sharpen", "functional", "geometry",
 ]

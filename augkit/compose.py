@@ -11,6 +11,9 @@ The record of a call is a small JSON-serialisable dict::
 
     {"in": [w, h], "out": [w, h], "M": [[a, b, c], [d, e, f]], "flips": n, "steps": [...]}
 
+(``M`` has a third row ``[g, h, 1]`` when a ``Perspective`` step made the call projective: the image
+is then warped once with ``cv2.warpPerspective``, and points move by the projective map.)
+
 where ``steps`` holds, per step, ``None`` (did not run) or the values it ran with (a OneOf:
 ``{"choice": i, "value": ...}``; a nested Compose: a list).
 """
@@ -29,7 +32,8 @@ from .containers import OneOf, Sometimes, check_steps, steps_arg
 from .schemes import Scheme, get_scheme
 from .steps import Plan, Step, step_from_dict
 
-__all__ = ["Compose", "OneOf", "Result", "Sometimes", "invert_points", "record_flips", "record_matrix", "step_from_dict"]
+__all__ = ["Compose", "OneOf", "Result", "Sometimes", "invert_points", "matrix_entry", "matrix_singular", "record_flips",
+           "record_matrix", "step_from_dict"]
 
 
 @dataclass
@@ -56,7 +60,11 @@ class Result:
 
 
 def record_matrix(record: dict) -> np.ndarray:
-    """The record's ``M`` as a 3x3 matrix; a clear error when the field is missing or malformed."""
+    """The record's ``M`` as a 3x3 matrix; a clear error when the field is missing or malformed.
+
+    ``M`` is 2x3 (the affine rows) for an affine call and 3x3 for a projective one (a call with a
+    ``Perspective`` step), scaled so that ``M[2][2]`` is 1.
+    """
     if not isinstance(record, dict):
         raise InputError(f"a record must be the dict of a pipeline call, got {type(record).__name__}")  # noqa: TRY004 - bad file content: ValueError, as callers expect
     if "M" not in record:
@@ -66,13 +74,27 @@ def record_matrix(record: dict) -> np.ndarray:
         m2 = np.array(record["M"], dtype=np.float64)
     except (TypeError, ValueError):
         m2 = None
-    if m2 is None or m2.shape != (2, 3) or not np.isfinite(m2).all():
+    if m2 is None or m2.shape not in ((2, 3), (3, 3)) or not np.isfinite(m2).all():
         shown = repr(record["M"])
-        raise InputError(f"the record's field 'M' must be a 2x3 matrix of finite numbers, got "
-                         f"{shown[:80] + '...' if len(shown) > 80 else shown}")
+        raise InputError(f"the record's field 'M' must be a 2x3 matrix (or 3x3 for a projective call) of finite "
+                         f"numbers, got {shown[:80] + '...' if len(shown) > 80 else shown}")
+    if m2.shape == (3, 3):
+        return m2
     m = np.eye(3)
     m[:2] = m2
     return m
+
+
+def matrix_entry(m: np.ndarray) -> list:
+    """A 3x3 matrix as a record's ``M``: its two affine rows, or all three when it is projective."""
+    return (m[:2] if G.is_affine(m) else m).tolist()
+
+
+def matrix_singular(m: np.ndarray) -> bool:
+    """True when the 3x3 ``m`` (affine or projective) cannot be inverted."""
+    if G.is_affine(m):
+        return abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) < 1e-12
+    return abs(float(np.linalg.det(m))) < 1e-12
 
 
 def record_flips(record: dict) -> int:
@@ -95,7 +117,7 @@ def invert_points(record: dict, points, scheme: Scheme | str | None = None) -> n
     if p.ndim < 2 or p.shape[-1] != 2:
         raise InputError(f"points to invert must have shape (..., K, 2), got {p.shape}")
     m = record_matrix(record)
-    if abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) < 1e-12:
+    if matrix_singular(m):
         raise InputError(f"the record's field 'M' is singular ({record['M']!r}): its points cannot be mapped back")
     if record_flips(record) % 2:
         if scheme is None:
@@ -177,7 +199,7 @@ class Compose(Step):
             raise InputError(f"the record's field 'flips' is {record['flips']!r} but its steps flip "
                              f"{result.record['flips']} time(s): the record was edited or belongs to another pipeline")
         if "M" in record and box is None:
-            recorded, recomputed = record_matrix(record)[:2], result.matrix[:2]
+            recorded, recomputed = record_matrix(record), result.matrix
             if not np.allclose(recorded, recomputed, rtol=1e-9, atol=1e-6):
                 raise InputError(f"the record's field 'M' {np.round(recorded, 4).tolist()} does not match the "
                                  f"matrix its step values give, {np.round(recomputed, 4).tolist()}: the record was "
@@ -272,8 +294,8 @@ class Compose(Step):
             if plan.flips % 2 and self.scheme is not None:
                 out_pts = out_pts[self.scheme.perm]
             x, y = out_pts[:, 0], out_pts[:, 1]
-            vis = (x >= -0.5) & (x <= size[0] - 0.5) & (y >= -0.5) & (y <= size[1] - 0.5)
-        record = {"in": [w, h], "out": [size[0], size[1]], "M": m[:2].tolist(), "flips": plan.flips,
+            vis = (x >= -0.5) & (x <= size[0] - 0.5) & (y >= -0.5) & (y <= size[1] - 0.5)   # NaN: not visible
+        record = {"in": [w, h], "out": [size[0], size[1]], "M": matrix_entry(m), "flips": plan.flips,
                   "steps": entries}
         if self.points_unordered:
             record["unordered"] = True

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from augkit.errors import InputError
+from . import geometry as G
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
            "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
@@ -55,11 +56,27 @@ def halve(image: np.ndarray, x: bool, y: bool) -> np.ndarray:
     return _restore_channels(out, image)
 
 
-def _source_window(m: np.ndarray, size: tuple[int, int], shape, margin: int) -> tuple[int, int, int, int]:
-    """Whole-pixel window ``(x0, y0, x1, y1)`` of the source that the output frame reads."""
-    inv = np.linalg.inv(m)
+def _output_corners_in_source(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The output frame's four corners mapped back into the source; all NaN when the horizon of
+    the inverse map crosses the output (the part of the source it reads is then unbounded).
+    Shape (4, 2)."""
     w, h = size
-    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [-0.5, h - 0.5, 1], [w - 0.5, h - 0.5, 1]]) @ inv[:2].T
+    corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
+    if G.is_affine(m):   # (as before the projective path: the same windows, bit for bit)
+        return np.hstack([corners, np.ones((4, 1))]) @ np.linalg.inv(m)[:2].T
+    inv = G.invert(m)
+    w_ = G.projective_divisors(inv, corners)
+    if not ((w_ > 0).all() or (w_ < 0).all()):
+        return np.full((4, 2), np.nan)
+    return G.apply_points(inv, corners)
+
+
+def _source_window(m: np.ndarray, size: tuple[int, int], shape, margin: int) -> tuple[int, int, int, int]:
+    """Whole-pixel window ``(x0, y0, x1, y1)`` of the source that the output frame reads (the
+    whole source when a projective map's horizon crosses the output)."""
+    corners = _output_corners_in_source(m, size)
+    if not np.isfinite(corners).all():
+        return 0, 0, shape[1], shape[0]
     (lx, ly), (hx, hy) = corners.min(axis=0), corners.max(axis=0)
     x0 = max(0, int(math.floor(lx)) - margin)
     y0 = max(0, int(math.floor(ly)) - margin)
@@ -68,18 +85,32 @@ def _source_window(m: np.ndarray, size: tuple[int, int], shape, margin: int) -> 
     return x0, y0, x1, y1
 
 
+def _shrink_factors(m: np.ndarray, size: tuple[int, int], shape) -> tuple[float, float]:
+    """How long a unit source step along x and along y is in the output: the column norms of an
+    affine map; for a projective one the smallest over the part of the source the output reads
+    (a 9x9 grid over that window: the local scale of a projective map is not monotone along lines,
+    so the corners alone can miss the smallest)."""
+    if G.is_affine(m):
+        return G.local_scales(m, np.zeros((1, 2)))
+    x0, y0, x1, y1 = _source_window(m, size, shape, margin=0)
+    xs, ys = np.meshgrid(np.linspace(x0 - 0.5, x1 - 0.5, 9), np.linspace(y0 - 0.5, y1 - 0.5, 9))
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    return G.local_scales(m, grid[G.projective_divisors(m, grid) != 0])
+
+
 def warp(image: np.ndarray, m: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR,
          border: int = cv2.BORDER_CONSTANT, fill=0, preshrink: float = 0.5) -> np.ndarray:
-    """One ``cv2.warpAffine`` of ``image`` by the 3x3 ``m`` into a ``size = (w, h)`` frame.
+    """One warp of ``image`` by the 3x3 ``m`` into a ``size = (w, h)`` frame: ``cv2.warpAffine``
+    when ``m`` is affine, ``cv2.warpPerspective`` only when it is projective.
 
-    When the matrix shrinks a source axis below ``preshrink``, the part of the source that the
-    output reads is cut out and that axis halved with ``INTER_AREA`` (repeatedly, until the rest
-    of the shrink is at least ``preshrink``) so the warp does not alias; the matrix is corrected,
-    so the geometry is unchanged.
+    When the matrix shrinks a source axis below ``preshrink`` (for a projective map: anywhere in
+    the part of the source the output reads, its smallest local scale), that part of the source is
+    cut out and the axis halved with ``INTER_AREA`` (repeatedly, until the rest of the shrink is at
+    least ``preshrink``) so the warp does not alias; the matrix is corrected, so the geometry is
+    unchanged.
     """
     if preshrink and interpolation != cv2.INTER_NEAREST:
-        fx = math.hypot(m[0, 0], m[1, 0])  # how long a source x-step is in the output
-        fy = math.hypot(m[0, 1], m[1, 1])
+        fx, fy = _shrink_factors(m, size, image.shape)
         if fx < preshrink or fy < preshrink:
             kx = ky = 1
             while fx * kx < preshrink or fy * ky < preshrink:
@@ -103,7 +134,10 @@ def warp(image: np.ndarray, m: np.ndarray, size: tuple[int, int], interpolation:
                 m = m @ np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
     if isinstance(fill, (int, float, np.number)):
         fill = (float(fill),) * 4
-    out = cv2.warpAffine(image, m[:2], size, flags=interpolation, borderMode=border, borderValue=fill)
+    if G.is_affine(m):
+        out = cv2.warpAffine(image, m[:2], size, flags=interpolation, borderMode=border, borderValue=fill)
+    else:
+        out = cv2.warpPerspective(image, m, size, flags=interpolation, borderMode=border, borderValue=fill)
     return _restore_channels(out, image)
 
 

@@ -16,7 +16,8 @@ from . import geometry as G
 from ._checks import check_size
 from .steps import GeometricStep
 
-__all__ = ["Affine", "CenterCrop", "CropBox", "HFlip", "LetterBox", "Pad", "RandomCrop", "Resize", "ScaleMinSide"]
+__all__ = ["Affine", "CenterCrop", "CropBox", "HFlip", "LetterBox", "Pad", "Perspective", "RandomCrop", "Resize",
+           "ScaleMinSide"]
 
 
 class Affine(GeometricStep):
@@ -63,6 +64,69 @@ class Affine(GeometricStep):
         tx = cx + v["translate_x"] * w - (l00 * cx + l01 * cy)
         ty = cy + v["translate_y"] * h - (l10 * cx + l11 * cy)
         return np.array([[l00, l01, tx], [l10, l11, ty], [0.0, 0.0, 1.0]]), size
+
+
+class Perspective(GeometricStep):
+    """A projective warp: the image's corners move, the frame size is kept.
+
+    Fused with the other geometric steps into one 3x3 matrix: a pipeline with a ``Perspective``
+    that runs warps once with ``cv2.warpPerspective`` (an affine call keeps ``cv2.warpAffine``),
+    points move by the projective map and ``invert`` uses the exact inverse matrix.
+
+    Args:
+        yaw: keystone across x, a fraction of the height: ``yaw > 0`` draws the left edge shorter
+            by ``yaw`` (a head turned to its left), ``yaw < 0`` the right edge; in [-0.5, 0.5].
+        pitch: keystone across y, a fraction of the width: ``pitch > 0`` the top edge shorter,
+            ``pitch < 0`` the bottom edge; in [-0.5, 0.5].
+        jitter: a number in [0, 0.25]: each corner moves by up to this fraction of the width (x)
+            and height (y), drawn uniformly and independently per coordinate (the random corner
+            jitter of ``albumentations.Perspective``). The record holds the draws as ``c0x`` ...
+            ``c3y`` (corners top-left, top-right, bottom-right, bottom-left).
+
+    ``yaw`` and ``pitch`` are fixed numbers or ``(low, high)`` ranges like every step's magnitudes,
+    so ``Perspective(yaw=0.1)`` is a fixed view (usable for TTA) and ``Perspective(jitter=0.05)``
+    a random one.
+    """
+
+    def __init__(self, yaw=0.0, pitch=0.0, jitter=0.0, p=1.0):
+        super().__init__(p, yaw=yaw, pitch=pitch, jitter=jitter)
+        ky = self._range("yaw", yaw, -0.5, 0.5)
+        kp = self._range("pitch", pitch, -0.5, 0.5)
+        j = _jitter_bound(jitter)
+        for i in range(4):
+            self._range(f"c{i}x", (-j, j) if j else 0.0, -0.25, 0.25)
+            self._range(f"c{i}y", (-j, j) if j else 0.0, -0.25, 0.25)
+        worst = max(abs(ky.lo), abs(ky.hi), abs(kp.lo), abs(kp.hi)) / 2 + j
+        if worst > 0.4:
+            raise InputError(f"Perspective: yaw {yaw!r}, pitch {pitch!r} and jitter {jitter!r} can move a corner "
+                             f"by {worst:.2f} of the size (max(|yaw|, |pitch|) / 2 + jitter): keep it <= 0.4 so "
+                             "the image cannot fold")
+
+    def matrix(self, v, size):
+        w, h = size
+        src = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+        off = np.array([[v[f"c{i}x"] * w, v[f"c{i}y"] * h] for i in range(4)])
+        yaw, pitch = v["yaw"], v["pitch"]
+        # the keystones: the short edge's two corners move towards each other
+        left, right = (0, 3), (1, 2)
+        side = left if yaw > 0 else right
+        off[side[0], 1] += 0.5 * abs(yaw) * h
+        off[side[1], 1] -= 0.5 * abs(yaw) * h
+        top, bottom = (0, 1), (3, 2)
+        edge = top if pitch > 0 else bottom
+        off[edge[0], 0] += 0.5 * abs(pitch) * w
+        off[edge[1], 0] -= 0.5 * abs(pitch) * w
+        if not off.any():
+            return np.eye(3), size      # nothing moves: the call stays affine
+        return G.perspective(src, src + off), size
+
+
+def _jitter_bound(jitter) -> float:
+    if isinstance(jitter, bool) or not isinstance(jitter, (int, float, np.integer, np.floating)) or \
+            not 0.0 <= float(jitter) <= 0.25:
+        raise InputError(f"Perspective: jitter must be a number in [0, 0.25] (the largest corner move, a fraction "
+                         f"of the size), got {jitter!r}")
+    return float(jitter)
 
 
 class HFlip(GeometricStep):

@@ -56,6 +56,8 @@ class Plan:
     def add_geometry(self, m: np.ndarray, size: tuple[int, int], flips: bool) -> None:
         """Multiply a step's matrix (on the current frame) in; ``size`` is the new frame."""
         self.m = m if self.m is None else m @ self.m
+        if not G.is_affine(self.m):   # projective: the scale fixed by m[2, 2] = 1 where it can be
+            self.m = G.normalised(self.m)
         self.size = size
         if flips:
             self.flips += 1

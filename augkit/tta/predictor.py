@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from augkit import geometry
+from augkit.compose import Compose, invert_points, matrix_singular, record_flips, record_matrix
 from augkit.errors import InputError
-from augkit.compose import Compose, invert_points, record_flips, record_matrix
 from augkit.schemes import get_scheme
 from augkit.workers import default_workers as _default_workers
 
@@ -162,25 +163,32 @@ def model_has_sigma(model) -> bool:
     return bool(getattr(model, "has_sigma", False)) and callable(getattr(model, "call_with_sigma", None))
 
 
-def invert_sigma(record: dict, sigma, scheme=None) -> np.ndarray:
+def invert_sigma(record: dict, sigma, scheme=None, points=None) -> np.ndarray:
     """Map isotropic σ from a record's output frame back to its input frame, as
-    :func:`augkit.compose.invert_points` maps the points: times ``sqrt(|det A^-1|)`` (``A`` the
-    2x2 linear part of the record's ``M``) and, after an odd number of flips, the scheme's left/right
-    permutation (none without a scheme, as for an ``unordered`` record). A new array is returned.
+    :func:`augkit.compose.invert_points` maps the points: times ``sqrt(|det J|)`` of the inverse
+    map (for an affine ``M`` its 2x2 linear part, the same everywhere; for a projective one the
+    Jacobian at each point, so ``points``, in the output frame, are needed) and, after an odd
+    number of flips, the scheme's left/right permutation (none without a scheme, as for an
+    ``unordered`` record). A new array is returned.
 
-    Shape: ``sigma`` (..., K) -> (..., K).
+    Shape: ``sigma`` (..., K), ``points`` (..., K, 2) -> (..., K).
     """
     s = np.asarray(sigma, dtype=np.float64)
     m = record_matrix(record)
-    det = abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
-    if det < 1e-12:
+    if matrix_singular(m):
         raise InputError(f"the record's field 'M' is singular ({record['M']!r}): its σ cannot be mapped back")
+    if geometry.is_affine(m):
+        s = s / np.sqrt(abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]))
+    else:
+        if points is None:
+            raise InputError("the record is projective (a Perspective step): mapping σ back needs the points")
+        s = s * np.sqrt(geometry.jacobian_det(geometry.invert(m), np.asarray(points, dtype=np.float64)))
     if record_flips(record) % 2 and scheme is not None:
         scheme = get_scheme(scheme)
         if s.shape[-1] != scheme.n_points:
             raise InputError(f"σ has {s.shape[-1]} points, the scheme {scheme.name!r} has {scheme.n_points}")
         s = s[..., scheme.perm]
-    return s / np.sqrt(det)
+    return s
 
 
 def as_points(out, n: int, n_points: int | None = None) -> np.ndarray:
@@ -303,7 +311,7 @@ class _MemberStream:
             if sig is not None:
                 if entry.sigma is None:
                     entry.sigma = np.full((self.nm * self.nv, pts.shape[1]), np.nan)
-                entry.sigma[mi * self.nv + v] = invert_sigma(rec, sig[j], self.p.scheme)
+                entry.sigma[mi * self.nv + v] = invert_sigma(rec, sig[j], self.p.scheme, pt)
             entry.left -= 1
         self.buffers[key] = []
 

@@ -21,6 +21,7 @@ EXAMPLES = {
     "ScaleMinSide": ak.ScaleMinSide(90),
     "Pad": ak.Pad(220, 240),
     "LetterBox": ak.LetterBox(96, 96),
+    "Perspective": ak.Perspective(yaw=(-0.2, 0.2), pitch=(-0.1, 0.1), jitter=0.05),
     "BrightnessContrast": ak.BrightnessContrast(brightness=(-0.2, 0.2), contrast=(0.8, 1.2)),
     "Gamma": ak.Gamma(gamma=(0.7, 1.5)),
     "Blur": ak.Blur(sigma=(0.5, 1.5)),
