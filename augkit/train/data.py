@@ -252,4 +252,6 @@ def invert_batch(matrices: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Model-frame points -> original pixels for a batch of fused preprocessing matrices (no flips).
     Shape: matrices (N, 3, 3), points (N, K, 2) -> (N, K, 2)."""
     inv = np.stack([G.invert(m) for m in matrices])
+    if not all(G.is_affine(m) for m in inv):   # a projective preprocessing: point by point
+        return np.stack([G.apply_points(m, p) for m, p in zip(inv, points)])
     return np.einsum("nij,nkj->nki", inv[:, :2, :2], points) + inv[:, None, :2, 2]
