@@ -9,7 +9,8 @@ from .compose import Compose, OneOf, Result, Sometimes, invert_points
 from .config import load, save
 from .interop import Photometric
 from .schemes import IBUG68, Scheme, get_scheme
-from .transforms import (Affine, BlackBars, Blur, BrightnessContrast, CenterCrop, CropBox, Downscale, Erase,
+from .transforms import (CLAHE, Affine, BlackBars, Blur, BrightnessContrast, Caption, CenterCrop, CoarseDropout,
+                         ColorJitter, CropBox, Downscale, Erase, RandomPatch,
                          Gamma, Grayscale, HFlip, JpegQuality, LetterBox, MotionBlur, Noise, Pad, Perspective, RandomCrop,
                          Resize, ScaleMinSide, Sharpen, Step)
 
@@ -20,5 +21,6 @@ __all__ = [
     "Scheme", "get_scheme", "IBUG68", "Step",
     "Affine", "HFlip", "RandomCrop", "CenterCrop", "CropBox", "Resize", "ScaleMinSide", "Pad", "LetterBox", "Perspective",
     "BrightnessContrast", "Gamma", "Blur", "MotionBlur", "Grayscale", "Noise", "JpegQuality", "BlackBars",
-    "Erase", "Downscale", "Sharpen", "functional", "geometry",
+    "Erase", "Downscale", "Sharpen", "ColorJitter", "CLAHE", "CoarseDropout", "RandomPatch", "Caption",
+    "functional", "geometry",
 ]

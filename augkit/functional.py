@@ -330,11 +330,16 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return out
 
 
-def erase(image: np.ndarray, rects, fill, seed: int) -> np.ndarray:
+def erase(image: np.ndarray, rects, fill, seed: int, keep_alpha: bool = False) -> np.ndarray:
     """Paint rectangles given as ``[x, y, w, h]`` fractions of the frame.
 
     ``fill``: a number, "random" (one random colour per rectangle) or "noise" (random pixels).
+    ``keep_alpha``: paint the colour channels only (an RGBA image keeps its alpha).
     """
+    if keep_alpha and image.ndim == 3 and image.shape[2] == 4:
+        out = image.copy()
+        out[..., :3] = erase(np.ascontiguousarray(image[..., :3]), rects, fill, seed)
+        return out
     out = image.copy()
     h, w = image.shape[:2]
     rng = np.random.default_rng(seed)
@@ -350,3 +355,101 @@ def erase(image: np.ndarray, rects, fill, seed: int) -> np.ndarray:
         else:
             region[...] = fill
     return out
+
+
+def color_jitter(image: np.ndarray, hue: float, saturation: float, value: float) -> np.ndarray:
+    """Shift the hue by ``hue`` degrees and scale saturation and value by their factors (HSV).
+
+    uint8 colour: one ``cv2.LUT`` pass over the HSV image with a table per channel (OpenCV's
+    8-bit hue runs 0-179, two degrees a step). Gray images get the value factor only; uint16 and
+    float32 go through float32 HSV. Alpha is kept.
+    """
+    if hue == 0 and saturation == 1:   # value alone scales R, G and B alike: one linear LUT, exact
+        return image.copy() if value == 1 else adjust_linear(image, value, 0.0)
+
+    def on_rgb(c: np.ndarray) -> np.ndarray:
+        if c.ndim == 2 or c.shape[2] == 1:
+            return adjust_linear(c, value, 0.0)
+        if c.dtype == np.uint8:
+            hsv = cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2HSV)
+            table = np.empty((256, 1, 3), np.uint8)
+            table[:, 0, 0] = np.mod(np.arange(256) + round(hue / 2.0), 180).astype(np.uint8)
+            table[:, 0, 1] = np.clip(_RAMP * saturation, 0, 255).round().astype(np.uint8)
+            table[:, 0, 2] = np.clip(_RAMP * value, 0, 255).round().astype(np.uint8)
+            return cv2.cvtColor(cv2.LUT(hsv, table), cv2.COLOR_HSV2RGB)
+        top = np.float32(dtype_range(c.dtype))
+        hsv = cv2.cvtColor(np.ascontiguousarray(c.astype(np.float32) / top), cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(hue), 360)
+        hsv[..., 1] = np.clip(hsv[..., 1] * np.float32(saturation), 0, 1)
+        hsv[..., 2] = np.clip(hsv[..., 2] * np.float32(value), 0, 1)
+        return _to_dtype(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * top, c.dtype)
+    if image.ndim == 2 or image.shape[2] == 1:
+        return on_rgb(image)
+    return _on_colour(image, on_rgb)
+
+
+def clahe(image: np.ndarray, clip_limit: float, grid: int) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (``cv2.createCLAHE``) on the lightness:
+    a gray image directly, a colour one on the L of its Lab form (alpha kept).
+
+    uint16 and float32: the equalisation is computed on the 8-bit lightness (OpenCV's 16-bit CLAHE
+    has 65536 bins, so the same ``clip_limit`` would clip about 256 times harder) and its change
+    added to the full-precision lightness: an 8-bit picture stored as uint16 gets the uint8 result.
+    """
+    op = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(int(grid), int(grid)))
+
+    def equalise(light: np.ndarray, top: float) -> np.ndarray:
+        """float lightness on 0..top -> equalised, same scale."""
+        as8 = _to_dtype(light * np.float32(255.0 / top), np.uint8)
+        return light + (op.apply(as8).astype(np.float32) - as8.astype(np.float32)) * np.float32(top / 255.0)
+
+    def colour(c: np.ndarray) -> np.ndarray:
+        gray = c.ndim == 2 or c.shape[2] == 1
+        if c.dtype == np.uint8:
+            if gray:
+                return _restore_channels(op.apply(np.ascontiguousarray(c.reshape(c.shape[:2]))), c)
+            lab = cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2LAB)
+            lab[..., 0] = op.apply(np.ascontiguousarray(lab[..., 0]))
+            return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+        top = np.float32(dtype_range(c.dtype))
+        if gray:
+            return _to_dtype(equalise(c.reshape(c.shape[:2]).astype(np.float32), top), c.dtype).reshape(c.shape)
+        lab = cv2.cvtColor(np.ascontiguousarray(c.astype(np.float32) / top), cv2.COLOR_RGB2LAB)  # L in 0-100
+        lab[..., 0] = np.clip(equalise(lab[..., 0], 100.0), 0, 100)
+        return _to_dtype(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * top, c.dtype)
+    return _on_colour(image, colour)
+
+
+def paste(image: np.ndarray, patch: np.ndarray, x: int, y: int) -> np.ndarray:
+    """``image`` with ``patch`` (same dtype and channels) written at column ``x``, row ``y``
+    (clipped at the frame); alpha kept. A new array."""
+    out = image.copy()
+    h, w = image.shape[:2]
+    ph, pw = patch.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + pw), min(h, y + ph)
+    if x1 > x0 and y1 > y0:
+        src = patch[y0 - y:y1 - y, x0 - x:x1 - x]
+        if out.ndim == 3 and out.shape[2] == 4:
+            out[y0:y1, x0:x1, :3] = src[..., :3]
+        else:
+            out[y0:y1, x0:x1] = src
+    return out
+
+
+def like(patch_rgb8: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A uint8 RGB (or gray) patch in ``image``'s dtype and channel count (alpha: opaque)."""
+    p = patch_rgb8
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if p.ndim == 2:
+        p = p[..., None]
+    if channels == 1 and p.shape[2] != 1:
+        p = cv2.cvtColor(np.ascontiguousarray(p[..., :3]), cv2.COLOR_RGB2GRAY)[..., None]
+    elif channels >= 3 and p.shape[2] == 1:
+        p = np.repeat(p, 3, axis=2)
+    elif channels >= 3:
+        p = p[..., :3]
+    if channels == 4:
+        p = np.concatenate([p, np.full(p.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    top = dtype_range(image.dtype)
+    q = p if image.dtype == np.uint8 else _to_dtype(p.astype(np.float32) * np.float32(top / 255.0), image.dtype)
+    return q[..., 0] if image.ndim == 2 else q

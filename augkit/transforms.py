@@ -23,9 +23,13 @@ from .geometric import (
     ScaleMinSide,
 )
 from .photometric import (
+    CLAHE,
     BlackBars,
     Blur,
     BrightnessContrast,
+    Caption,
+    CoarseDropout,
+    ColorJitter,
     Downscale,
     Erase,
     Gamma,
@@ -33,6 +37,7 @@ from .photometric import (
     JpegQuality,
     MotionBlur,
     Noise,
+    RandomPatch,
     Sharpen,
 )
 from .steps import REGISTRY, GeometricStep, PhotometricStep, Step
@@ -43,6 +48,11 @@ __all__ = [
     "BlackBars",
     "Blur",
     "BrightnessContrast",
+    "CLAHE",
+    "Caption",
+    "CoarseDropout",
+    "ColorJitter",
+    "RandomPatch",
     "CenterCrop",
     "CropBox",
     "Erase",

@@ -91,3 +91,28 @@ def test_show_without_data_draws_the_synthetic_demo_faces(tmp_path):
     assert res.exit_code == 0, res.output
     grid = cv2.imread(str(out))
     assert grid.shape == (2 * 68 + 4, 2 * 68 + 4, 3) and grid[4:68, 4:68].std() > 10
+
+
+def test_show_draws_each_new_step_from_a_pipeline_yaml(tmp_path):
+    """Issue 27's steps written in a pipeline YAML by hand, drawn by `augkit show` (demo faces)."""
+    cv2.imwrite(str(tmp_path / "patch.png"), np.full((40, 40, 3), 90, np.uint8))
+    (tmp_path / "new.yaml").write_text(f"""
+type: Compose
+scheme: ibug68
+steps:
+  - {{type: Perspective, yaw: [-0.2, 0.2], jitter: 0.05}}
+  - {{type: Caption, position: landmarks, outline: [0.0, 0.1]}}
+  - {{type: Downscale, scale: [0.4, 0.7], p: 0.5}}
+  - {{type: Sharpen, amount: 0.5, p: 0.5}}
+  - {{type: ColorJitter, hue: [-15, 15]}}
+  - {{type: CLAHE, clip_limit: 2.0, grid: 4, p: 0.5}}
+  - {{type: CoarseDropout, n: [1, 4], fill: random}}
+  - {{type: RandomPatch, source: {str(tmp_path)!r}, area: [0.02, 0.05]}}
+""")
+    pipe = ak.load(tmp_path / "new.yaml")
+    assert [s.to_dict()["type"] for s in pipe.steps][:2] == ["Perspective", "Caption"]
+    res = CliRunner().invoke(main, ["show", "--n", "4", "--size", "64", "--aug", str(tmp_path / "new.yaml"),
+                                    "--out", str(tmp_path / "new.png")])
+    assert res.exit_code == 0, res.output
+    grid = cv2.imread(str(tmp_path / "new.png"))
+    assert grid.shape == (2 * 68 + 4, 2 * 68 + 4, 3) and grid[4:68, 4:68].std() > 10

@@ -33,6 +33,11 @@ EXAMPLES = {
     "Erase": ak.Erase(n=(1, 3)),
     "Downscale": ak.Downscale(scale=(0.25, 0.5)),
     "Sharpen": ak.Sharpen(amount=(0.3, 1.0)),
+    "ColorJitter": ak.ColorJitter(),
+    "CLAHE": ak.CLAHE(),
+    "CoarseDropout": ak.CoarseDropout(fill="random"),
+    "RandomPatch": ak.RandomPatch(n=(1, 3)),
+    "Caption": ak.Caption(outline=0.1, position="landmarks"),
     "Photometric": None,  # albumentations: built lazily below (imports albumentations)
     "Compose": None, "OneOf": None, "Sometimes": None,  # containers: covered by their own tests
 }
