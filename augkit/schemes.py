@@ -14,7 +14,20 @@ Built in: ``ibug68`` (iBUG / 300-W 68 points). Any other comes from a YAML or JS
     mirror_parts: [[left, right]]
 
 Built in as well: ``made971``, the Thousand Facial Landmarks layout (971 points in six parts, no
-published pairs: ``augkit scheme infer --scheme made971`` completes it from data).
+published pairs: ``augkit scheme infer --scheme made971`` completes it from data), and the layouts
+of the public benchmarks with their published flip pairs (HRNet-Facial-Landmark-Detection's
+``MATCHED_PARTS``, the same pairs as mmpose's dataset configs):
+
+- ``wflw98``: WFLW, 98 points. ``norm`` the outer eye corners 60, 72 (the benchmark's
+  inter-ocular NME), ``pupils`` 96, 97 (inter-pupil NME).
+- ``cofw29``: COFW, 29 points. ``norm`` 8, 9 (the outer eye corners: HRNet's and mmpose's
+  "inter-ocular" NME), ``pupils`` 16, 17 (the inter-pupil NME of the RCPR protocol).
+- ``aflw19``: AFLW-19, 19 points. ``box_norm``: the benchmark divides by the face box size
+  (HRNet's ``box_size``, else ``sqrt(w * h)`` of the box); ``norm`` 6, 11 (outer eye corners) is
+  the NME used where no box is known, ``pupils`` 7, 10 (the eye centres).
+
+Two optional fields say how a benchmark normalises besides ``norm``: ``pupils`` (two point
+indices: the inter-pupil NME) and ``box_norm`` (true: the face box size).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import numpy as np
 from augkit.errors import InputError
 from .files import atomic_write_text, dump_yaml, read_yaml
 
-__all__ = ["BUILTIN", "IBUG68", "MADE971", "Scheme", "get_scheme", "parse_parts"]
+__all__ = ["AFLW19", "BUILTIN", "COFW29", "IBUG68", "MADE971", "WFLW98", "Scheme", "get_scheme", "parse_parts"]
 
 
 def _index(value, what: str, where: str) -> int:
@@ -51,6 +64,8 @@ class Scheme:
     norm: tuple | None = None
     parts: tuple = ()
     mirror_parts: tuple = ()
+    pupils: tuple | None = None
+    box_norm: bool = False
     builtin: bool = field(default=False, compare=False)
     _perm: np.ndarray = field(init=False, repr=False, compare=False)   # set in __post_init__
 
@@ -80,6 +95,15 @@ class Scheme:
                 raise InputError(f"{where}: norm must be two point indices in 0..{self.n_points - 1}, "
                                  f"got {list(self.norm)!r}")
             object.__setattr__(self, "norm", norm)
+        if self.pupils is not None:
+            pupils = tuple(_index(i, f"pupils {list(self.pupils)!r}", where) for i in self.pupils)
+            if len(pupils) != 2 or not all(0 <= i < self.n_points for i in pupils) or pupils[0] == pupils[1]:
+                raise InputError(f"{where}: pupils must be two different point indices in 0..{self.n_points - 1}, "
+                                 f"got {list(self.pupils)!r}")
+            object.__setattr__(self, "pupils", pupils)
+        if not isinstance(self.box_norm, (bool, np.bool_)):
+            raise InputError(f"{where}: box_norm must be true or false, got {self.box_norm!r}")
+        object.__setattr__(self, "box_norm", bool(self.box_norm))
         self._check_parts(where)
         perm = np.arange(self.n_points)
         for a, b in pairs:
@@ -145,6 +169,10 @@ class Scheme:
             d["parts"] = {name: [lo, hi] for name, (lo, hi) in self.parts}
         if self.mirror_parts:
             d["mirror_parts"] = [list(m) for m in self.mirror_parts]
+        if self.pupils is not None:
+            d["pupils"] = list(self.pupils)
+        if self.box_norm:
+            d["box_norm"] = True
         return d
 
     def save(self, path: str) -> None:
@@ -168,7 +196,33 @@ IBUG68 = Scheme("ibug68", 68, tuple(_IBUG_PAIRS), norm=(36, 45), builtin=True,
 MADE971 = Scheme("made971", 971, (), norm=(969, 970), builtin=True,
                  parts=(("contour", (0, 272)), ("eyebrows", (273, 400)), ("nose", (401, 586)),
                         ("eyes", (587, 840)), ("mouth", (841, 968)), ("pupils", (969, 970))))
-BUILTIN = {"ibug68": IBUG68, "made971": MADE971}
+# WFLW, 98 points: HRNet-Facial-Landmark-Detection lib/utils/transforms.py MATCHED_PARTS["WFLW"]
+# (0-based; the same swaps as mmpose's configs/_base_/datasets/wflw.py). On the axis: 16 (chin),
+# 51-54 (nose bridge), 57 (below the nose tip), 79, 85, 90, 94 (the lips' middle).
+_WFLW_PAIRS = (
+    [(i, 32 - i) for i in range(16)]                                              # contour
+    + [(33 + i, 46 - i) for i in range(5)] + [(38 + i, 50 - i) for i in range(4)]  # brows: top, bottom
+    + [(55, 59), (56, 58)]                                                        # nose
+    + [(60 + i, 72 - i) for i in range(5)] + [(65 + i, 75 - i) for i in range(3)]  # eyes
+    + [(76, 82), (77, 81), (78, 80), (87, 83), (86, 84), (88, 92), (89, 91), (95, 93)]  # mouth
+    + [(96, 97)]                                                                  # pupils
+)
+WFLW98 = Scheme("wflw98", 98, tuple(_WFLW_PAIRS), norm=(60, 72), pupils=(96, 97), builtin=True,
+                parts=(("contour", (0, 32)), ("eyebrows", (33, 50)), ("nose", (51, 59)), ("eyes", (60, 75)),
+                       ("mouth", (76, 95)), ("pupils", (96, 97))))
+# COFW, 29 points: HRNet's MATCHED_PARTS["COFW"] made 0-based (= mmpose's configs/_base_/datasets/
+# cofw.py swaps). On the axis: 20, 21 (nose), 24-27 (lips), 28 (chin).
+_COFW_PAIRS = ((0, 1), (2, 3), (4, 6), (5, 7), (8, 9), (10, 11), (12, 14), (13, 15), (16, 17), (18, 19), (22, 23))
+COFW29 = Scheme("cofw29", 29, _COFW_PAIRS, norm=(8, 9), pupils=(16, 17), builtin=True,
+                parts=(("eyebrows", (0, 7)), ("eyes", (8, 17)), ("nose", (18, 21)), ("mouth", (22, 27)),
+                       ("chin", (28, 28))))
+# AFLW-19: HRNet's MATCHED_PARTS["AFLW"] made 0-based (= mmpose's configs/_base_/datasets/aflw.py).
+# On the axis: 13 (nose tip), 16 (mouth centre), 18 (chin).
+_AFLW_PAIRS = ((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9), (12, 14), (15, 17))
+AFLW19 = Scheme("aflw19", 19, _AFLW_PAIRS, norm=(6, 11), pupils=(7, 10), box_norm=True, builtin=True,
+                parts=(("eyebrows", (0, 5)), ("eyes", (6, 11)), ("nose", (12, 14)), ("mouth", (15, 17)),
+                       ("chin", (18, 18))))
+BUILTIN = {"ibug68": IBUG68, "made971": MADE971, "wflw98": WFLW98, "cofw29": COFW29, "aflw19": AFLW19}
 
 
 def parse_parts(text: str, where: str = "--parts") -> tuple:
@@ -206,7 +260,7 @@ def scheme_from_dict(d, where: str = "scheme") -> Scheme:
     missing = {"n_points"} - set(d)
     if missing:
         raise InputError(f"{where}: missing field(s) {sorted(missing)}")
-    fields = ("name", "n_points", "flip_pairs", "norm", "parts", "mirror_parts")
+    fields = ("name", "n_points", "flip_pairs", "norm", "parts", "mirror_parts", "pupils", "box_norm")
     unknown = set(d) - set(fields)
     if unknown:
         raise InputError(f"{where}: unknown field(s) {sorted(unknown)}; expected {', '.join(fields)}")
@@ -214,7 +268,8 @@ def scheme_from_dict(d, where: str = "scheme") -> Scheme:
         return Scheme(str(d.get("name", "custom")), d["n_points"], tuple(tuple(p) for p in d.get("flip_pairs") or ()),
                       tuple(d["norm"]) if d.get("norm") is not None else None,
                       _parts_field(d["parts"], where) if d.get("parts") is not None else (),
-                      tuple(tuple(m) for m in d.get("mirror_parts") or ()))
+                      tuple(tuple(m) for m in d.get("mirror_parts") or ()),
+                      tuple(d["pupils"]) if d.get("pupils") is not None else None, d.get("box_norm", False))
     except (TypeError, ValueError) as e:
         raise InputError(f"{where}: {e}") from None
 

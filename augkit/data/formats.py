@@ -20,6 +20,7 @@ from .delimited import (
     read_competition,
     read_csv,
 )
+from .public import is_coco_json, is_hrnet_csv, is_wflw, read_coco_json, read_hrnet_csv, read_wflw
 from .pts import is_pts, read_pts
 from .table import DatasetError, LandmarkTable
 
@@ -67,6 +68,15 @@ register(LabelFormat(
 register(LabelFormat(
     "pts", is_pts, lambda path, strict, images: read_pts(path, strict=strict),
     "300-W: name.pts beside each image name.<ext> (searched recursively)"))
+register(LabelFormat(
+    "wflw", is_wflw, lambda path, strict, images: read_wflw(path, strict=strict, images=images),
+    "WFLW list_98pt_rect_attr_*.txt: 98 x, y, the box, 6 attribute flags, the image path (WFLW_images/)"))
+register(LabelFormat(
+    "coco", is_coco_json, lambda path, strict, images: read_coco_json(path, strict=strict, images=images),
+    "COCO-style keypoint JSON (mmpose's COFW, AFLW, WFLW, 300-W files), images/ beside it or its folder"))
+register(LabelFormat(
+    "hrnet", is_hrnet_csv, lambda path, strict, images: read_hrnet_csv(path, strict=strict, images=images),
+    "HRNet CSV: image_name, scale, [box_size,] center_w, center_h, x, y pairs (AFLW-19, 300-W, WFLW)"))
 register(LabelFormat(
     "csv", is_csv,
     lambda path, strict, images: read_csv(label_file(path, "csv"), strict=strict, images=images),

@@ -39,6 +39,19 @@ class LandmarkTable:
         sizes: optional ``(N, 2)`` int array of image (width, height), filled by ``verify_images``.
         lines: optional ``(N,)`` line number of each row in the label file.
         naming: the header naming seen (e.g. ``Point_M{i}_X / Point_M{i}_Y``, or "no header").
+        boxes: optional ``(N, 4)`` float32 face box of each row, ``x_min, y_min, x_max, y_max``
+            (pixels, the coordinates of ``points``): WFLW's box, the ``bbox`` of a COCO-style
+            JSON, the crop box of an HRNet CSV.
+        box_size: optional ``(N,)`` float32 face size the benchmark normalises by where the
+            label file gives one (AFLW: HRNet's ``box_size`` column); else :func:`augkit.metrics.box_size`
+            takes ``sqrt(w * h)`` of ``boxes``.
+        attributes: optional mapping name -> ``(N,)`` uint8 flags of each row (WFLW: ``pose``,
+            ``expression``, ``illumination``, ``make-up``, ``occlusion``, ``blur``), or None.
+        visible: optional ``(N, K)`` bool: the point is visible (False: occluded or not labelled,
+            as the COCO-style JSON's visibility flag or COFW's occlusion flag says), or None.
+
+    Every extra is one numpy array per field (no per-row Python objects): 400k rows of WFLW add
+    400k x 4 float32 boxes and 6 x 400k bytes of flags.
     """
 
     files: np.ndarray
@@ -50,6 +63,10 @@ class LandmarkTable:
     sizes: np.ndarray | None = None
     lines: np.ndarray | None = None
     naming: str = ""
+    boxes: np.ndarray | None = None
+    box_size: np.ndarray | None = None
+    attributes: dict | None = None
+    visible: np.ndarray | None = None
 
     def __post_init__(self):
         if not (isinstance(self.files, np.ndarray) and self.files.dtype.kind == "U"):
@@ -72,8 +89,10 @@ class LandmarkTable:
 
         def pick(a):
             return None if a is None else a[index]
+        attributes = None if self.attributes is None else {k: v[index] for k, v in self.attributes.items()}
         return dataclasses.replace(self, files=self.files[index], points=self.points[index], sizes=pick(self.sizes),
-                                   lines=pick(self.lines))
+                                   lines=pick(self.lines), boxes=pick(self.boxes), box_size=pick(self.box_size),
+                                   attributes=attributes, visible=pick(self.visible))
 
     def write_skipped(self, path) -> None:
         """Write ``skipped`` as a CSV with columns file, row, reason (atomically)."""

@@ -44,9 +44,9 @@ from .predictor import TTAPredictor, merge_chunk
 from .runners import Compute
 from .views import TTASpec, View, get_spec
 
-__all__ = ["add_settings_chunk", "calibration_png", "calibration_table", "EvalAccumulator", "EvalReport",
-           "evaluate_settings", "evaluate_tta", "format_table", "MeanShapeBaseline", "part_table", "report_lines",
-           "SettingResult", "spearman_spread_error", "union_predict", "union_views"]
+__all__ = ["add_settings_chunk", "benchmark_table", "calibration_png", "calibration_table", "EvalAccumulator",
+           "EvalReport", "evaluate_settings", "evaluate_tta", "format_table", "MeanShapeBaseline", "part_table",
+           "report_lines", "SettingResult", "spearman_spread_error", "union_predict", "union_views"]
 
 
 @dataclass
@@ -138,10 +138,17 @@ class EvalAccumulator:
     images (coverage at 1 and 2 sigma next to the Gaussian's promise, the Spearman correlations of
     error and sigma per image and per point, the ML scale factor, the reliability bins and the
     coverage curve). Without sigma there is no ``calibration`` key.
+
+    The public benchmarks' conventions (:func:`augkit.metrics.benchmark`): when the scheme names
+    ``pupils`` or ``box_norm`` (wflw98, cofw29, aflw19), or :meth:`add` is given the labels' boxes,
+    box sizes or attribute flags, ``result()`` also has ``benchmark``: ``nme_norm`` (inter-ocular),
+    ``nme_pupils``, ``nme_box`` (those that apply), ``primary`` (the benchmark's own NME), ``fr``
+    and ``auc`` of it at ``bench_threshold`` (0.10: WFLW's FR@0.1 and AUC@0.1), ``n``, and with
+    attributes ``subsets`` (per attribute: ``nme``, ``fr``, ``auc``, ``n`` over the faces flagged).
     """
 
     def __init__(self, n_points: int, scheme=None, n_worst: int = 8, spearman_sample: int = 200_000,
-                 seed: int = 0, threshold: float = 0.08):
+                 seed: int = 0, threshold: float = 0.08, bench_threshold: float = 0.10):
         if spearman_sample < 3:
             raise InputError(f"spearman_sample must be at least 3, got {spearman_sample}")
         self.n_points, self.scheme, self.n_worst, self.threshold = int(n_points), scheme, int(n_worst), threshold
@@ -156,16 +163,25 @@ class EvalAccumulator:
         # per landmark (K floats each): squared-error sum and count, normalised-error sum and count
         self._pt_sq, self._pt_n = np.zeros(self.n_points), np.zeros(self.n_points)
         self._pt_ne, self._pt_ne_n = np.zeros(self.n_points), np.zeros(self.n_points)
+        # the benchmark conventions: per NME kind its sum; the primary's failures and AUC sum;
+        # per attribute [faces, NME sum, failures, AUC sum]
+        self.bench_threshold = float(bench_threshold)
+        self._bench: dict = {}
+        self._bench_primary = ""
+        self._bench_n, self._bench_fail, self._bench_auc = 0, 0, 0.0
+        self._subsets: dict = {}
 
-    def add(self, pred, spread, truth, index, sigma=None) -> None:
+    def add(self, pred, spread, truth, index, sigma=None, boxes=None, sizes=None, attributes=None) -> None:
         """Add one chunk: ``pred`` (B, K, 2) merged points (an all-NaN row is an unreadable image),
         ``spread`` (B, K), ``truth`` (B, K, 2) (NaN points are left out), ``index`` (B,) the images'
         positions in the full list (reported in ``worst``), ``sigma`` (B, K) the models' merged
-        sigma in original pixels (None: models without sigma)."""
+        sigma in original pixels (None: models without sigma); the labels' ``boxes`` (B, 4),
+        ``sizes`` (B,) and ``attributes`` (name -> (B,) flags) where the dataset has them."""
         p, s, t, idx = self._check(pred, spread, truth, index)
         self.n_offered += len(p)
         ok = ~np.isnan(p).all(axis=(1, 2))
         p, s, t, idx = p[ok], s[ok], t[ok], idx[ok]
+        boxes, sizes, attributes = _label_extras(len(ok), boxes, sizes, attributes, ok)
         if sigma is not None:
             sg = np.asarray(sigma, dtype=np.float64)
             if sg.shape != ok.shape + (self.n_points,):
@@ -196,6 +212,49 @@ class EvalAccumulator:
         img_ok = np.isfinite(err).all(axis=1)
         self._images.add(np.stack([s[img_ok].mean(axis=1), e[img_ok]], axis=1))
         self._keep_worst(e, idx)
+        pupils = getattr(self.scheme, "pupils", None) is not None
+        if pupils or getattr(self.scheme, "box_norm", False) or boxes is not None or sizes is not None or attributes:
+            self._add_bench(np.nanmean(err, axis=1), e, t, boxes, sizes, attributes)
+
+    def _add_bench(self, mean_err, e, t, boxes, sizes, attributes) -> None:
+        """Add one chunk's benchmark conventions (``e``: the ``norm`` NME of each image)."""
+        per = {"nme_norm": e}
+        if getattr(self.scheme, "pupils", None) is not None:
+            per["nme_pupils"] = mean_err / np.maximum(metrics.normaliser(t, self.scheme, "pupils"), 1e-9)
+        if boxes is not None or sizes is not None:
+            per["nme_box"] = mean_err / np.maximum(metrics.box_size(boxes, sizes), 1e-9)
+        primary = "nme_box" if "nme_box" in per and getattr(self.scheme, "box_norm", False) else "nme_norm"
+        self._bench_primary = self._bench_primary or primary
+        for key, v in per.items():
+            self._bench[key] = self._bench.get(key, 0.0) + float(v.sum())
+        ep = per[self._bench_primary] if self._bench_primary in per else e
+        thr = self.bench_threshold
+        self._bench_n += len(ep)
+        self._bench_fail += int((~(ep <= thr)).sum())
+        self._bench_auc += metrics.auc(ep, thr) * len(ep)
+        for name, flags in (attributes or {}).items():
+            sel = np.asarray(flags).reshape(-1) != 0
+            es = ep[sel]
+            acc = self._subsets.setdefault(name, [0, 0.0, 0, 0.0])
+            acc[0] += int(sel.sum())
+            acc[1] += float(es.sum())
+            acc[2] += int((~(es <= thr)).sum())
+            acc[3] += metrics.auc(es, thr) * len(es) if len(es) else 0.0
+
+    def bench_result(self) -> dict | None:
+        """The ``benchmark`` block of :meth:`result` (None when nothing called for it)."""
+        if not self._bench_n:
+            return None
+        n = self._bench_n
+        out: dict = {key: v / n for key, v in self._bench.items()}
+        out.update(primary=self._bench_primary, fr=self._bench_fail / n, auc=self._bench_auc / n, n=n,
+                   threshold=self.bench_threshold)
+        if self._subsets:
+            nan = float("nan")
+            out["subsets"] = {name: {"nme": s / c if c else nan, "fr": f / c if c else nan,
+                                     "auc": a / c if c else nan, "n": c}
+                              for name, (c, s, f, a) in self._subsets.items()}
+        return out
 
     def _keep_worst(self, e: np.ndarray, idx: np.ndarray) -> None:
         fin = np.flatnonzero(np.isfinite(e))
@@ -253,6 +312,9 @@ class EvalAccumulator:
         }
         if self.calibration is not None and self.calibration.n_points:
             out["calibration"] = self.calibration.result()
+        bench = self.bench_result()
+        if bench is not None:
+            out["benchmark"] = bench
         return out
 
     def part_metrics(self) -> dict:
@@ -270,16 +332,34 @@ class EvalAccumulator:
         return out
 
 
+def _label_extras(b: int, boxes, sizes, attributes, ok):
+    """The rows ``ok`` of the labels' boxes (B, 4), sizes (B,) and attribute flags (B,) each,
+    checked to cover the chunk's ``b`` images."""
+    def rows(a, what: str, shape: tuple):
+        if a is None:
+            return None
+        a = np.asarray(a)
+        if a.shape != (b,) + shape:
+            raise InputError(f"{what} must be {(b,) + shape} for {b} images, got {a.shape}")
+        return a[ok]
+    boxes = rows(boxes, "boxes", (4,))
+    sizes = rows(sizes, "box sizes", ())
+    attrs = {str(k): rows(v, f"attribute {k!r}", ()) for k, v in attributes.items()} if attributes else None
+    return (None if boxes is None else boxes.astype(np.float64), None if sizes is None else sizes.astype(np.float64),
+            attrs)
+
+
 def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, start: int, ok=None,
-                       member_sigma=None) -> list:
+                       member_sigma=None, extras=None) -> list:
     """Merge one chunk of union members per setting and add it to that setting's accumulator.
 
     The one step shared by the streaming :func:`augkit.tta.evaluate_tta` and the in-memory
     :func:`evaluate_settings`. ``members`` (B, M_union, K, 2), ``truth`` (B, K, 2), ``start`` the
     chunk's first image position, ``ok`` (B,) readable (None: all), ``member_sigma`` (B, M_union, K)
     the members' sigma (None: models without sigma; else each setting's is merged by
-    :func:`~augkit.tta.predictor.merge_chunk` and calibrated). Returns ``[(points, spread)]`` per setting, unreadable
-    rows NaN, and ``[(points, spread, sigma)]`` with sigma.
+    :func:`~augkit.tta.predictor.merge_chunk` and calibrated), ``extras`` the chunk's label boxes,
+    sizes and attributes (:meth:`EvalAccumulator.add`'s keywords; None: none). Returns
+    ``[(points, spread)]`` per setting, unreadable rows NaN, and ``[(points, spread, sigma)]`` with sigma.
     """
     b = len(members)
     ok = np.ones(b, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
@@ -289,13 +369,13 @@ def add_settings_chunk(accs, specs, member_idx, n_models: int, members, truth, s
         msig = None if member_sigma is None else np.asarray(member_sigma)[:, ix]
         pts, spr, sig = merge_chunk(members[:, ix], msig, spec, n_models)
         pts = np.where(ok[:, None, None], pts, np.nan)
-        acc.add(pts, spr, truth, pos, sigma=sig)
+        acc.add(pts, spr, truth, pos, sigma=sig, **(extras or {}))
         out.append((pts, spr) if sig is None else (pts, spr, sig))
     return out
 
 
 def evaluate_settings(models, settings, images, truth, *, preprocess=None, scheme=None, max_batch=64,
-                      n_models=None, progress=None):
+                      n_models=None, progress=None, extras=None):
     """Metrics of several TTA settings on labelled images, in memory (the predictions are kept).
 
     The in-memory face of :func:`augkit.tta.evaluate_tta` (which streams from files and keeps only
@@ -304,6 +384,9 @@ def evaluate_settings(models, settings, images, truth, *, preprocess=None, schem
     Args:
         settings: list of ``(label, tta)`` where ``tta`` is anything ``get_spec`` takes.
         images: image paths or arrays; truth: (N, K, 2) in original pixels.
+        extras: the labels' ``boxes`` (N, 4), ``sizes`` (N,) and ``attributes`` (name -> (N,)
+            flags), as :func:`augkit.tta.inputs.read_labelled_extras` gives them (None: none), for
+            the benchmark conventions (``benchmark`` in the metrics).
 
     Returns:
         ``(list[SettingResult], MemberPredictions over the union of views)``.
@@ -319,7 +402,7 @@ def evaluate_settings(models, settings, images, truth, *, preprocess=None, schem
     accs = [EvalAccumulator(truth.shape[1], pred.scheme) for _ in specs]
     msig = getattr(members, "sigma", None)
     merged = add_settings_chunk(accs, specs, idx, len(pred.models), members.points, truth, 0, members.ok,
-                                member_sigma=msig)
+                                member_sigma=msig, extras=_chunk_extras(extras, 0, len(truth)))
     out = []
     for (label, _), spec, ix, acc, (pts, spr, *sig) in zip(settings, specs, idx, accs, merged):
         m = acc.result()
@@ -464,7 +547,7 @@ def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_wors
     """
     c = compute or Compute()
     from .runners import prepare_models
-    files, truth = ins.read_labelled(data, limit, seed, c.warn)
+    files, truth, extras = ins.read_labelled_extras(data, limit, seed, c.warn)
     settings = _settings(tta)
     names = checkpoints or [os.fspath(m) for m in models if isinstance(m, (str, os.PathLike))]
     for _, s in settings[1:]:
@@ -480,7 +563,7 @@ def evaluate_tta(models, data, *, tta=("flip",), threshold: float = 0.08, n_wors
     for _, s in settings[1:]:
         ins.check_merge_weights(s, len(pred.models), k)
     results, base, source, n_ok, errors = _stream(pred, [s for _, s in settings], files, truth, threshold, n_worst,
-                                          c.workers, c.progress)
+                                          c.workers, c.progress, extras)
     ins.check_some_readable(n_ok, len(files), errors, data)
     baseline = base.result()
     baseline.pop("worst", None)
@@ -512,9 +595,10 @@ def _calibration_path(calibration_png, png):
     return os.path.splitext(png)[0] + "_calibration.png" if os.path.basename(png) == "calibration.png" else out
 
 
-def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress):
+def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress, extras=None):
     """One streamed pass over the union of the settings' views; returns ``(metrics per setting,
-    the baseline's accumulator, its source, readable images, errors)``."""
+    the baseline's accumulator, its source, readable images, errors)``. ``extras``: the labels'
+    ``boxes``, ``sizes``, ``attributes`` (whole-dataset arrays, sliced per chunk), or None."""
     from .predictor import TTAPredictor
     from .runners import progress_callback
     from .views import TTASpec
@@ -533,14 +617,15 @@ def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress):
         with progress_callback(progress, len(files), "evaluate") as step:
             for chunk in upred.iter_members(files, workers=workers, progress=step):
                 t = truth[chunk.start:chunk.start + len(chunk)]
+                ex = _chunk_extras(extras, chunk.start, len(chunk))
                 n_ok += int(chunk.ok.sum())
                 errors.extend(chunk.errors)
                 if not chunk.ok.any():   # nothing to add (and the metrics count readable images only)
                     continue
                 add_settings_chunk(accs, specs, idx, n_models, chunk.members, t, chunk.start, chunk.ok,
-                                   member_sigma=getattr(chunk, "member_sigma", None))
+                                   member_sigma=getattr(chunk, "member_sigma", None), extras=ex)
                 bp = base.points(files[chunk.start:chunk.start + len(chunk)], chunk.ok)
-                base_acc.add(bp, np.zeros(bp.shape[:2]), t, np.arange(chunk.start, chunk.start + len(chunk)))
+                base_acc.add(bp, np.zeros(bp.shape[:2]), t, np.arange(chunk.start, chunk.start + len(chunk)), **ex)
     except ValueError as e:
         raise RunError(ins.last_line(e)) from None
     if n_ok == 0:
@@ -551,6 +636,20 @@ def _stream(pred, specs, files, truth, threshold, n_worst, workers, progress):
         m["members"] = len(ix)
         results.append(m)
     return results, base_acc, base.source, n_ok, errors
+
+
+def _chunk_extras(extras, start: int, n: int) -> dict:
+    """The rows ``start:start + n`` of the labels' boxes, sizes and attributes (keywords of
+    :meth:`EvalAccumulator.add`; those the dataset lacks are left out)."""
+    if not extras:
+        return {}
+    out: dict = {}
+    for key in ("boxes", "sizes"):
+        if extras.get(key) is not None:
+            out[key] = extras[key][start:start + n]
+    if extras.get("attributes"):
+        out["attributes"] = {k: v[start:start + n] for k, v in extras["attributes"].items()}
+    return out
 
 
 def _json_value(v):
@@ -610,6 +709,38 @@ def part_table(labels: list, results: list) -> list:
     return ["per part, MSE / NME:"] + format_table(["part"] + labels, rows)
 
 
+_BENCH_COLUMNS = (("nme_norm", "NME_io"), ("nme_pupils", "NME_ip"), ("nme_box", "NME_box"))
+
+
+def benchmark_table(labels: list, results: list) -> list:
+    """Lines of the benchmark-convention table (one row per setting with a ``benchmark`` block:
+    the NME by inter-ocular / inter-pupil distance / box size that apply, FR and AUC of the primary
+    one at the threshold) and, with attribute flags, the per-subset table; none without them."""
+    pairs = [(os.path.basename(label), m["benchmark"]) for label, m in zip(labels, results) if m.get("benchmark")]
+    if not pairs:
+        return []
+    first = pairs[0][1]
+    thr = format(first["threshold"], "g")
+    cols = [(key, name + ("*" if key == first["primary"] else "")) for key, name in _BENCH_COLUMNS
+            if any(key in b for _, b in pairs)]
+    rows = [[label] + [f"{b[key]:.4f}" if key in b else "n/a" for key, _ in cols] + [_pct(b["fr"]), f"{b['auc']:.4f}"]
+            for label, b in pairs]
+    lines = [f"benchmark conventions (* the benchmark's own NME; FR and AUC@{thr} of it):"]
+    lines += format_table(["setting"] + [name for _, name in cols] + [f"FR@{thr}", f"AUC@{thr}"], rows)
+    lines.append("NME_io: by the inter-ocular distance (the scheme's norm points); NME_ip: by the inter-pupil "
+                 "distance; NME_box: by the face box size sqrt(w*h); AUC: area under the CED up to the threshold / "
+                 "threshold")
+    names = list(first.get("subsets") or {})
+    if names:
+        sub_rows = [[f"{name} ({first['subsets'][name]['n']})"]
+                    + [f"{b['subsets'][name]['nme']:.4f} / {_pct(b['subsets'][name]['fr'])} / "
+                       f"{b['subsets'][name]['auc']:.4f}" if name in b.get("subsets", {}) else "n/a"
+                       for _, b in pairs] for name in names]
+        lines.append(f"per attribute subset (faces flagged), NME / FR@{thr} / AUC@{thr}:")
+        lines += format_table(["subset"] + [label for label, _ in pairs], sub_rows)
+    return lines
+
+
 def _f(x) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
 
@@ -663,6 +794,9 @@ def report_lines(report: EvalReport, n_checkpoints: int | None = None) -> list:
                      "the model does worse than predicting the same shape on every image")
     labels = [os.path.basename(label) for label in report.labels]
     results = report.results
+    with_base = report.baseline is not None and bool(report.baseline.get("benchmark"))
+    bench = benchmark_table((["mean-shape"] if with_base else []) + labels,
+                            ([report.baseline] if with_base else []) + results)
     if report.baseline is not None and report.baseline.get("parts"):
         labels, results = ["mean-shape"] + labels, [report.baseline] + results
-    return lines + part_table(labels, results) + calibration_table(report.labels, report.results)
+    return lines + part_table(labels, results) + bench + calibration_table(report.labels, report.results)

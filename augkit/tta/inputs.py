@@ -25,6 +25,7 @@ __all__ = [
     "n_points_of",
     "output_format",
     "read_labelled",
+    "read_labelled_extras",
     "resolve_inputs",
     "test_points_path",
 ]
@@ -83,6 +84,15 @@ def read_labelled(data, limit=None, seed=0, warn=None):
 
     ``limit`` keeps a random subset (sorted, reproducible by ``seed``); ``warn(line)`` is told how
     many rows the reader skipped."""
+    files, points, _ = read_labelled_extras(data, limit, seed, warn)
+    return files, points
+
+
+def read_labelled_extras(data, limit=None, seed=0, warn=None):
+    """``(files, points, extras)``: :func:`read_labelled`'s two, and ``extras``, a dict of what the
+    label file gives beside the points (the public benchmarks' formats): ``boxes`` (N, 4),
+    ``sizes`` (N,) (the box size the benchmark normalises by), ``attributes`` (name -> (N,) flags);
+    each None where the dataset has none. The same subset as the points."""
     from augkit.data import DatasetError, read_dataset
     try:
         table = read_dataset(data)
@@ -90,14 +100,14 @@ def read_labelled(data, limit=None, seed=0, warn=None):
         raise RunError(str(e)) from None
     if table.skipped and warn is not None:
         warn(f"{data}: {len(table.skipped)} row(s) skipped, first: {table.skipped[0]['reason']}")
+    if limit and limit < len(table):
+        table = table.subset(np.sort(np.random.default_rng(seed).choice(len(table), limit, replace=False)))
+    extras = {"boxes": table.boxes, "sizes": table.box_size, "attributes": table.attributes or None}
     files, points = list(table.files), table.points
     del table
-    if limit and limit < len(files):
-        pick = np.sort(np.random.default_rng(seed).choice(len(files), limit, replace=False))
-        files, points = [files[i] for i in pick], points[pick]
     # labels held for the whole pass in float32 (the readers' own dtype at scale); chunks are
     # taken to float64 where the metrics and the fit sum them
-    return files, np.asarray(points, dtype=np.float32)
+    return files, np.asarray(points, dtype=np.float32), extras
 
 
 def output_format(out, fmt: str = "auto", has_test_points: bool = False) -> str:

@@ -83,7 +83,7 @@ def test_the_data_layer_imports_no_torch_pandas_or_layer_above_it():
 # -------------------------------------------------------------------------------- the registry
 
 def test_format_names_come_from_the_registry():
-    assert D.FORMAT_NAMES == D.format_names() == ("competition", "csv", "pts")
+    assert D.FORMAT_NAMES == D.format_names() == ("coco", "competition", "csv", "hrnet", "pts", "wflw")
 
 
 def test_a_new_format_is_one_registry_entry(tmp_path, monkeypatch):
@@ -101,7 +101,7 @@ def test_a_new_format_is_one_registry_entry(tmp_path, monkeypatch):
     assert D.detect_format(tmp_path / "points.json") == "json"
     table = D.read_dataset(tmp_path / "points.json")
     assert table.format == "json" and table.points.shape == (1, 2, 2) and table.points.dtype == np.float32
-    with pytest.raises(DatasetError, match="unknown dataset format 'xml'; expected one of competition, csv, json"):
+    with pytest.raises(DatasetError, match="unknown dataset format 'xml'; expected one of coco, competition, csv, hrnet, json, pts, wflw"):
         D.read_dataset(tmp_path, format="xml")
 
 
