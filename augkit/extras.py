@@ -3,7 +3,8 @@
 ``pip install augkit`` brings numpy, OpenCV, PyYAML and click only; ``[train]`` adds torch,
 torchvision, pandas, scipy, tqdm and matplotlib (training, TTA, prediction, dataset readers);
 ``[albu]`` adds albumentations (the interop); ``[tb]`` tensorboard (``augkit train --tensorboard``);
-``[timm]`` timm (``--backbone timm/NAME``); ``[all]`` all of them.
+``[timm]`` timm (``--backbone timm/NAME``); ``[onnx]`` onnx, onnxscript and onnxruntime (``augkit export``,
+``augkit predict --onnx``); ``[all]`` all of them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXTRAS = {
     "albu": ("albumentations",),
     "tb": ("tensorboard",),
     "timm": ("timm",),
+    "onnx": ("onnx", "onnxscript", "onnxruntime"),
 }
 
 
@@ -47,7 +49,7 @@ def require_extra(extra: str, what: str) -> None:
     """Raise :class:`MissingExtra` naming the extra to install when one of its modules is missing.
 
     Args:
-        extra: a key of :data:`EXTRAS` (``"train"``, ``"albu"``, ``"tb"``, ``"timm"``).
+        extra: a key of :data:`EXTRAS` (``"train"``, ``"albu"``, ``"tb"``, ``"timm"``, ``"onnx"``).
         what: what needs it, e.g. ``"augkit train"``.
     """
     missing = missing_modules(EXTRAS[extra])

@@ -1,8 +1,8 @@
 """The ``augkit`` command line: the only package that imports click.
 
 Every command is a thin layer over a library function: parse, call, print. The commands live in
-``core`` (``show``, ``scheme``), ``train``, ``predict`` (``predict``, ``evaluate``, ``tta fit``)
-and ``audit``; all but ``core`` are imported only when called, so ``augkit --help`` and
+``core`` (``show``, ``scheme``), ``train``, ``predict`` (``predict``, ``evaluate``, ``tta fit``,
+``export``) and ``audit``; all but ``core`` are imported only when called, so ``augkit --help`` and
 ``augkit show`` never import torch.
 
 The error contract is kept here, in one place (:class:`Command`): an
@@ -67,6 +67,7 @@ LAZY_COMMANDS = {
     "predict": ("augkit.cli.predict", "predict"),
     "evaluate": ("augkit.cli.predict", "evaluate"),
     "tta": ("augkit.cli.predict", "tta"),
+    "export": ("augkit.cli.predict", "export"),
     "audit": ("augkit.cli.audit", "audit"),
 }
 

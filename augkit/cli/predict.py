@@ -1,7 +1,8 @@
-"""``augkit predict``, ``augkit evaluate`` and ``augkit tta fit``: parse, call, print.
+"""``augkit predict``, ``augkit evaluate``, ``augkit tta fit`` and ``augkit export``: parse, call, print.
 
 The work is done by library functions a Python user calls with the same result:
-:func:`augkit.tta.predict_to_file`, :func:`augkit.tta.evaluate_tta` and :func:`augkit.tta.fit_tta`.
+:func:`augkit.tta.predict_to_file`, :func:`augkit.tta.evaluate_tta`, :func:`augkit.tta.fit_tta` and
+:func:`augkit.tta.export_onnx` (``predict --onnx`` runs an export's :class:`augkit.tta.OnnxModel`).
 Conventions: bad input is one line on stderr and exit 1 (a bad option: exit 2, as click does);
 progress is a bar on a terminal and a plain line every 5% (or 30 s) with an ETA otherwise.
 
@@ -111,7 +112,14 @@ def _report_errors(errors, shown: int = 10) -> None:
 @_scheme
 @_workers
 @_runs
-def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, device, scheme, workers, runs):
+@click.option("--onnx", "onnx", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="A model written by `augkit export`, run through ONNX Runtime (the [onnx] extra) instead of "
+                   "--checkpoint/--run, with the TTA of its JSON unless --tta is given; --device auto/cpu/cuda picks "
+                   "the ONNX Runtime provider.")
+@click.option("--onnx-json", "onnx_json", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The JSON description of --onnx; default: beside it (model.onnx -> model.json).")
+def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, device, scheme, workers, runs, onnx,
+            onnx_json):
     """Predict landmarks with test-time augmentation; write a submission or all points.
 
     Rows are written as the predictions come back (to a temporary file renamed onto --out at the
@@ -125,6 +133,12 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
             ins.output_format(out, "auto", True)
         except ins.RunError as e:
             raise click.BadParameter(str(e), param_hint="'--out'") from None
+    if onnx is not None:
+        models, tta, workers = _onnx_model(onnx, onnx_json, checkpoints, runs, tta, workers, device)
+        s = runners.predict_to_file(models, data, out, tta=tta, fmt=fmt, uncertainty=uncertainty, strict=strict,
+                                    compute=_compute(scheme, max_batch, workers, device))
+        _print_predict(s)
+        return
     checkpoints, run_tta = _models_and_tta(runs, checkpoints, "augkit predict", "tta",
                                            "predicting with --tta none (no TTA)")
     if run_tta is not None:
@@ -133,6 +147,26 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
                                 strict=strict, checkpoints=list(checkpoints),
                                 compute=_compute(scheme, max_batch, workers, device))
     _print_predict(s)
+
+
+def _onnx_model(onnx, onnx_json, checkpoints, runs, tta, workers, device):
+    """``predict --onnx``: ([the ONNX Runtime model], the TTA to use, workers). The export's TTA
+    unless --tta is given; without torch the views are warped in this process (the worker pool is
+    torch's DataLoader)."""
+    from augkit.errors import UsageError
+    from augkit.extras import missing_modules
+    from augkit.tta.export import load_onnx
+    if checkpoints or runs:
+        raise UsageError("augkit predict: --onnx replaces --checkpoint and --run; give one model source")
+    model, spec = load_onnx(onnx, onnx_json, device=device)
+    if not _given("tta"):
+        tta = spec
+        what = "fitted weights" if spec.weights is not None else f"merge {spec.merge}"
+        _warn(f"note: TTA from the export's description: {spec.name} ({len(spec.views)} view(s), {what}; "
+              "--tta overrides it)")
+    if missing_modules(("torch",)):
+        workers = 0
+    return [model], tta, workers
 
 
 def _print_predict(s) -> None:
@@ -244,6 +278,47 @@ def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, calibrate, m
     _report_errors(report.errors)
     for line in fit_report_lines(report):
         click.echo(line)
+
+
+# ------------------------------------------------------------------------------------- export
+
+@click.command(cls=Command)
+@click.option("--checkpoint", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Model checkpoint written by `augkit train`.")
+@click.option("--run", "run", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A run folder of `augkit train`: its best.pt, and its tta.yaml (fitted weights) unless --tta is "
+                   "given.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ONNX file to write (model.onnx).")
+@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+              help="The JSON description to write (preprocessing, scheme, TTA views as 2x3 matrices with their "
+                   "landmark permutations, merge weights); default: beside --out (model.onnx -> model.json).")
+@click.option("--tta", "tta", default="none", show_default=True,
+              help=f"The TTA the JSON describes: preset or spec file. Presets: {PRESET_HELP}.")
+@click.option("--opset", default=None, type=click.IntRange(7, 30), help="ONNX opset; default: the exporter's.")
+def export(checkpoint, run, out, json_out, tta, opset):
+    """Export a model to ONNX for any runtime: uint8 (N, H, W, 3) RGB model-input images in (NHWC, the
+    normalisation inside the graph, batch axis dynamic), points (N, K, 2) in input-frame pixels out,
+    and sigma (N, K) for a head that has it; beside it a JSON description of the preprocessing, the
+    scheme and the TTA, so the views and their exact inverses need a few lines of numpy
+    (augkit.tta.onnx_spec). `augkit predict --onnx` runs it with the same views and merge.
+
+    Needs the [onnx] extra. Both files are written through temporary files renamed onto them. A
+    model with an operator ONNX cannot express fails with one line naming it."""
+    from augkit.errors import UsageError
+    from augkit.tta.export import export_onnx
+    if (checkpoint is None) == (run is None):
+        raise UsageError("augkit export: give --checkpoint FILE or --run DIR (one of them)")
+    checkpoints, run_tta = _models_and_tta((run,) if run else (), (checkpoint,) if checkpoint else (),
+                                           "augkit export", "tta", "exporting with --tta none (no TTA)")
+    s = export_onnx(checkpoints[0], out, tta=tta if run_tta is None else run_tta.spec, json_out=json_out,
+                    opset=opset)
+    outputs = "points and sigma" if s.has_sigma else "points"
+    click.echo(f"wrote {s.onnx}: {s.head} head, {s.n_points} points ({outputs})")
+    click.echo(f"wrote {s.json}: preprocessing, scheme and TTA {s.tta} ({s.views} view(s), merge {s.merge})")
+    if s.max_deviation is None:
+        click.echo("not checked in ONNX Runtime (onnxruntime is not installed)")
+    else:
+        click.echo(f"checked: ONNX Runtime gives PyTorch's outputs within {s.max_deviation:.2g} px on a random batch")
 
 
 # ------------------------------------------------------------------------------------ --run

@@ -19,6 +19,13 @@ Whole folders, streamed (what ``augkit predict``, ``augkit evaluate`` and ``augk
     report = evaluate_tta(["run/best.pt"], "val/", tta=["flip", "full"])   # report.results, .baseline
     fitted = fit_tta(["run/best.pt"], "val/", tta="full", out="tta.yaml")   # fitted.spec, .result
 
+ONNX export with the TTA in a JSON beside it, and the export run through ONNX Runtime (``[onnx]``)::
+
+    from augkit.tta import export_onnx, load_onnx
+    export_onnx("run/best.pt", "model.onnx", tta="run/tta.yaml")    # model.onnx + model.json
+    model, spec = load_onnx("model.onnx")                           # a model callable and its TTASpec
+    res = TTAPredictor(model, spec).predict(images)
+
 Importing this package does not import torch (the runners are loaded on first use).
 """
 
@@ -50,11 +57,13 @@ from .views import (
 __all__ = [
     "PRESETS",
     "EvalReport",
+    "ExportSummary",
     "FitAccumulator",
     "Compute",
     "FitReport",
     "FitResult",
     "MemberPredictions",
+    "OnnxModel",
     "PredictSummary",
     "Progress",
     "RunError",
@@ -66,10 +75,12 @@ __all__ = [
     "View",
     "as_points",
     "evaluate_tta",
+    "export_onnx",
     "fit_tta",
     "fit_weights",
     "get_spec",
     "load_models",
+    "load_onnx",
     "load_spec",
     "merge",
     "predict",
@@ -90,7 +101,8 @@ __all__ = [
 
 _LAZY = {"Compute": "runners", "predict_to_file": "runners", "PredictSummary": "runners", "fit_tta": "runners", "FitReport": "runners",
          "load_models": "runners", "RunError": "inputs", "evaluate_tta": "evaluate",
-         "EvalReport": "evaluate", "Progress": "progress"}
+         "EvalReport": "evaluate", "Progress": "progress", "export_onnx": "export", "ExportSummary": "export",
+         "OnnxModel": "export", "load_onnx": "export"}
 
 
 def __getattr__(name):

@@ -76,7 +76,8 @@ def test_core_dependencies_are_light():
     assert core == {"numpy", "opencv-python-headless", "pyyaml", "click"}
     extras = project["optional-dependencies"]
     assert any(d.startswith("torch>=2.3") for d in extras["train"])  # torch.amp.GradScaler("cuda")
-    assert set(extras["train"]) | set(extras["albu"]) | set(extras["tb"]) | set(extras["timm"]) == set(extras["all"])
+    assert set(extras["train"]) | set(extras["albu"]) | set(extras["tb"]) | set(extras["timm"]) | set(extras["onnx"]) \
+        == set(extras["all"])
     from augkit.extras import EXTRAS
     assert set(EXTRAS) <= set(extras)  # every extra a command may name exists
 

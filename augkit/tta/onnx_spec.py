@@ -1,0 +1,225 @@
+"""The exported TTA with numpy alone: views, exact inverses and merge from the export's JSON.
+
+A reference for any runtime that runs an ``augkit export`` (:mod:`augkit.tta.export`): it reads the
+JSON description and nothing else, and needs numpy only (no torch, no OpenCV; of augkit only the
+error class of :mod:`augkit.errors`, which imports nothing), so it can be copied beside a
+deployment and ported line by line. The model is a
+callable ``forward(batch)`` taking uint8 ``(B, H, W, 3)`` model-input images and returning
+``(B, K, 2)`` input-frame points, or ``(points, sigma)`` with ``sigma`` ``(B, K)`` (e.g. an ONNX
+Runtime session's ``run``).
+
+For an image of ``w x h`` pixels:
+
+1. ``P = preprocess_matrix(desc, w, h)`` (3x3, original -> model input);
+2. per view ``v``: ``M = V_v @ P`` and the model input of that view is ONE warp of the original by
+   ``M`` (``warp(image, M, (W, H))``);
+3. the model's points ``p`` of view ``v`` go back by ``M^-1`` after ``p[perm_v]``; its σ is
+   ``σ[perm_v] * sigma_scale / sqrt(|det M|)``;
+4. the members are merged by the description's method and weights (:func:`merge`).
+
+``warp`` defaults to :func:`warp_bilinear` (written here by hand: bilinear, constant border), which
+is close to but not bit-identical with OpenCV's fixed-point ``warpAffine`` and has no pre-shrink;
+for the exact pixels augkit feeds its models, pass ``augkit.functional.warp`` (see
+:func:`predict`). Merges: ``mean`` (static weights per view and landmark), ``median``,
+``trimmed``, ``sigma`` (inverse variance), ``robust`` and ``sigma+robust`` (iteratively reweighted,
+Cauchy), the same arithmetic as :mod:`augkit.tta.merge` (the tests hold them equal).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from augkit.errors import InputError
+
+__all__ = ["invert_points", "invert_sigma", "merge", "predict", "preprocess_matrix", "read_description",
+           "view_matrices", "warp_bilinear"]
+
+FORMAT = "augkit-onnx-export"
+
+
+def read_description(path) -> dict:
+    """The JSON written by ``augkit export`` beside the ONNX file."""
+    with open(path, encoding="utf-8") as f:
+        desc = json.load(f)
+    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
+        raise InputError(f"{path}: not the description of an augkit export")
+    return desc
+
+
+def _resize(src_w: float, src_h: float, dst_w: float, dst_h: float) -> np.ndarray:
+    """A ``src`` frame onto a ``dst`` frame with pixel edges on pixel edges (pixel-centre coordinates)."""
+    sx, sy = dst_w / src_w, dst_h / src_h
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def preprocess_matrix(desc: dict, width: int, height: int) -> np.ndarray:
+    """The 3x3 matrix original (``width x height``) -> model input, for ``crop`` and ``letterbox``.
+
+    ``crop``: scale so the short side is the input size (output sides rounded half to even, as
+    Python's ``round``), then the centre window (offsets floored). ``letterbox``: scale to fit,
+    pad centred (offsets floored). A ``custom`` preprocessing is augkit's pipeline only: compute
+    its matrix with ``augkit.Compose.from_dict(desc["preprocessing"]["pipeline"]).plan((w, h))``.
+    """
+    pre = desc["preprocessing"]
+    out_w, out_h = (int(v) for v in pre["size"])
+    if pre["mode"] == "crop":
+        s = out_w / min(width, height)
+        rw, rh = max(1, round(width * s)), max(1, round(height * s))
+        m = _resize(width, height, rw, rh)
+        m[0, 2] -= (rw - out_w) // 2
+        m[1, 2] -= (rh - out_h) // 2
+        return m
+    if pre["mode"] == "letterbox":
+        s = min(out_w / width, out_h / height)
+        rw, rh = max(1, round(width * s)), max(1, round(height * s))
+        m = _resize(width, height, rw, rh)
+        m[0, 2] += (out_w - rw) // 2
+        m[1, 2] += (out_h - rh) // 2
+        return m
+    raise InputError(f"preprocessing mode {pre['mode']!r}: only crop and letterbox have a formula here")
+
+
+def view_matrices(desc: dict, width: int, height: int) -> list:
+    """Per view ``(M, perm)``: the 3x3 fused matrix original -> view input and the landmark
+    permutation of its inverse (the identity unless the view mirrors)."""
+    p = preprocess_matrix(desc, width, height)
+    out = []
+    for v in desc["tta"]["views"]:
+        vm = np.eye(3)
+        vm[:2] = np.asarray(v["matrix"], dtype=np.float64)
+        out.append((vm @ p, np.asarray(v["perm"], dtype=np.int64)))
+    return out
+
+
+def warp_bilinear(image: np.ndarray, m: np.ndarray, size, fill: float = 0.0) -> np.ndarray:
+    """Warp ``image`` (H, W, C) uint8 by the 3x3 affine ``m`` (source -> output) into ``size = (w,
+    h)``: each output pixel samples the source bilinearly at ``m^-1 (x, y)``; neighbours outside
+    the source take ``fill``."""
+    w, h = int(size[0]), int(size[1])
+    inv = np.linalg.inv(m)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    src = image.astype(np.float64)
+    ih, iw = src.shape[:2]
+
+    def at(yy, xx):
+        inside = (xx >= 0) & (xx < iw) & (yy >= 0) & (yy < ih)
+        v = src[np.clip(yy, 0, ih - 1), np.clip(xx, 0, iw - 1)]
+        return np.where(inside[..., None], v, float(fill))
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+
+
+def invert_points(points: np.ndarray, m: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Model-input points of one view ``(..., K, 2)`` -> original pixels: ``M^-1`` after ``p[perm]``."""
+    p = np.asarray(points, dtype=np.float64)[..., perm, :]
+    inv = np.linalg.inv(m)
+    return p @ inv[:2, :2].T + inv[:2, 2]
+
+
+def invert_sigma(sigma: np.ndarray, m: np.ndarray, perm: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """σ of one view ``(..., K)`` -> original pixels: ``σ[perm] * scale / sqrt(|det M|)``."""
+    det = abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+    return np.asarray(sigma, dtype=np.float64)[..., perm] * scale / math.sqrt(det)
+
+
+def _robust_weights(p, base, s2, iters, c0, floor):
+    """Iteratively reweighted (Cauchy) member weights ``(N, M, K)`` starting from ``base``."""
+    w = base / base.sum(axis=1, keepdims=True)
+    if p.shape[1] < 2:
+        return w
+    est = np.median(p, axis=1)
+    for _ in range(int(iters)):
+        d = np.sqrt(((p - est[:, None]) ** 2).sum(axis=-1))
+        c = np.maximum(1.4826 * np.median(d, axis=1, keepdims=True), floor)
+        e = d / (c if s2 is None else np.sqrt(c ** 2 + s2))
+        whole = np.median(e, axis=2, keepdims=True)
+        w = base / (1.0 + 0.5 * (e ** 2 + whole ** 2) / c0 ** 2)
+        w = w / w.sum(axis=1, keepdims=True)
+        est = np.einsum("nmkc,nmk->nkc", p, w)
+    return w
+
+
+def merge(desc: dict, members: np.ndarray, sigma: np.ndarray | None = None):
+    """``(merged (N, K, 2), merged σ (N, K) or None)`` of the members ``(N, V, K, 2)`` (original
+    pixels, views in the description's order) and their σ ``(N, V, K)`` (after :func:`invert_sigma`)."""
+    t = desc["tta"]
+    method = t["merge"]
+    p = np.asarray(members, dtype=np.float64)
+    s = None if sigma is None else np.asarray(sigma, dtype=np.float64)
+    n, m, _, _ = p.shape
+    if method == "median":
+        return np.median(p, axis=1), None if s is None else s.mean(axis=1)
+    if method == "trimmed":
+        cut = int(float(t["trim"]) * m)
+        kept = np.sort(p, axis=1)[:, cut:m - cut]
+        return kept.mean(axis=1), None if s is None else s.mean(axis=1)
+    w = np.asarray(t["weights"], dtype=np.float64)          # (V, K), each landmark's column sums to one
+    w = w / w.sum(axis=0, keepdims=True)
+    if method == "mean":
+        return np.einsum("nmkc,mk->nkc", p, w), None if s is None else np.einsum("nmk,mk->nk", s, w)
+    r = t.get("robust", {})
+    iters, c0, floor = r.get("iters", 10), r.get("c", 2.385), r.get("floor", 0.1)
+    base = np.broadcast_to(w, (n,) + w.shape)
+    if method in ("sigma", "sigma+robust"):
+        if s is None:
+            raise InputError(f"merge {method!r} needs the model's sigma")
+        inv = base / np.maximum(s, t.get("sigma_min", 1e-6)) ** 2
+        base = inv / inv.sum(axis=1, keepdims=True)
+        eff = base if method == "sigma" else _robust_weights(p, base, 2.0 * s ** 2, iters, c0, floor)
+    elif method == "robust":
+        eff = _robust_weights(p, base, None, iters, c0, floor)
+    else:
+        raise InputError(f"unknown merge {method!r}")
+    return np.einsum("nmkc,nmk->nkc", p, eff), None if s is None else (eff * s).sum(axis=1)
+
+
+def predict(desc: dict, images, forward, warp=None, batch_size: int = 64) -> dict:
+    """TTA prediction of original images with numpy alone.
+
+    Args:
+        desc: the export's description (:func:`read_description`).
+        images: uint8 RGB ``(h, w, 3)`` arrays, any sizes.
+        forward: ``forward(batch)`` -> points ``(B, K, 2)`` or ``(points, sigma (B, K))``, input-frame pixels.
+        warp: ``warp(image, M (3x3), (w, h))`` -> the model input; default :func:`warp_bilinear`
+            with the description's fill. ``lambda im, m, size: augkit.functional.warp(im, m, size)``
+            gives augkit's own pixels (OpenCV, its pre-shrink), so the same points as ``augkit predict``.
+        batch_size: most model-input images per ``forward`` call.
+
+    Returns:
+        ``{"points": (N, K, 2), "spread": (N, K), "sigma": (N, K) or None, "members": (N, V, K, 2),
+        "member_sigma": (N, V, K) or None}`` in original pixels (``spread``: the members' standard
+        deviation around their plain mean, as a distance).
+    """
+    fill = desc["preprocessing"]["warp"].get("fill", 0)
+    fill = float(fill[0] if isinstance(fill, list) else fill)
+    warp = warp or (lambda im, m, size: warp_bilinear(im, m, size, fill))
+    h, w = (int(v) for v in desc["input"]["shape"][1:3])
+    scale = float(desc["tta"].get("sigma_scale", 1.0))
+    jobs = []                                              # (image index, view index, M, perm, input)
+    for i, image in enumerate(images):
+        for v, (m, perm) in enumerate(view_matrices(desc, image.shape[1], image.shape[0])):
+            jobs.append((i, v, m, perm, warp(image, m, (w, h))))
+    n, nv, k = len(images), len(desc["tta"]["views"]), int(desc["model"]["n_points"])
+    members = np.full((n, nv, k, 2), np.nan)
+    member_sigma = np.full((n, nv, k), np.nan) if desc["model"]["has_sigma"] else None
+    for s0 in range(0, len(jobs), batch_size):
+        part = jobs[s0:s0 + batch_size]
+        out = forward(np.stack([j[4] for j in part]))
+        pts, sig = out if isinstance(out, (tuple, list)) else (out, None)
+        for (i, v, m, perm, _), p_j, s_j in zip(part, np.asarray(pts), [None] * len(part) if sig is None else sig):
+            members[i, v] = invert_points(p_j, m, perm)
+            if member_sigma is not None and s_j is not None:
+                member_sigma[i, v] = invert_sigma(s_j, m, perm, scale)
+    points, sigma = merge(desc, members, member_sigma)
+    d = members - members.mean(axis=1, keepdims=True)
+    spread = np.sqrt((d ** 2).sum(axis=-1).mean(axis=1))
+    return {"points": points, "spread": spread, "sigma": sigma, "members": members, "member_sigma": member_sigma}
