@@ -7,6 +7,10 @@ Modules, bottom up:
 - ``parser``: the fast block parser of delimited label files (straight into one float32 array).
 - ``delimited``, ``pts``: the built-in label formats (competition ``landmarks.csv``, plain CSV,
   300-W ``.pts``).
+- ``public``: the public benchmarks' label files: WFLW's ``list_98pt_rect_attr_*.txt`` (points,
+  box, six attribute flags), the COCO-style keypoint JSON mmpose distributes COFW / AFLW / WFLW in,
+  HRNet's CSVs (AFLW-19 with its ``box_size``); boxes, box sizes, attributes and visibility go to
+  the table's optional arrays.
 - ``formats``: the format registry (name, detect, read). A new label format is one
   :func:`register` call: ``read_dataset``, detection and the ``--format`` choices
   (:data:`FORMAT_NAMES`) follow.
@@ -35,6 +39,7 @@ from .formats import (
     read_dataset,
     register,
 )
+from .public import WFLW_ATTRIBUTES, read_coco_json, read_hrnet_csv, read_wflw
 from .pts import read_pts
 from .samples import dataset_points, grid_samples
 from .table import PERSON_REGEX, DatasetError, LandmarkTable
@@ -46,6 +51,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "OUTSIDE_MARGIN",
     "PERSON_REGEX",
+    "WFLW_ATTRIBUTES",
     "DatasetError",
     "LabelFormat",
     "LandmarkTable",
@@ -53,11 +59,14 @@ __all__ = [
     "detect_format",
     "format_names",
     "grid_samples",
+    "read_coco_json",
     "read_competition",
     "read_csv",
     "read_dataset",
+    "read_hrnet_csv",
     "read_pts",
     "read_test_points",
+    "read_wflw",
     "register",
     "verify_images",
 ]

@@ -297,32 +297,35 @@ def _wflw_block(lines, start, label, skips, exists, pts, boxes, flags, line_nos,
         paths.append(path)
         nos.append(no)
     vals = _numbers(heads, _WFLW_VALUES, b" ")
+    box, attr = vals[:, 196:200], vals[:, 200:]
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(vals).all(axis=1)
+        flag_ok = ((attr == 0) | (attr == 1)).all(axis=1)
+        box_ok = (box[:, 2] >= box[:, 0]) & (box[:, 3] >= box[:, 1])
+    keep = np.zeros(len(heads), dtype=bool)
     for r in range(len(heads)):
-        row = vals[r]
         name = _decode(paths[r], label, nos[r])
-        if not np.isfinite(row).all():
+        if not finite[r]:
             bad.append((nos[r], f"image {name!r}: " + _bad_field(heads[r], b" ", _wflw_field)))
-            continue
-        box, attr = row[196:200], row[200:]
-        bad_attr = np.flatnonzero((attr != 0) & (attr != 1))
-        if bad_attr.size:
-            j = int(bad_attr[0])
-            bad.append((nos[r], f"image {name!r}: field {201 + j} ({WFLW_ATTRIBUTES[j]}) is {attr[j]:g}, "
-                                     "expected an attribute flag 0 or 1"))
-            continue
-        if box[2] < box[0] or box[3] < box[1]:
-            bad.append((nos[r], f"image {name!r}: the box {' '.join(f'{v:g}' for v in box)} has x_max < x_min "
-                                     "or y_max < y_min (expected x_min y_min x_max y_max)"))
-            continue
-        if not exists(name):
+        elif not flag_ok[r]:
+            j = int(np.flatnonzero((attr[r] != 0) & (attr[r] != 1))[0])
+            bad.append((nos[r], f"image {name!r}: field {201 + j} ({WFLW_ATTRIBUTES[j]}) is {attr[r, j]:g}, "
+                                "expected an attribute flag 0 or 1"))
+        elif not box_ok[r]:
+            bad.append((nos[r], f"image {name!r}: the box {' '.join(f'{v:g}' for v in box[r])} has x_max < x_min "
+                                "or y_max < y_min (expected x_min y_min x_max y_max)"))
+        elif not exists(name):
             bad.append((nos[r], f"image {name!r} not found in {exists.root}"))
-            continue
-        pts[n] = row[:196]
-        boxes[n] = box
-        flags[n] = attr
-        line_nos[n] = nos[r]
-        names.append(name)
-        n += 1
+        else:
+            keep[r] = True
+            names.append(name)
+    rows = np.flatnonzero(keep)
+    m = len(rows)
+    pts[n:n + m] = vals[rows, :196]
+    boxes[n:n + m] = box[rows]
+    flags[n:n + m] = attr[rows]
+    line_nos[n:n + m] = np.asarray(nos, dtype=np.int64)[rows] if m else 0
+    n += m
     _flush(bad, label, skips)
     return n
 
