@@ -85,17 +85,33 @@ def _source_window(m: np.ndarray, size: tuple[int, int], shape, margin: int) -> 
     return x0, y0, x1, y1
 
 
+_UNIT_GRID = np.stack([*np.meshgrid(np.linspace(0, 1, 5), np.linspace(0, 1, 5)), np.zeros((5, 5))], -1).reshape(25, 3)
+
+
 def _shrink_factors(m: np.ndarray, size: tuple[int, int], shape) -> tuple[float, float]:
     """How long a unit source step along x and along y is in the output: the column norms of an
     affine map; for a projective one the smallest over the part of the source the output reads
-    (a 9x9 grid over that window: the local scale of a projective map is not monotone along lines,
-    so the corners alone can miss the smallest)."""
+    (a 5x5 grid over that window, clipped to the image: the local scale of a projective map is not
+    monotone along lines, so the corners alone can miss the smallest)."""
     if G.is_affine(m):
-        return G.local_scales(m, np.zeros((1, 2)))
-    x0, y0, x1, y1 = _source_window(m, size, shape, margin=0)
-    xs, ys = np.meshgrid(np.linspace(x0 - 0.5, x1 - 0.5, 9), np.linspace(y0 - 0.5, y1 - 0.5, 9))
-    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    return G.local_scales(m, grid[G.projective_divisors(m, grid) != 0])
+        return math.hypot(m[0, 0], m[1, 0]), math.hypot(m[0, 1], m[1, 1])
+    w, h = size
+    sh, sw = shape[0], shape[1]
+    inv = np.linalg.inv(m)
+    back = np.array([[-0.5, -0.5, 1.0], [w - 0.5, -0.5, 1.0], [-0.5, h - 0.5, 1.0], [w - 0.5, h - 0.5, 1.0]]) @ inv.T
+    x0, y0, x1, y1 = -0.5, -0.5, sw - 0.5, sh - 0.5
+    if (back[:, 2] > 0).all() or (back[:, 2] < 0).all():   # else the read part is unbounded: the whole image
+        xy = back[:, :2] / back[:, 2:]
+        x0, y0 = max(x0, min(xy[:, 0].min(), x1)), max(y0, min(xy[:, 1].min(), y1))
+        x1, y1 = min(x1, max(xy[:, 0].max(), x0)), min(y1, max(xy[:, 1].max(), y0))
+    grid = _UNIT_GRID * (x1 - x0, y1 - y0, 0.0) + (x0, y0, 1.0)
+    q = grid @ m.T
+    q = q[q[:, 2] != 0]
+    wq = q[:, 2:]
+    u = q[:, :2] / wq
+    dx = (m[:2, 0] - u * m[2, 0]) / wq      # d(q/w)/dx = (column x of A - (q/w) g_x) / w
+    dy = (m[:2, 1] - u * m[2, 1]) / wq
+    return float(np.sqrt((dx * dx).sum(axis=1).min())), float(np.sqrt((dy * dy).sum(axis=1).min()))
 
 
 def warp(image: np.ndarray, m: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR,

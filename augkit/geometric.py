@@ -104,21 +104,21 @@ class Perspective(GeometricStep):
 
     def matrix(self, v, size):
         w, h = size
-        src = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
-        off = np.array([[v[f"c{i}x"] * w, v[f"c{i}y"] * h] for i in range(4)])
+        off = [[v["c0x"] * w, v["c0y"] * h], [v["c1x"] * w, v["c1y"] * h],
+               [v["c2x"] * w, v["c2y"] * h], [v["c3x"] * w, v["c3y"] * h]]
         yaw, pitch = v["yaw"], v["pitch"]
         # the keystones: the short edge's two corners move towards each other
-        left, right = (0, 3), (1, 2)
-        side = left if yaw > 0 else right
-        off[side[0], 1] += 0.5 * abs(yaw) * h
-        off[side[1], 1] -= 0.5 * abs(yaw) * h
-        top, bottom = (0, 1), (3, 2)
-        edge = top if pitch > 0 else bottom
-        off[edge[0], 0] += 0.5 * abs(pitch) * w
-        off[edge[1], 0] -= 0.5 * abs(pitch) * w
-        if not off.any():
+        side = (0, 3) if yaw > 0 else (1, 2)           # left edge, or right edge
+        off[side[0]][1] += 0.5 * abs(yaw) * h
+        off[side[1]][1] -= 0.5 * abs(yaw) * h
+        edge = (0, 1) if pitch > 0 else (3, 2)         # top edge, or bottom edge
+        off[edge[0]][0] += 0.5 * abs(pitch) * w
+        off[edge[1]][0] -= 0.5 * abs(pitch) * w
+        if not any(x or y for x, y in off):
             return np.eye(3), size      # nothing moves: the call stays affine
-        return G.perspective(src, src + off), size
+        corners = ((-0.5, -0.5), (w - 0.5, -0.5), (w - 0.5, h - 0.5), (-0.5, h - 0.5))
+        quad = [(cx + ox, cy + oy) for (cx, cy), (ox, oy) in zip(corners, off)]
+        return G.normalised(G.rect_to_quad(w, h, quad)), size
 
 
 def _jitter_bound(jitter) -> float:

@@ -22,7 +22,7 @@ from augkit.errors import InputError
 __all__ = [
     "identity", "translate", "scale", "rotate", "shear", "hflip", "resize", "about",
     "apply_points", "invert", "is_identity", "is_affine", "perspective", "local_scales", "jacobian_det",
-    "projective_divisors", "normalised",
+    "projective_divisors", "normalised", "rect_to_quad",
 ]
 
 
@@ -127,17 +127,44 @@ def perspective(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 3x3 projective matrix (``[2, 2]`` = 1) that sends four ``src`` points onto four ``dst``
     points, solved in float64 (``cv2.getPerspectiveTransform`` works in float32 points)."""
     src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
+    x, y, u, v = src[:, 0], src[:, 1], dst[:, 0], dst[:, 1]
     a = np.zeros((8, 8))
-    b = np.zeros(8)
-    for i, ((x, y), (u, v)) in enumerate(zip(src, dst)):
-        a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y]
-        a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y]
-        b[2 * i], b[2 * i + 1] = u, v
+    a[0::2, 0], a[0::2, 1], a[0::2, 2] = x, y, 1.0
+    a[1::2, 3], a[1::2, 4], a[1::2, 5] = x, y, 1.0
+    a[0::2, 6], a[0::2, 7] = -u * x, -u * y
+    a[1::2, 6], a[1::2, 7] = -v * x, -v * y
+    b = np.empty(8)
+    b[0::2], b[1::2] = u, v
     try:
         h = np.linalg.solve(a, b)
     except np.linalg.LinAlgError:
         raise InputError("four of the perspective corners are collinear: no projective map") from None
     return np.append(h, 1.0).reshape(3, 3)
+
+
+def rect_to_quad(w: float, h: float, quad) -> np.ndarray:
+    """The projective matrix sending the pixel-edge corners of a ``w x h`` frame (top-left,
+    top-right, bottom-right, bottom-left: ``(-0.5, -0.5)`` ... ``(-0.5, h - 0.5)``) onto the four
+    points ``quad`` in that order. Closed form (the unit square onto a quadrilateral, then the frame
+    onto the unit square), about ten times faster than the general 8x8 solve of :func:`perspective`.
+    """
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = ((float(a), float(b)) for a, b in quad)
+    dx1, dx2, dx3 = x1 - x2, x3 - x2, x0 - x1 + x2 - x3
+    dy1, dy2, dy3 = y1 - y2, y3 - y2, y0 - y1 + y2 - y3
+    if dx3 == 0.0 and dy3 == 0.0:
+        g = hh = 0.0
+    else:
+        det = dx1 * dy2 - dx2 * dy1
+        if det == 0.0:
+            raise InputError("four of the perspective corners are collinear: no projective map")
+        g, hh = (dx3 * dy2 - dx2 * dy3) / det, (dx1 * dy3 - dx3 * dy1) / det
+    a, b, c = x1 - x0 + g * x1, x3 - x0 + hh * x3, x0
+    d, e, f = y1 - y0 + g * y1, y3 - y0 + hh * y3, y0
+    # the frame onto the unit square: u = (x + 0.5) / w, v = (y + 0.5) / h, folded into the columns
+    sx, sy = 1.0 / w, 1.0 / h
+    return np.array([[a * sx, b * sy, 0.5 * (a * sx + b * sy) + c],
+                     [d * sx, e * sy, 0.5 * (d * sx + e * sy) + f],
+                     [g * sx, hh * sy, 0.5 * (g * sx + hh * sy) + 1.0]])
 
 
 def jacobian_det(m: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -9,6 +9,16 @@ below 1/2; the fair floor does the image work augkit does, its anti-alias pre-sh
 (``augkit.functional.warp``), still without sampling, steps or record.
 
     python benchmarks/augment_throughput.py [--data ../shared/data/ytf68] [--images 300] [--rounds 5]
+    python benchmarks/augment_throughput.py --steps-only      # the second table alone: one row per step
+
+The second table puts each step of issue 27 beside its albumentations counterpart on the same
+128 px face crops, 68 points carried by both (``A.Compose`` with ``KeypointParams``), and the full
+pipeline with a perspective step (augkit: one ``warpPerspective``; albumentations: ``Affine`` then
+``Perspective``, two warps, plus the resize). Counterparts do similar, not identical, work:
+``Sharpen`` is an unsharp mask here and a kernel there; augkit's ``ColorJitter`` is albumentations'
+``HueSaturationValue`` (an HSV LUT: factors here, shifts there); ``Caption`` is set against
+``TextImage`` (a TrueType font through PIL, given the text and box per call), where a DejaVu font is
+installed; ``RandomPatch`` has no counterpart.
     python benchmarks/augment_throughput.py --other-python ../venv-cv5/bin/python --other-python ../venv-albux/bin/python
 
 albumentations 2.0.x and its maintained successor AlbumentationsX both import as ``albumentations``
@@ -161,6 +171,89 @@ def measure_here(args) -> list[dict]:
     return rows
 
 
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def step_pairs(patch_folder: str) -> list:
+    """(name, augkit steps, albumentations transforms or None, albumentations call extras)."""
+    import albumentations as A
+    geo = [ak.Affine(rotate=ROT, scale=SCALE, translate=SHIFT, shear=SHEAR), ak.HFlip(p=0.5)]
+    photo = [ak.BrightnessContrast(brightness=BRIGHT, contrast=CONTRAST), ak.Blur(sigma=SIGMA)]
+    a_geo = [A.Affine(rotate=ROT, scale=SCALE, translate_percent=SHIFT, shear=SHEAR, p=1.0), A.HorizontalFlip(p=0.5)]
+    a_photo = [albu(A.RandomBrightnessContrast, brightness_limit=BRIGHT,
+                    contrast_limit=(CONTRAST[0] - 1, CONTRAST[1] - 1), p=1.0),
+               albu(A.GaussianBlur, sigma_limit=SIGMA, blur_limit=(0, 0), p=1.0)]
+    text = {"textimage_metadata": {"bbox": (0.1, 0.6, 0.9, 0.8), "text": "BREAKING NEWS"}}
+    return [
+        ("Perspective (corner jitter 0.05)", [ak.Perspective(jitter=0.05)],
+         [albu(A.Perspective, scale=(0.0, 0.05), keep_size=True, p=1.0)], {}),
+        ("Downscale (0.25-0.5)", [ak.Downscale(scale=(0.25, 0.5))],
+         [albu(A.Downscale, scale_range=(0.25, 0.5), p=1.0)], {}),
+        ("Sharpen", [ak.Sharpen(amount=(0.3, 1.0))], [albu(A.Sharpen, alpha=(0.2, 0.5), p=1.0)], {}),
+        ("ColorJitter (HSV)", [ak.ColorJitter(hue=(-10, 10), saturation=(0.7, 1.3), value=(0.8, 1.2))],
+         [albu(A.HueSaturationValue, hue_shift_limit=5, sat_shift_limit=30, val_shift_limit=20, p=1.0)], {}),
+        ("CLAHE", [ak.CLAHE(clip_limit=(1.0, 4.0))], [albu(A.CLAHE, clip_limit=(1.0, 4.0), p=1.0)], {}),
+        ("CoarseDropout (1-8 holes)", [ak.CoarseDropout(n=(1, 8), height=(0.05, 0.15), width=(0.05, 0.15))],
+         [albu(A.CoarseDropout, num_holes_range=(1, 8), hole_height_range=(0.05, 0.15),
+               hole_width_range=(0.05, 0.15), p=1.0)], {}),
+        ("Caption", [ak.Caption(lines=1, words=2)],
+         [albu(A.TextImage, font_path=FONT, p=1.0)] if os.path.isfile(FONT) else None, text),
+        ("RandomPatch (from a folder)", [ak.RandomPatch(source=patch_folder, area=(0.02, 0.1))], None, {}),
+        ("full pipeline + Perspective", geo[:1] + [ak.Perspective(jitter=0.05)] + geo[1:] + [ak.Resize(128, 128)]
+         + photo, a_geo[:1] + [albu(A.Perspective, scale=(0.0, 0.05), keep_size=True, p=1.0)] + a_geo[1:]
+         + [A.Resize(128, 128)] + a_photo, {}),
+    ]
+
+
+def measure_steps(args) -> tuple[list, str]:
+    """img/s of each step (augkit, albumentations), interleaved per round, best of the rounds."""
+    import albumentations as A
+    cv2.setNumThreads(1)
+    images, points = load(Path(args.data), args.step_images)
+    crop = ak.Compose([ak.CropBox(margin=0.2, square=True), ak.Resize(128, 128)], scheme="ibug68")
+    crops = [crop(im, p) for im, p in zip(images, points)]
+    faces, face_pts = [c.image for c in crops], [c.points for c in crops]
+    extra = {"telemetry": False} if "telemetry" in inspect.signature(A.Compose.__init__).parameters else {}
+    rows = []
+    with tempfile.TemporaryDirectory() as patches:
+        for i, im in enumerate(images[:20]):
+            cv2.imwrite(os.path.join(patches, f"{i}.jpg"), im)
+        for name, ak_steps, a_steps, a_kw in step_pairs(patches):
+            full = name.startswith("full")
+            src, src_pts = (images, points) if full else (faces, face_pts)
+            pipe = ak.Compose(ak_steps, scheme="ibug68")
+            a_pipe = None if a_steps is None else A.Compose(
+                a_steps, keypoint_params=albu(A.KeypointParams, format="xy", remove_invisible=False), seed=0, **extra)
+            best_a = best_b = 0.0
+            for r in range(args.rounds):
+                rng = np.random.default_rng(r)
+                t = time.perf_counter()
+                for im, p in zip(src, src_pts):
+                    pipe(im, p, rng=rng)
+                best_a = max(best_a, len(src) / (time.perf_counter() - t))
+                if a_pipe is not None:
+                    t = time.perf_counter()
+                    for im, p in zip(src, src_pts):
+                        a_pipe(image=im, keypoints=p, **a_kw)
+                    best_b = max(best_b, len(src) / (time.perf_counter() - t))
+            rows.append((name, best_a, best_b if a_pipe is not None else None))
+    what = (f"{len(images)} ytf68 frames: the steps on their 128 px face crops, the full pipeline on the frames "
+            f"themselves; {albumentations_name()}, OpenCV {cv2.__version__}; one thread; best of {args.rounds} rounds")
+    return rows, what
+
+
+def print_steps(rows, what: str) -> None:
+    print(what)
+    print()
+    print("| step | augkit img/s | albumentations img/s | augkit / albumentations |")
+    print("|---|---:|---:|---:|")
+    for name, a, b in rows:
+        if b is None:
+            print(f"| {name} | {a:,.0f} | (no counterpart) | |")
+        else:
+            print(f"| {name} | {a:,.0f} | {b:,.0f} | {a / b:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(YTF68))
@@ -171,7 +264,12 @@ def main():
                     help="another environment's python (e.g. AlbumentationsX + OpenCV 5): measured there too "
                          "(repeatable)")
     ap.add_argument("--json", default=None, help=argparse.SUPPRESS)  # rows for the --other-python caller
+    ap.add_argument("--step-images", type=int, default=200, help="frames for the per-step table")
+    ap.add_argument("--steps-only", action="store_true", help="print the per-step table only")
     args = ap.parse_args()
+    if args.steps_only:
+        print_steps(*measure_steps(args))
+        return
     rows = measure_here(args)
     if args.json:
         Path(args.json).write_text(json.dumps(rows))
@@ -192,6 +290,8 @@ def main():
         f, ff, a, b = r["floor"], r["fair"], r["augkit"], r["albu"]
         print(f"| {r['env']} | {r['size']} | {f:,.0f} | {ff:,.0f} | {a:,.0f} | {b:,.0f} | {a / f:.2f} | {a / ff:.2f} | "
               f"{a / b:.2f} |")
+    print()
+    print_steps(*measure_steps(args))
 
 
 if __name__ == "__main__":

@@ -220,3 +220,16 @@ def test_a_foreign_projective_record_is_refused(face):
     bad["M"][2][0] += 1e-3
     with pytest.raises(ValueError, match="'M'"):
         pipe.replay(bad, img, pts)
+
+
+def test_the_closed_form_frame_to_quad_matches_the_general_solve():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        w, h = rng.integers(20, 400, 2)
+        src = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+        quad = src + rng.uniform(-0.2, 0.2, (4, 2)) * (w, h)
+        fast, general = G.normalised(G.rect_to_quad(w, h, quad)), G.perspective(src, quad)
+        np.testing.assert_allclose(fast, general, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(G.apply_points(fast, src), quad, atol=1e-9)
+    shifted = np.array([[-0.5, -0.5], [9.5, -0.5], [9.5, 9.5], [-0.5, 9.5]]) + (3.0, -2.0)
+    np.testing.assert_allclose(G.rect_to_quad(10, 10, shifted), G.translate(3.0, -2.0), atol=1e-12)  # affine stays affine

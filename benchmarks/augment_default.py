@@ -1,0 +1,142 @@
+"""Does the default face pipeline gain from issue 27's steps? Train -> evaluate, two seeds a row.
+
+    python benchmarks/augment_default.py              # ytf68 (4 rows) and the dense 971-point set (2 rows)
+    python benchmarks/augment_default.py --reuse      # finished runs in --work are evaluated, not retrained
+
+Rows (each an ``--aug`` pipeline YAML written under ``--work``):
+
+- ``default``: ``augkit.presets.face_augment_steps()``, as ``augkit train`` uses it;
+- ``+ perspective``: the default with ``Perspective(yaw=±0.25, pitch=±0.15, jitter=0.03, p=0.4)``
+  after its ``Affine`` (the turned heads of the test photos);
+- ``+ caption``: the default with ``Caption(p=0.25)`` at its end;
+- ``+ all new``: both, and a ``OneOf`` of ``Downscale``, ``Sharpen``, ``ColorJitter`` and
+  ``CLAHE`` (p 0.3), ``CoarseDropout`` (p 0.2) and ``RandomPatch`` from the training images (p 0.2).
+
+The dense set (``benchmarks/dense971.py``, smooth variant, true pairs) runs ``default`` and
+``+ all new``. Every run: the same epochs over the same images (``--limit``), resnet18 at 64 px from
+scratch, batch 16, validation split by person; evaluated with ``augkit evaluate --tta none`` on the
+test people. The budget is the work, not the clock. A default changes only when a row's gain
+exceeds the spread between seeds (``mean ± half the range``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dense971  # noqa: E402
+from harness import YTF68, mean_spread, print_table, run_logged  # noqa: E402
+
+ROWS = ("default", "+ perspective", "+ caption", "+ all new")
+DENSE_ROWS = ("default", "+ all new")
+
+
+def pipelines(patch_folder: str) -> dict:
+    """The rows' pipelines (applied after preprocessing, in the model frame)."""
+    import augkit as ak
+    from augkit.presets import face_augment_steps
+    base = face_augment_steps()
+    persp = ak.Perspective(yaw=(-0.25, 0.25), pitch=(-0.15, 0.15), jitter=0.03, p=0.4)
+    caption = ak.Caption(p=0.25)
+    at = next(i for i, s in enumerate(base) if isinstance(s, ak.Affine)) + 1
+    new_photo = [ak.OneOf([ak.Downscale(scale=(0.3, 0.7)), ak.Sharpen(amount=(0.3, 1.0)), ak.ColorJitter(),
+                           ak.CLAHE(clip_limit=(1.0, 3.0))], p=0.3),
+                 ak.CoarseDropout(n=(1, 4), height=(0.05, 0.12), width=(0.05, 0.12), fill="random", p=0.2),
+                 ak.RandomPatch(source=patch_folder, n=1, area=(0.02, 0.08), p=0.2)]
+    return {"default": base,
+            "+ perspective": base[:at] + [persp] + base[at:],
+            "+ caption": base + [caption],
+            "+ all new": base[:at] + [persp] + base[at:] + new_photo + [caption]}
+
+
+def run_rows(a, name: str, data: Path, rows, extra: list) -> dict:
+    import augkit as ak
+    work = Path(a.work) / name
+    work.mkdir(parents=True, exist_ok=True)
+    pipes = pipelines(str(data / "train" / "images"))
+    aug = [sys.executable, "-m", "augkit.cli"]
+    results: dict = {}
+    for row in rows:
+        slug = row.replace("+ ", "plus_").replace(" ", "_")
+        yaml = work / f"{slug}.yaml"
+        ak.save(ak.Compose(pipes[row]), yaml)
+        for seed in a.seeds:
+            out = work / "runs" / f"{slug}_s{seed}"
+            js = work / f"{slug}_s{seed}.eval.json"
+            if a.reuse and js.is_file() and (out / "best.pt").is_file():
+                results.setdefault(row, []).append(json.loads(js.read_text())["results"][0])
+                print(f"  {name} {row} seed {seed}: reused", flush=True)
+                continue
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = aug + ["train", "--data", str(data / "train"), "--val-group", "person", "--val-fraction", "0.1",
+                         "--backbone", a.backbone, "--size", str(a.size), "--epochs", str(a.epochs),
+                         "--batch-size", "16", "--workers", str(a.workers), "--time-budget", str(a.cap_min),
+                         "--limit", str(a.limit), "--seed", str(seed), "--out", str(out), "--quiet",
+                         "--aug", str(yaml), *extra]
+            t = time.perf_counter()
+            run_logged(cmd, work / f"{slug}_s{seed}.train.log")
+            dt = time.perf_counter() - t
+            run_logged(aug + ["evaluate", "--run", str(out), "--data", str(data / "test"), "--tta", "none",
+                              "--png", "", "--json", str(js)], work / f"{slug}_s{seed}.eval.log")
+            res = json.loads(js.read_text())["results"][0]
+            results.setdefault(row, []).append(res)
+            print(f"  {name} {row} seed {seed}: train {dt:.0f}s, test MSE {res['mse']:.2f}, NME {res['nme']:.4f}",
+                  flush=True)
+    return results
+
+
+def table(name: str, results: dict) -> None:
+    base = results.get("default")
+    rows = []
+    for row, runs in results.items():
+        gain = ""
+        if base and row != "default":
+            d = [r["nme"] - b["nme"] for r, b in zip(runs, base)]
+            gain = f"{np.mean(d):+.4f} (per seed {' / '.join(f'{x:+.4f}' for x in d)})"
+        rows.append([row, mean_spread([r["mse"] for r in runs], 2), mean_spread([r["nme"] for r in runs], 4),
+                     " / ".join(f"{r['nme']:.4f}" for r in runs), gain])
+    print(f"\n{name}:")
+    print_table(["pipeline", "test MSE", "test NME", "NME per seed", "NME vs default (same seed)"], rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(YTF68), help="ytf68 root (train/ and test/)")
+    ap.add_argument("--work", default="/tmp/augkit_augment_default", help="runs and pipeline files (outside the repo)")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--limit", type=int, default=1000, help="the first N training images of each set")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--cap-min", type=float, default=10.0, help="--time-budget of a run: a safety cap only")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--sets", nargs="+", default=["ytf68", "dense"], choices=["ytf68", "dense"])
+    ap.add_argument("--reuse", action="store_true")
+    a = ap.parse_args(argv)
+    if len(a.seeds) < 2:
+        sys.exit("--seeds: give at least two (the table shows the spread between them)")
+    import torch
+    all_results = {}
+    if "ytf68" in a.sets:
+        all_results["ytf68 (68 points)"] = run_rows(a, "ytf68", Path(a.data), ROWS, [])
+    if "dense" in a.sets:
+        root = dense971.build(Path(a.work) / "dense_set", "smooth", Path(a.data))
+        all_results["dense 971-point set (smooth variant, true pairs)"] = run_rows(
+            a, "dense", root, DENSE_ROWS, ["--scheme", str(root / "true.yaml")])
+    print(f"\n{a.backbone} at {a.size} px from scratch, {a.epochs} epochs over the first {a.limit} training images, "
+          f"batch 16, seeds {a.seeds}, {os.cpu_count()} CPU cores, torch {torch.__version__}; test = the test "
+          "people, --tta none; mean ± half the range over seeds")
+    for name, res in all_results.items():
+        table(name, res)
+
+
+if __name__ == "__main__":
+    main()
