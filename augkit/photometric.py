@@ -15,7 +15,7 @@ import numpy as np
 from augkit.errors import InputError
 from . import captions
 from . import functional as F
-from .io import read_image
+from .io import IMAGE_EXTENSIONS, read_image
 from .steps import PhotometricStep
 
 __all__ = [
@@ -291,9 +291,6 @@ class CoarseDropout(PhotometricStep):
         return F.erase(image, v["rects"], self.fill, v["seed"], keep_alpha=True)
 
 
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
 class RandomPatch(PhotometricStep):
     """Occluders cut from other pictures: ``n`` patches of ``area`` x the frame and ``aspect`` w/h,
     each a crop of another image pasted at a random place (a hand, hair, a microphone over the face;
@@ -316,10 +313,10 @@ class RandomPatch(PhotometricStep):
             if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
                 raise InputError(f"RandomPatch: source must be a folder of images (or None: the image itself), "
                                  f"got {source!r}")
-            self._files = sorted(f for f in os.listdir(source) if f.lower().endswith(_IMAGE_EXTENSIONS))
+            self._files = sorted(f for f in os.listdir(source) if f.lower().endswith(IMAGE_EXTENSIONS))
             if not self._files:
                 raise InputError(f"RandomPatch: source {os.fspath(source)}: no image files "
-                                 f"({', '.join(_IMAGE_EXTENSIONS)}) in the folder")
+                                 f"({', '.join(IMAGE_EXTENSIONS)}) in the folder")
 
     random_values = True
     record_keys = ("patches",)
@@ -373,16 +370,18 @@ class Caption(PhotometricStep):
 
     Args:
         lines: how many lines (drawn like every magnitude, rounded).
-        words: words per line (rounded), taken from ``vocabulary`` (default: the built-in list).
+        words: words per line (rounded), taken from ``vocabulary``.
         height: cap height as a fraction of the image height.
         weight: stroke thickness as a fraction of the cap height.
         outline: outline width as a fraction of the cap height (0: none), drawn in ``outline_color``.
         angle: degrees, counter-clockwise on screen.
         font: a name of :data:`augkit.captions.FONTS` or "random".
-        color, outline_color: an RGB triple on the uint8 scale, or "random".
+        color: an RGB triple on the uint8 scale, or "random".
+        outline_color: the same for the outline.
         position: "anywhere" (the text's centre anywhere in the frame), or "landmarks": over the box
             of the points in the frame where the step stands (put it after the geometric steps so
             that box is the output's); without points it falls back to "anywhere".
+        vocabulary: the words to draw from (default: the built-in list, Latin and Cyrillic).
     """
 
     def __init__(self, lines=(1, 2), words=(1, 3), height=(0.05, 0.12), weight=(0.08, 0.2), outline=(0.0, 0.15),
