@@ -77,32 +77,48 @@ _STROKES: dict[str, tuple[float, list]] = {
 }
 
 
-def _draw_line(canvas: np.ndarray, text: str, x: float, base: float, font: int, scale: float,
-               cap: float, thickness: int) -> None:
-    """Draw one line of text with its baseline at ``base`` from ``x`` on (white on ``canvas``)."""
+def _runs(text: str):
+    """The line cut into runs: ``(True, ascii_text)`` for Hershey glyphs (Cyrillic twins mapped to
+    Latin), ``(False, capital)`` for each Cyrillic capital of the stroke table."""
+    run: list[str] = []
     for ch in text:
-        ch = _TWINS.get(ch.upper(), ch) if ch.upper() in _TWINS else ch
-        strokes = _STROKES.get(ch.upper())
-        if strokes is not None:
-            advance, lines = strokes
-            w = advance * cap * 0.8
-            pad = 0.15 * cap
-            polys = [np.round(np.array([(x + pad + u * w, base - cap + v * cap) for u, v in line]) * 16).astype(np.int32)
-                     for line in lines]
-            cv2.polylines(canvas, polys, False, 255, thickness, cv2.LINE_AA, shift=4)
-            x += w + 2 * pad
+        up = ch.upper()
+        if up in _STROKES:
+            if run:
+                yield True, "".join(run)
+                run = []
+            yield False, up
         else:
-            cv2.putText(canvas, ch, (int(round(x)), int(round(base))), font, scale, 255, thickness, cv2.LINE_AA)
-            x += cv2.getTextSize(ch, font, scale, thickness)[0][0]
+            run.append(_TWINS.get(up, ch))
+    if run:
+        yield True, "".join(run)
+
+
+def _stroke_width(ch: str, cap: float) -> float:
+    return _STROKES[ch][0] * cap * 0.8 + 0.3 * cap
 
 
 def _line_width(text: str, font: int, scale: float, cap: float, thickness: int) -> float:
-    total = 0.0
-    for ch in text:
-        ch = _TWINS.get(ch.upper(), ch) if ch.upper() in _TWINS else ch
-        strokes = _STROKES.get(ch.upper())
-        total += strokes[0] * cap * 0.8 + 0.3 * cap if strokes else cv2.getTextSize(ch, font, scale, thickness)[0][0]
-    return total
+    return sum(cv2.getTextSize(t, font, scale, thickness)[0][0] if hershey else _stroke_width(t, cap)
+               for hershey, t in _runs(text))
+
+
+def _draw_line(canvas: np.ndarray, text: str, x: float, base: float, font: int, scale: float,
+               cap: float, thickness: int, stroke: int) -> None:
+    """Draw one line of text with its baseline at ``base`` from ``x`` on (white on ``canvas``):
+    one ``cv2.putText`` per run of Hershey glyphs, polylines for the stroke-table capitals. Glyphs
+    advance as at ``thickness`` whatever the ``stroke`` drawn (the outline pass lines up)."""
+    for hershey, t in _runs(text):
+        if hershey:
+            cv2.putText(canvas, t, (int(round(x)), int(round(base))), font, scale, 255, stroke, cv2.LINE_AA)
+            x += cv2.getTextSize(t, font, scale, thickness)[0][0]
+            continue
+        advance, lines = _STROKES[t]
+        w, pad = advance * cap * 0.8, 0.15 * cap
+        polys = [np.round(np.array([(x + pad + u * w, base - cap + v * cap) for u, v in line]) * 16).astype(np.int32)
+                 for line in lines]
+        cv2.polylines(canvas, polys, False, 255, stroke, cv2.LINE_AA, shift=4)
+        x += w + 2 * pad
 
 
 def _masks(lines, font: int, cap: float, thickness: int, outline: int):
@@ -117,9 +133,9 @@ def _masks(lines, font: int, cap: float, thickness: int, outline: int):
     for i, (t, tw) in enumerate(zip(lines, widths)):
         x = pad + 0.5 * (max(widths) - tw)
         base = pad + cap * (1.6 * i + 1.0)
-        _draw_line(fill, t, x, base, font, scale, cap, thickness)
+        _draw_line(fill, t, x, base, font, scale, cap, thickness, thickness)
         if edge is not None:
-            _draw_line(edge, t, x, base, font, scale, cap, thickness + 2 * outline)
+            _draw_line(edge, t, x, base, font, scale, cap, thickness, thickness + 2 * outline)
     return fill, edge
 
 
@@ -140,26 +156,30 @@ def render_caption(image: np.ndarray, v: dict) -> np.ndarray:
     # rotate the block about its centre (counter-clockwise on screen), centre it on (cx, cy)
     m = np.array([[c, s, 0.0], [-s, c, 0.0]])
     m[:, 2] = [cx, cy] - m[:, :2] @ [0.5 * (bw - 1), 0.5 * (bh - 1)]
+    # the rotated block's bounding box in the image: only that window is warped and blended
+    corners = np.array([[0.0, 0.0, 1.0], [bw - 1.0, 0.0, 1.0], [0.0, bh - 1.0, 1.0], [bw - 1.0, bh - 1.0, 1.0]]) @ m.T
+    x0, y0 = max(0, int(math.floor(corners[:, 0].min())) - 1), max(0, int(math.floor(corners[:, 1].min())) - 1)
+    x1, y1 = min(w, int(math.ceil(corners[:, 0].max())) + 2), min(h, int(math.ceil(corners[:, 1].max())) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return image.copy()             # the caption fell outside the frame
+    m[:, 2] -= (x0, y0)
     top = np.float32(dtype_range(image.dtype))
-    color = image if image.ndim == 2 or image.shape[2] != 4 else image[..., :3]
+    out_full = image.copy()
+    win = out_full[y0:y1, x0:x1]
+    color = win if win.ndim == 2 or win.shape[2] != 4 else win[..., :3]
     out = color.astype(np.float32)
     if out.ndim == 2:
         out = out[..., None]
     for mask, rgb in ((edge, v["outline_color"]), (fill, v["color"])):
         if mask is None:
             continue
-        alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255.0
+        alpha = cv2.warpAffine(mask, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR).astype(np.float32)[..., None]
+        alpha *= np.float32(1.0 / 255.0)
         paint = np.array(rgb, np.float32) * (top / 255.0)
         if out.shape[2] == 1:
             paint = np.array([paint @ np.array([0.299, 0.587, 0.114], np.float32)], np.float32)
-        out = out * (1.0 - alpha) + paint * alpha
-    if image.dtype == np.float32:
-        res = np.clip(out, 0, top).astype(np.float32)
-    else:
-        res = np.clip(np.rint(out), 0, top).astype(image.dtype)
-    res = res[..., 0] if color.ndim == 2 else res
-    if color is image:
-        return res
-    full = image.copy()
-    full[..., :3] = res
-    return full
+        out += (paint - out) * alpha
+    res = np.clip(out, 0, top).astype(np.float32) if image.dtype == np.float32 else \
+        np.clip(np.rint(out), 0, top).astype(image.dtype)
+    color[...] = res[..., 0] if color.ndim == 2 else res
+    return out_full

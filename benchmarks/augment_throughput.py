@@ -15,7 +15,9 @@ The second table puts each step of issue 27 beside its albumentations counterpar
 128 px face crops, 68 points carried by both (``A.Compose`` with ``KeypointParams``), and the full
 pipeline with a perspective step (augkit: one ``warpPerspective``; albumentations: ``Affine`` then
 ``Perspective``, two warps, plus the resize). Counterparts do similar, not identical, work:
-``Sharpen`` is an unsharp mask here and a kernel there; augkit's ``ColorJitter`` is albumentations'
+``Sharpen`` is an unsharp mask here and a 3x3 kernel there; ``Downscale`` is set to augkit's
+area-down, bilinear-up pair on both sides (albumentations' default, nearest both ways, is cheaper
+and blockier); augkit's ``ColorJitter`` is albumentations'
 ``HueSaturationValue`` (an HSV LUT: factors here, shifts there); ``Caption`` is set against
 ``TextImage`` (a TrueType font through PIL, given the text and box per call), where a DejaVu font is
 installed; ``RandomPatch`` has no counterpart.
@@ -188,7 +190,8 @@ def step_pairs(patch_folder: str) -> list:
         ("Perspective (corner jitter 0.05)", [ak.Perspective(jitter=0.05)],
          [albu(A.Perspective, scale=(0.0, 0.05), keep_size=True, p=1.0)], {}),
         ("Downscale (0.25-0.5)", [ak.Downscale(scale=(0.25, 0.5))],
-         [albu(A.Downscale, scale_range=(0.25, 0.5), p=1.0)], {}),
+         [albu(A.Downscale, scale_range=(0.25, 0.5), interpolation_pair={"downscale": cv2.INTER_AREA,
+                                                                          "upscale": cv2.INTER_LINEAR}, p=1.0)], {}),
         ("Sharpen", [ak.Sharpen(amount=(0.3, 1.0))], [albu(A.Sharpen, alpha=(0.2, 0.5), p=1.0)], {}),
         ("ColorJitter (HSV)", [ak.ColorJitter(hue=(-10, 10), saturation=(0.7, 1.3), value=(0.8, 1.2))],
          [albu(A.HueSaturationValue, hue_shift_limit=5, sat_shift_limit=30, val_shift_limit=20, p=1.0)], {}),

@@ -178,3 +178,12 @@ def test_caption_writes_cyrillic_with_its_own_strokes():
     twins = ak.captions.render_caption(blank, {**v, "text": ["АВЕК"]})
     latin = ak.captions.render_caption(blank, {**v, "text": ["ABEK"]})
     np.testing.assert_array_equal(twins, latin)                      # look-alike capitals: the Latin glyphs
+
+
+def test_the_caption_outline_lies_under_every_glyph():
+    """The outline pass advances its glyphs as the fill pass does, so it surrounds every stroke."""
+    from augkit.captions import FONTS, _masks
+    for font in ("simplex", "triplex"):
+        fill, edge = _masks(["ЖШ Hello ЮЯ", "World ФЦ"], FONTS[font], 20.0, 3, 2)
+        assert (edge[fill > 200] > 200).all()
+        assert (edge > 0).sum() > 1.3 * (fill > 0).sum()
