@@ -187,3 +187,12 @@ def test_the_caption_outline_lies_under_every_glyph():
         fill, edge = _masks(["ЖШ Hello ЮЯ", "World ФЦ"], FONTS[font], 20.0, 3, 2)
         assert (edge[fill > 200] > 200).all()
         assert (edge > 0).sum() > 1.3 * (fill > 0).sum()
+
+
+def test_random_patch_goes_on_past_an_unreadable_file(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"")
+    img = np.full((64, 64, 3), 70, np.uint8)
+    pipe = ak.Compose([ak.RandomPatch(source=str(tmp_path), n=2, area=0.1)])
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        out = pipe(img, rng=np.random.default_rng(0))
+    assert out.image.tobytes() == img.tobytes()          # patches of a flat image itself: nothing changes
