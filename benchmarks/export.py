@@ -13,7 +13,9 @@ per call), the exact inverses and the merge. Only the forward differs: a
 get ``--threads`` intra-op threads (default: torch's own count). Images: 200x180 random RGB,
 decoded once beforehand. img/s counts original images (all views done); the best of
 ``--repeats`` timed runs after one warm-up (fewer for the slowest cases, see ``_repeats``). The
-last column is the largest difference of the merged points between the two backends, in pixels.
+last columns: the largest difference of the merged points between the two backends and the
+largest point coordinate, in original pixels (random weights put points far outside the image, so
+the difference is float32 rounding relative to that).
 
 ``--quick``: resnet18 at 128 px only, one repeat (a smoke test of the script).
 """
@@ -109,11 +111,11 @@ def main() -> None:
                     t_pt, p_pt = _time(model, spec, images[:n], batch, reps)
                     t_ox, p_ox = _time(onnx, spec, images[:n], batch, reps)
                     rows.append([backbone, size, batch, tta, f"{t_pt:.1f}", f"{t_ox:.1f}", f"{t_ox / t_pt:.2f}",
-                                 f"{np.abs(p_pt - p_ox).max():.1e}"])
+                                 f"{np.abs(p_pt - p_ox).max():.1e}", f"{np.abs(p_pt).max():.0f}"])
                     print(" ".join(str(c) for c in rows[-1]), flush=True)
     print()
     print_table(["backbone", "px", "batch", "TTA", "PyTorch img/s", "ONNX Runtime img/s", "ONNX / PyTorch",
-                 "max |Δ| px"], rows)
+                 "max |Δ| px", "max |p| px"], rows)
     print(f"\nexport (torch.onnx.export, dynamo): {'; '.join(exports)}")
 
 

@@ -184,13 +184,14 @@ class ExportSummary:
     max_deviation: float | None = None
 
 
-def _check_graph(data: bytes, model, where: str) -> float:
-    """Run the graph in ONNX Runtime on a random batch of 3; the largest difference to PyTorch."""
+def _check_graph(data: bytes, model, desc: dict, where: str) -> float:
+    """Run the graph (described by ``desc``) in ONNX Runtime on a random batch of 3; the largest
+    difference to PyTorch."""
     from augkit.models.onnx_export import ExportError
     h, w = model.input_size
     batch = np.random.default_rng(0).integers(0, 256, (3, h, w, 3), dtype=np.uint8)
     try:
-        got = OnnxModel(data, _bare_description(model)).call_with_sigma(batch)
+        got = OnnxModel(data, desc, device="cpu").call_with_sigma(batch)
     except RunError:
         raise
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors: one line naming the operator
@@ -209,15 +210,6 @@ def _ort_reason(e: Exception) -> str:
     if m:
         return f"no implementation of the operator {m.group(1)}"
     return text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__
-
-
-def _bare_description(model) -> dict:
-    """The part of the description :class:`OnnxModel` needs (no TTA), for the export's own check."""
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-            "model": {"n_points": int(model.n_points), "has_sigma": bool(model.has_sigma), "name": model.name},
-            "input": {"shape": ["N", int(model.input_size[0]), int(model.input_size[1]), 3]},
-            "preprocessing": {"pipeline": model.preprocess.to_dict()},
-            "scheme": {"definition": None}}
 
 
 def export_onnx(checkpoint, out, *, tta="none", json_out=None, opset: int | None = None,
@@ -259,7 +251,7 @@ def export_onnx(checkpoint, out, *, tta="none", json_out=None, opset: int | None
     data = onnx_bytes(ExportGraph.of(model), model.input_size, opset, where=os.fspath(checkpoint))
     deviation = None
     if check and not missing_modules(("onnxruntime",)):
-        deviation = _check_graph(data, model, os.fspath(checkpoint))
+        deviation = _check_graph(data, model, desc, os.fspath(checkpoint))
     desc["export_check"] = None if deviation is None else {"max_deviation_px": deviation, "batch": 3}
     atomic_write_bytes(out, data)
     atomic_write_text(json_out, json.dumps(desc, indent=1) + "\n")
