@@ -8,6 +8,8 @@
 - ``losses``: the masked landmark losses (:data:`LOSSES`);
 - ``model_input``: uint8 images to the network's input (normalisation, device, autocast);
 - ``checkpoint``: a checkpoint on disk to a callable model (:func:`load_model`).
+- ``onnx_export``: the model as one ONNX graph, uint8 images in, points (and σ) out
+  (:class:`~augkit.models.onnx_export.ExportGraph`; ``augkit export`` through :mod:`augkit.tta.export`).
 
 This package's own names are torch-free (the command line lists heads and losses without torch);
 the submodules load torch when they are imported.
