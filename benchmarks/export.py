@@ -115,7 +115,7 @@ def main() -> None:
                     print(" ".join(str(c) for c in rows[-1]), flush=True)
     print()
     print_table(["backbone", "px", "batch", "TTA", "PyTorch img/s", "ONNX Runtime img/s", "ONNX / PyTorch",
-                 "max |Δ| px", "max |p| px"], rows)
+                 "largest Δ px", "largest coordinate px"], rows)
     print(f"\nexport (torch.onnx.export, dynamo): {'; '.join(exports)}")
 
 
