@@ -289,3 +289,21 @@ print("ok")
     got = np.loadtxt(out, delimiter=",", skiprows=1, usecols=range(1, 1 + 2 * K))
     want = TTAPredictor(e.torch, "flip").predict([str(data / f"im{i}.png") for i in range(3)])
     assert np.abs(got - want.points.reshape(3, -1)).max() < TOL   # written to 0.001: within 5e-4 + the backends'
+
+
+def test_a_graph_onnx_runtime_cannot_run_is_one_line_naming_the_operator(exported, tmp_path, monkeypatch):
+    """The export's own check in ONNX Runtime: its 'no implementation' error becomes one line naming
+    the operator (the message ONNX Runtime gives for a node it has no kernel for), nothing written."""
+    import augkit.tta.export as export
+    from augkit.models.onnx_export import ExportError
+
+    def refuse(self, onnx, description, device="auto", threads=None):
+        raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for "
+                           "GridSample(20) node with name '/net/GridSample'")
+
+    monkeypatch.setattr(export.OnnxModel, "__init__", refuse)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match="no implementation of the operator GridSample") as info:
+        export_onnx(exported["regression"].ck, out)
+    assert "\n" not in str(info.value)
+    assert not out.exists() and not (tmp_path / "m.json").exists()
