@@ -13,7 +13,7 @@ it a JSON description (:func:`describe`) that any runtime can follow with a few 
   interpolation, border, fill and pre-shrink, and ``examples`` (image sizes with the 2x3 matrix
   augkit computes for them, to check an implementation against);
 - ``scheme``: K, the flip pairs and the permutation a mirror applies;
-- ``tta``: each view as a 2x3 matrix on the model-input frame, its flip count and the landmark
+- ``tta``: each view as a 2x3 matrix (3x3 for a projective ``Perspective`` view) on the model-input frame, its flip count and the landmark
   permutation its inverse applies; the merge (method, trim, ``sigma_scale``) and the merge
   weights, one row of K per view normalised per landmark (the fitted ones when the spec has
   them); ``spec`` is the augkit spec itself, so :func:`load_onnx` rebuilds the exact ``TTASpec``.
@@ -72,10 +72,14 @@ def json_path_for(onnx_path) -> str:
 
 # ------------------------------------------------------------------------------ the description
 
-def _matrix(m: np.ndarray, where: str) -> list:
+def _matrix(m: np.ndarray, where: str, projective: bool = False) -> list:
+    """The 2x3 rows of an affine matrix; all three rows of a projective one where ``projective``
+    allows it (a ``Perspective`` TTA view), else a clear refusal (the preprocessing)."""
     if not (m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0):
-        raise InputError(f"{where} is projective (a perspective step): the export describes affine views and "
-                         "preprocessing only")
+        if not projective:
+            raise InputError(f"{where} is projective (a perspective step): the export describes affine "
+                             "preprocessing only")
+        return [[float(v) for v in row] for row in m]
     return [[float(v) for v in row] for row in m[:2]]
 
 
@@ -116,7 +120,7 @@ def _tta(spec: TTASpec, scheme, input_size, n_points: int) -> dict:
         if flips % 2 and scheme is None:
             raise InputError(f"TTA view {v.name!r} flips, but the model has no scheme to swap left/right points")
         perm = scheme.perm if flips % 2 else np.arange(n_points)
-        views.append({"name": v.name, "matrix": _matrix(m, f"TTA view {v.name!r}"), "flips": int(flips),
+        views.append({"name": v.name, "matrix": _matrix(m, f"TTA view {v.name!r}", projective=True), "flips": int(flips),
                       "perm": [int(i) for i in perm]})
     weights = spec.member_weights(1, n_points)
     kind = "views" if spec.weights is None else ("per_view" if spec.weights.ndim == 1 else "per_landmark")

@@ -14,7 +14,8 @@ For an image of ``w x h`` pixels:
 2. per view ``v``: ``M = V_v @ P`` and the model input of that view is ONE warp of the original by
    ``M`` (``warp(image, M, (W, H))``);
 3. the model's points ``p`` of view ``v`` go back by ``M^-1`` after ``p[perm_v]``; its σ is
-   ``σ[perm_v] * sigma_scale / sqrt(|det M|)``;
+   ``σ[perm_v] * sigma_scale / sqrt(|det M|)`` (a projective view, whose ``matrix`` has three rows:
+   points divide by the last row, σ scales by the local area of ``M^-1`` at each point);
 4. the members are merged by the description's method and weights (:func:`merge`).
 
 ``warp`` defaults to :func:`warp_bilinear` (written here by hand: bilinear, constant border), which
@@ -84,25 +85,34 @@ def preprocess_matrix(desc: dict, width: int, height: int) -> np.ndarray:
 
 def view_matrices(desc: dict, width: int, height: int) -> list:
     """Per view ``(M, perm)``: the 3x3 fused matrix original -> view input and the landmark
-    permutation of its inverse (the identity unless the view mirrors)."""
+    permutation of its inverse (the identity unless the view mirrors). A view's ``matrix`` has two
+    rows (affine) or three (projective)."""
     p = preprocess_matrix(desc, width, height)
     out = []
     for v in desc["tta"]["views"]:
+        mat = np.asarray(v["matrix"], dtype=np.float64)
         vm = np.eye(3)
-        vm[:2] = np.asarray(v["matrix"], dtype=np.float64)
+        vm[:mat.shape[0]] = mat
         out.append((vm @ p, np.asarray(v["perm"], dtype=np.int64)))
     return out
 
 
+def _projective(m: np.ndarray) -> bool:
+    return not (m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0)
+
+
 def warp_bilinear(image: np.ndarray, m: np.ndarray, size, fill: float = 0.0) -> np.ndarray:
-    """Warp ``image`` (H, W, C) uint8 by the 3x3 affine ``m`` (source -> output) into ``size = (w,
-    h)``: each output pixel samples the source bilinearly at ``m^-1 (x, y)``; neighbours outside
-    the source take ``fill``."""
+    """Warp ``image`` (H, W, C) uint8 by the 3x3 ``m`` (source -> output; affine or projective)
+    into ``size = (w, h)``: each output pixel samples the source bilinearly at ``m^-1 (x, y)``
+    (divided by its last row when projective); neighbours outside the source take ``fill``."""
     w, h = int(size[0]), int(size[1])
     inv = np.linalg.inv(m)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
     sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    if _projective(m):
+        sw = inv[2, 0] * xs + inv[2, 1] * ys + inv[2, 2]
+        sx, sy = sx / sw, sy / sw
     x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
     fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
     src = image.astype(np.float64)
@@ -119,16 +129,32 @@ def warp_bilinear(image: np.ndarray, m: np.ndarray, size, fill: float = 0.0) -> 
 
 
 def invert_points(points: np.ndarray, m: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """Model-input points of one view ``(..., K, 2)`` -> original pixels: ``M^-1`` after ``p[perm]``."""
+    """Model-input points of one view ``(..., K, 2)`` -> original pixels: ``M^-1`` after ``p[perm]``
+    (divided by the last row of the result when ``M`` is projective)."""
     p = np.asarray(points, dtype=np.float64)[..., perm, :]
     inv = np.linalg.inv(m)
+    if _projective(m):
+        q = p @ inv[:, :2].T + inv[:, 2]
+        return q[..., :2] / q[..., 2:]
     return p @ inv[:2, :2].T + inv[:2, 2]
 
 
-def invert_sigma(sigma: np.ndarray, m: np.ndarray, perm: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """σ of one view ``(..., K)`` -> original pixels: ``σ[perm] * scale / sqrt(|det M|)``."""
+def invert_sigma(sigma: np.ndarray, m: np.ndarray, perm: np.ndarray, scale: float = 1.0,
+                 points: np.ndarray | None = None) -> np.ndarray:
+    """σ of one view ``(..., K)`` -> original pixels: ``σ[perm] * scale / sqrt(|det M|)``; for a
+    projective ``M``, times ``sqrt(|det J|)`` of ``M^-1`` at each model-input point (``points``
+    ``(..., K, 2)``, before ``perm``: ``|det M^-1| / w^3``, ``w`` its last row at the point)."""
+    s = np.asarray(sigma, dtype=np.float64)
+    if _projective(m):
+        if points is None:
+            raise InputError("a projective view maps σ back by its local area: pass the view's points")
+        inv = np.linalg.inv(m)
+        p = np.asarray(points, dtype=np.float64)
+        wq = p @ inv[2, :2] + inv[2, 2]
+        s = s * np.sqrt(abs(np.linalg.det(inv)) / np.abs(wq) ** 3)
+        return s[..., perm] * scale
     det = abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
-    return np.asarray(sigma, dtype=np.float64)[..., perm] * scale / math.sqrt(det)
+    return s[..., perm] * scale / math.sqrt(det)
 
 
 def _robust_weights(p, base, s2, iters, c0, floor):
@@ -204,21 +230,28 @@ def predict(desc: dict, images, forward, warp=None, batch_size: int = 64) -> dic
     warp = warp or (lambda im, m, size: warp_bilinear(im, m, size, fill))
     h, w = (int(v) for v in desc["input"]["shape"][1:3])
     scale = float(desc["tta"].get("sigma_scale", 1.0))
-    jobs = []                                              # (image index, view index, M, perm, input)
-    for i, image in enumerate(images):
-        for v, (m, perm) in enumerate(view_matrices(desc, image.shape[1], image.shape[0])):
-            jobs.append((i, v, m, perm, warp(image, m, (w, h))))
     n, nv, k = len(images), len(desc["tta"]["views"]), int(desc["model"]["n_points"])
     members = np.full((n, nv, k, 2), np.nan)
     member_sigma = np.full((n, nv, k), np.nan) if desc["model"]["has_sigma"] else None
-    for s0 in range(0, len(jobs), batch_size):
-        part = jobs[s0:s0 + batch_size]
-        out = forward(np.stack([j[4] for j in part]))
+    jobs: list = []                                        # (image index, view index, M, perm, input)
+
+    def flush() -> None:
+        out = forward(np.stack([j[4] for j in jobs]))
         pts, sig = out if isinstance(out, (tuple, list)) else (out, None)
-        for (i, v, m, perm, _), p_j, s_j in zip(part, np.asarray(pts), [None] * len(part) if sig is None else sig):
+        for (i, v, m, perm, _), p_j, s_j in zip(jobs, np.asarray(pts), [None] * len(jobs) if sig is None else sig):
             members[i, v] = invert_points(p_j, m, perm)
             if member_sigma is not None and s_j is not None:
-                member_sigma[i, v] = invert_sigma(s_j, m, perm, scale)
+                member_sigma[i, v] = invert_sigma(s_j, m, perm, scale, p_j)
+        jobs.clear()
+
+    # streamed: at most one batch of model inputs is held, whatever the number of images
+    for i, image in enumerate(images):
+        for v, (m, perm) in enumerate(view_matrices(desc, image.shape[1], image.shape[0])):
+            jobs.append((i, v, m, perm, warp(image, m, (w, h))))
+            if len(jobs) == batch_size:
+                flush()
+    if jobs:
+        flush()
     points, sigma = merge(desc, members, member_sigma)
     d = members - members.mean(axis=1, keepdims=True)
     spread = np.sqrt((d ** 2).sum(axis=-1).mean(axis=1))

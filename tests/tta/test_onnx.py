@@ -307,3 +307,33 @@ def test_a_graph_onnx_runtime_cannot_run_is_one_line_naming_the_operator(exporte
         export_onnx(exported["regression"].ck, out)
     assert "\n" not in str(info.value)
     assert not out.exists() and not (tmp_path / "m.json").exists()
+
+
+def test_a_perspective_view_exports_as_three_rows_and_numpy_maps_it_back(exported, tmp_path):
+    """A projective TTA view (augkit.Perspective) travels as a 3x3 matrix; the numpy reference
+    warps by it, divides the points back and scales σ by the local area, as the PyTorch path does."""
+    from augkit.functional import warp
+    from augkit.tta import TTASpec, View
+    e = exported["rle"]
+    spec = TTASpec([View.from_steps("identity", []), View.from_steps("yaw", [ak.Perspective(yaw=0.2)]),
+                    View.from_steps("hflip-pitch", [ak.HFlip(), ak.Perspective(pitch=-0.15)])], merge="sigma")
+    save_spec(spec, tmp_path / "persp.yaml")
+    export_onnx(e.ck, tmp_path / "persp.onnx", tta=str(tmp_path / "persp.yaml"))
+    d = onnx_spec.read_description(tmp_path / "persp.json")
+    assert [len(v["matrix"]) for v in d["tta"]["views"]] == [2, 3, 3]
+    images = _images(4, seed=3)
+    want = TTAPredictor(e.torch, spec).predict(images)
+    model, loaded = load_onnx(tmp_path / "persp.onnx", device="cpu")
+    via_ort = TTAPredictor(model, loaded).predict(images)
+    assert np.abs(via_ort.points - want.points).max() < TOL
+    res = onnx_spec.predict(d, images, lambda b: e.torch.call_with_sigma(b), warp=lambda im, m, size: warp(im, m, size),
+                            batch_size=5)
+    assert np.abs(res["points"] - want.points).max() < TOL
+    assert np.abs(res["sigma"] - want.sigma).max() < TOL
+    approx = onnx_spec.warp_bilinear(images[0], view_matrices_first_projective(d, images[0]), (SIZE, SIZE))
+    ref = warp(images[0], view_matrices_first_projective(d, images[0]), (SIZE, SIZE), preshrink=0)
+    assert np.abs(approx.astype(int) - ref.astype(int)).mean() < 2.0
+
+
+def view_matrices_first_projective(d, image):
+    return onnx_spec.view_matrices(d, image.shape[1], image.shape[0])[1][0]
