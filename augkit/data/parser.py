@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from .table import DatasetError, Skips
 
-__all__ = ["Parsed", "decode_line", "is_number", "parse_table"]
+__all__ = ["Parsed", "count_lines", "decode_line", "is_number", "parse_table"]
 
 # The label file is read in blocks of whole lines (``_BLOCK_BYTES``) and parsed straight into one
 # preallocated float32 (rows, 2K) buffer: the only per-row Python objects are the file names. A
@@ -36,7 +36,7 @@ _NAN_WORDS = {"nan", "-nan", "+nan"}
 _LOG = logging.getLogger(__name__)
 
 
-def _count_lines(path: str) -> int:
+def count_lines(path: str) -> int:
     """Newlines in the file (+1 for a last line without one): the row capacity to preallocate."""
     n, last = 0, b"\n"
     with open(path, "rb") as f:
@@ -286,7 +286,7 @@ def parse_table(label: str, header: bool | None, strict: bool) -> Parsed:
             columns = ["file_name"] + [f"{a}{i}" for i in range(k) for a in ("x", "y")]
             naming = "no header (file name, then x, y pairs)"
         _LOG.info("%s: header naming %s, %d points", label, naming, (expected - 1) // 2)
-        capacity = _count_lines(label)
+        capacity = count_lines(label)
         out = np.empty((capacity, expected - 1), dtype=np.float32)
         names: list = []
         line_nos = np.empty(capacity, dtype=np.int64)

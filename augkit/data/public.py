@@ -40,6 +40,7 @@ import warnings
 
 import numpy as np
 
+from .parser import count_lines
 from .table import DatasetError, LandmarkTable, Skips
 
 __all__ = [
@@ -61,15 +62,6 @@ _BLOCK_BYTES = 4 << 20
 
 
 # ------------------------------------------------------------------------------------ shared
-
-def _count_lines(path: str) -> int:
-    n, last = 0, b"\n"
-    with open(path, "rb") as f:
-        while chunk := f.read(4 << 20):
-            n += chunk.count(b"\n")
-            last = chunk[-1:]
-    return n + (last != b"\n")
-
 
 def _blocks(f):
     """Blocks of whole lines of the binary file ``f`` (lists of lines without ``\\n``)."""
@@ -261,7 +253,7 @@ def read_wflw(label, strict: bool = False, images: str | None = None) -> Landmar
     if not os.path.isdir(root):
         raise DatasetError(f"{label}: the image folder {root} does not exist")
     skips = Skips(strict)
-    cap = _count_lines(label)
+    cap = count_lines(label)
     pts = np.empty((cap, 2 * _WFLW_POINTS), np.float32)
     boxes = np.empty((cap, 4), np.float32)
     flags = np.empty((cap, len(WFLW_ATTRIBUTES)), np.uint8)
@@ -503,7 +495,7 @@ def read_hrnet_csv(label, strict: bool = False, images: str | None = None) -> La
     width = len(header) - 1
     k = (width - meta + 1) // 2
     skips = Skips(strict)
-    cap = _count_lines(label)
+    cap = count_lines(label)
     vals_out = np.empty((cap, width), np.float32)
     line_nos = np.empty(cap, np.int64)
     names: list[str] = []
