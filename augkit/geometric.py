@@ -75,32 +75,36 @@ class Perspective(GeometricStep):
 
     Args:
         yaw: keystone across x, a fraction of the height: ``yaw > 0`` draws the left edge shorter
-            by ``yaw`` (a head turned to its left), ``yaw < 0`` the right edge; in [-0.5, 0.5].
+            by ``yaw`` (a head turned to its left), ``yaw < 0`` the right edge; in [-0.45, 0.45].
         pitch: keystone across y, a fraction of the width: ``pitch > 0`` the top edge shorter,
-            ``pitch < 0`` the bottom edge; in [-0.5, 0.5].
-        jitter: a number in [0, 0.25]: each corner moves by up to this fraction of the width (x)
+            ``pitch < 0`` the bottom edge; in [-0.45, 0.45].
+        jitter: a number in [0, 0.24]: each corner moves by up to this fraction of the width (x)
             and height (y), drawn uniformly and independently per coordinate (the random corner
             jitter of ``albumentations.Perspective``). The record holds the draws as ``c0x`` ...
             ``c3y`` (corners top-left, top-right, bottom-right, bottom-left).
 
-    ``yaw`` and ``pitch`` are fixed numbers or ``(low, high)`` ranges like every step's magnitudes,
+    ``max(|yaw|, |pitch|) / 2 + jitter`` must stay below 0.25 (no corner moves a quarter of the size
+    along an axis: the image cannot fold). ``yaw`` and ``pitch`` are fixed numbers or ``(low, high)`` ranges like every step's magnitudes,
     so ``Perspective(yaw=0.1)`` is a fixed view (usable for TTA) and ``Perspective(jitter=0.05)``
     a random one.
     """
 
     def __init__(self, yaw=0.0, pitch=0.0, jitter=0.0, p=1.0):
         super().__init__(p, yaw=yaw, pitch=pitch, jitter=jitter)
-        ky = self._range("yaw", yaw, -0.5, 0.5)
-        kp = self._range("pitch", pitch, -0.5, 0.5)
+        ky = self._range("yaw", yaw, -0.45, 0.45)
+        kp = self._range("pitch", pitch, -0.45, 0.45)
         j = _jitter_bound(jitter)
         for i in range(4):
             self._range(f"c{i}x", (-j, j) if j else 0.0, -0.25, 0.25)
             self._range(f"c{i}y", (-j, j) if j else 0.0, -0.25, 0.25)
+        # a corner that moves less than a quarter of the size along each axis stays in its own
+        # quarter of the frame, so the quadrilateral stays convex (each corner is on the outer side
+        # of the diagonal through its neighbours) and the horizon stays outside the image
         worst = max(abs(ky.lo), abs(ky.hi), abs(kp.lo), abs(kp.hi)) / 2 + j
-        if worst > 0.4:
+        if worst >= 0.25:
             raise InputError(f"Perspective: yaw {yaw!r}, pitch {pitch!r} and jitter {jitter!r} can move a corner "
-                             f"by {worst:.2f} of the size (max(|yaw|, |pitch|) / 2 + jitter): keep it <= 0.4 so "
-                             "the image cannot fold")
+                             f"by {worst:.3g} of the size (max(|yaw|, |pitch|) / 2 + jitter): keep it below 0.25 "
+                             "so the image cannot fold")
 
     def matrix(self, v, size):
         w, h = size
@@ -123,8 +127,8 @@ class Perspective(GeometricStep):
 
 def _jitter_bound(jitter) -> float:
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float, np.integer, np.floating)) or \
-            not 0.0 <= float(jitter) <= 0.25:
-        raise InputError(f"Perspective: jitter must be a number in [0, 0.25] (the largest corner move, a fraction "
+            not 0.0 <= float(jitter) <= 0.24:
+        raise InputError(f"Perspective: jitter must be a number in [0, 0.24] (the largest corner move, a fraction "
                          f"of the size), got {jitter!r}")
     return float(jitter)
 

@@ -21,7 +21,7 @@ from augkit.errors import InputError
 
 __all__ = [
     "identity", "translate", "scale", "rotate", "shear", "hflip", "resize", "about",
-    "apply_points", "invert", "is_identity", "is_affine", "perspective", "local_scales", "jacobian_det",
+    "apply_points", "invert", "is_identity", "is_affine", "perspective", "jacobian_det",
     "projective_divisors", "normalised", "rect_to_quad",
 ]
 
@@ -178,24 +178,6 @@ def jacobian_det(m: np.ndarray, points: np.ndarray) -> np.ndarray:
         return np.full(p.shape[:-1], abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]))
     w = p @ m[2, :2] + m[2, 2]
     return abs(float(np.linalg.det(m))) / np.abs(w) ** 3
-
-
-def local_scales(m: np.ndarray, points: np.ndarray) -> tuple[float, float]:
-    """The smallest length in the output of a unit step along source x and along source y, over
-    ``points`` (source points; for an affine ``m`` the same everywhere: its column norms).
-
-    Shape: ``points (K, 2)``.
-    """
-    if is_affine(m):
-        return math.hypot(m[0, 0], m[1, 0]), math.hypot(m[0, 1], m[1, 1])
-    p = np.asarray(points, dtype=np.float64)
-    w = p @ m[2, :2] + m[2, 2]
-    q = p @ m[:2, :2].T + m[:2, 2]          # numerators of the map
-    # d(q/w)/dx = (m[:2, 0] - (q/w) m[2, 0]) / w, and the same for y
-    u = q / w[:, None]
-    dx = (m[:2, 0][None, :] - u * m[2, 0]) / w[:, None]
-    dy = (m[:2, 1][None, :] - u * m[2, 1]) / w[:, None]
-    return float(np.linalg.norm(dx, axis=1).min()), float(np.linalg.norm(dy, axis=1).min())
 
 
 def is_identity(m: np.ndarray, tol: float = 1e-12) -> bool:

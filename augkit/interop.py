@@ -17,12 +17,12 @@ __all__ = ["Photometric", "AUGKIT_EQUIVALENT"]
 AUGKIT_EQUIVALENT = {
     "HorizontalFlip": "ak.HFlip", "Affine": "ak.Affine", "ShiftScaleRotate": "ak.Affine",
     "Rotate": "ak.Affine(rotate=...)", "SafeRotate": "ak.Affine(rotate=...)",
-    "RandomScale": "ak.Affine(scale=...)", "Perspective": "ak.Affine (augkit is affine only)",
+    "RandomScale": "ak.Affine(scale=...)", "Perspective": "ak.Perspective",
     "RandomCrop": "ak.RandomCrop", "CenterCrop": "ak.CenterCrop", "Crop": "ak.CropBox",
     "CropAndPad": "ak.CropBox / ak.Pad", "BBoxSafeRandomCrop": "ak.CropBox",
     "RandomResizedCrop": "ak.RandomCrop + ak.Resize", "RandomSizedCrop": "ak.RandomCrop + ak.Resize",
     "Resize": "ak.Resize", "SmallestMaxSize": "ak.ScaleMinSide", "LongestMaxSize": "ak.LetterBox",
-    "PadIfNeeded": "ak.Pad", "Pad": "ak.Pad", "CoarseDropout": "ak.Erase (photometric in augkit)",
+    "PadIfNeeded": "ak.Pad", "Pad": "ak.Pad", "CoarseDropout": "ak.CoarseDropout (photometric in augkit)",
     "Erasing": "ak.Erase", "VerticalFlip": "none: vertical flips of faces are not supported",
 }
 

@@ -290,7 +290,7 @@ def fit(checkpoints, data, tta_spec, out, run, level, folds, limit, calibrate, m
                    "given.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ONNX file to write (model.onnx).")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
-              help="The JSON description to write (preprocessing, scheme, TTA views as 2x3 matrices with their "
+              help="The JSON description to write (preprocessing, scheme, TTA views as 2x3 matrices (3x3 when projective) with their "
                    "landmark permutations, merge weights); default: beside --out (model.onnx -> model.json).")
 @click.option("--tta", "tta", default="none", show_default=True,
               help=f"The TTA the JSON describes: preset or spec file. Presets: {PRESET_HELP}.")

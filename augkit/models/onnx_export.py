@@ -154,6 +154,10 @@ def onnx_bytes(graph: ExportGraph, input_size, opset: int | None = None, where: 
     Raises:
         ExportError: the exporter cannot express the model; names the operator where it can.
     """
+    version = tuple(int(x) for x in re.findall(r"\d+", torch.__version__)[:2])
+    if version < (2, 5):
+        raise ExportError(f"{where}: augkit export needs torch >= 2.5 (torch.onnx.export(dynamo=True) with "
+                          f"dynamic shapes), this is torch {torch.__version__}")
     h, w = (int(v) for v in input_size)
     example = torch.zeros((2, h, w, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)

@@ -20,7 +20,9 @@ it a JSON description (:func:`describe`) that any runtime can follow with a few 
 
 A member's prediction goes back to the original image as the PyTorch path does it: the view and
 the preprocessing are one warp ``M = V @ P`` of the original image; its points ``p`` map back by
-``M^-1`` after ``p[perm]``; its σ by ``σ[perm] * sigma_scale / sqrt(|det M|)``.
+``M^-1`` after ``p[perm]`` (divided by the last coordinate for a projective ``Perspective`` view);
+its σ by ``σ[perm] * sigma_scale / sqrt(|det M|)`` (projective: by the local area of ``M^-1`` at
+each point).
 
 :class:`OnnxModel` is a model callable of :class:`~augkit.tta.predictor.TTAPredictor` (uint8
 NHWC batch -> points, ``call_with_sigma``), so ``augkit predict --onnx`` runs the same views,
@@ -43,8 +45,8 @@ from augkit.files import atomic_write_bytes, atomic_write_text, read_json
 from augkit.schemes import get_scheme
 
 from .inputs import RunError
-from .merge import ROBUST_C, ROBUST_FLOOR, ROBUST_ITERS
-from .views import TTASpec, get_spec, spec_from_dict, spec_to_dict
+from .merge import ROBUST_C, ROBUST_FLOOR, ROBUST_ITERS, SIGMA_MIN
+from .views import TTASpec, spec_from_dict, spec_to_dict
 
 __all__ = ["EXPORT_FORMAT", "ExportSummary", "OnnxModel", "describe", "export_onnx", "json_path_for", "load_onnx",
            "require_onnx"]
@@ -52,7 +54,6 @@ __all__ = ["EXPORT_FORMAT", "ExportSummary", "OnnxModel", "describe", "export_on
 EXPORT_FORMAT = "augkit-onnx-export"
 EXPORT_VERSION = 1
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")    # the [onnx] extra
-SIGMA_MIN = 1e-6                                        # pixels: the least σ of the σ merges (augkit.tta.merge)
 _EXAMPLE_SIZES = ((640, 480), (480, 640), (333, 517))   # (w, h) of the preprocessing examples
 
 
@@ -364,8 +365,8 @@ def load_onnx(path, json_path=None, device: str = "auto") -> tuple[OnnxModel, TT
         raise RunError(f"{json_path}: description version {d.get('version')!r}; this augkit reads {EXPORT_VERSION}")
     model = OnnxModel(path, d, device)
     model.name = os.path.basename(path)
-    try:
-        spec = spec_from_dict(d["tta"]["spec"], f"{json_path}: tta.spec")
-    except (KeyError, TypeError):
-        spec = get_spec("none")
-    return model, spec
+    tta = d.get("tta")
+    if not isinstance(tta, dict) or not isinstance(tta.get("spec"), dict):
+        raise RunError(f"{json_path}: the description has no field 'tta.spec' (the TTA that augkit export wrote); "
+                       "export again, or pass --tta to predict with another")
+    return model, spec_from_dict(tta["spec"], f"{json_path}: tta.spec")

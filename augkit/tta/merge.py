@@ -53,7 +53,7 @@ ROBUST_ITERS = 10            # IRLS steps of the robust merges
 ROBUST_C = 2.385             # Cauchy tuning constant (95% efficiency under Gaussian errors)
 ROBUST_FLOOR = 0.1           # pixels: the least spread scale (members that agree exactly)
 _MAD = 1.4826                # median absolute deviation -> standard deviation (Gaussian)
-_SIGMA_MIN = 1e-6            # pixels: the least σ (a σ of 0 would take all the weight)
+SIGMA_MIN = 1e-6             # pixels: the least σ (a σ of 0 would take all the weight)
 
 
 def weighted_mean(points, weights=None) -> np.ndarray:
@@ -141,7 +141,7 @@ def member_weights_per_image(points, weights=None, method: str = "mean", sigma=N
     if method == "robust":
         return robust_weights(p, w)
     s = _check_sigma(sigma, (n, m, k), method)
-    inv = w / np.maximum(s, _SIGMA_MIN) ** 2
+    inv = w / np.maximum(s, SIGMA_MIN) ** 2
     base = inv / inv.sum(axis=1, keepdims=True)
     if method == "sigma":
         return base

@@ -1,9 +1,9 @@
 """The exported TTA with numpy alone: views, exact inverses and merge from the export's JSON.
 
 A reference for any runtime that runs an ``augkit export`` (:mod:`augkit.tta.export`): it reads the
-JSON description and nothing else, and needs numpy only (no torch, no OpenCV; of augkit only the
-error class of :mod:`augkit.errors`, which imports nothing), so it can be copied beside a
-deployment and ported line by line. The model is a
+JSON description and nothing else. Its own code needs numpy only (no torch, no OpenCV calls; it
+imports augkit for :mod:`augkit.errors`' error class, and ``import augkit`` loads OpenCV), so it
+can be ported line by line, or copied beside a deployment with that one import replaced. The model is a
 callable ``forward(batch)`` taking uint8 ``(B, H, W, 3)`` model-input images and returning
 ``(B, K, 2)`` input-frame points, or ``(points, sigma)`` with ``sigma`` ``(B, K)`` (e.g. an ONNX
 Runtime session's ``run``).
@@ -42,11 +42,23 @@ FORMAT = "augkit-onnx-export"
 
 
 def read_description(path) -> dict:
-    """The JSON written by ``augkit export`` beside the ONNX file."""
-    with open(path, encoding="utf-8") as f:
-        desc = json.load(f)
+    """The JSON written by ``augkit export`` beside the ONNX file.
+
+    Raises:
+        InputError: the file is missing, unreadable, not JSON, or not an export's description.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            desc = json.load(f)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the export's description ({e.strerror})") from None
+    except ValueError as e:
+        raise InputError(f"{path}: not JSON ({e})") from None
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise InputError(f"{path}: not the description of an augkit export")
+    for field in ("preprocessing", "tta", "model", "input"):
+        if not isinstance(desc.get(field), dict):
+            raise InputError(f"{path}: the description has no field {field!r} (expected the JSON augkit export writes)")
     return desc
 
 
@@ -208,51 +220,87 @@ def merge(desc: dict, members: np.ndarray, sigma: np.ndarray | None = None):
     return np.einsum("nmkc,nmk->nkc", p, eff), None if s is None else (eff * s).sum(axis=1)
 
 
-def predict(desc: dict, images, forward, warp=None, batch_size: int = 64) -> dict:
-    """TTA prediction of original images with numpy alone.
+def predict(desc: dict, images, forward, warp=None, batch_size: int = 64, keep_members: bool = False) -> dict:
+    """TTA prediction of original images with numpy alone, streamed.
 
     Args:
         desc: the export's description (:func:`read_description`).
-        images: uint8 RGB ``(h, w, 3)`` arrays, any sizes.
+        images: an iterable of uint8 RGB ``(h, w, 3)`` arrays, any sizes (a generator reading files
+            one by one works: at most one batch of model inputs and the views of the images in it
+            are held; each image is merged as soon as its last view comes back).
         forward: ``forward(batch)`` -> points ``(B, K, 2)`` or ``(points, sigma (B, K))``, input-frame pixels.
-        warp: ``warp(image, M (3x3), (w, h))`` -> the model input; default :func:`warp_bilinear`
-            with the description's fill. ``lambda im, m, size: augkit.functional.warp(im, m, size)``
-            gives augkit's own pixels (OpenCV, its pre-shrink), so the same points as ``augkit predict``.
+        warp: ``warp(image, M (3x3), (w, h))`` -> the model input. Default :func:`warp_bilinear`
+            with the description's fill, for the description's default warp (bilinear, constant
+            border; other settings need a ``warp``). For augkit's own pixels (OpenCV, its
+            pre-shrink) pass ``augkit.functional.warp`` with the description's ``preprocessing.warp``
+            settings; with the defaults ``lambda im, m, size: augkit.functional.warp(im, m, size)``
+            gives the same points as ``augkit predict``.
         batch_size: most model-input images per ``forward`` call.
+        keep_members: also return every view's points (and σ) in original pixels: ``(N, V, K, 2)``,
+            V times the result, so off by default.
 
     Returns:
-        ``{"points": (N, K, 2), "spread": (N, K), "sigma": (N, K) or None, "members": (N, V, K, 2),
-        "member_sigma": (N, V, K) or None}`` in original pixels (``spread``: the members' standard
-        deviation around their plain mean, as a distance).
+        ``{"points": (N, K, 2), "spread": (N, K), "sigma": (N, K) or None}`` in original pixels
+        (``spread``: the members' standard deviation around their plain mean, as a distance), with
+        ``"members"`` ``(N, V, K, 2)`` and ``"member_sigma"`` ``(N, V, K)`` or None when
+        ``keep_members``.
     """
-    fill = desc["preprocessing"]["warp"].get("fill", 0)
+    settings = desc["preprocessing"]["warp"]
+    fill = settings.get("fill", 0)
     fill = float(fill[0] if isinstance(fill, list) else fill)
-    warp = warp or (lambda im, m, size: warp_bilinear(im, m, size, fill))
+    if warp is None:
+        if settings.get("interpolation", "linear") != "linear" or settings.get("border_mode", "constant") != "constant":
+            raise InputError(f"the export warps with interpolation {settings.get('interpolation')!r} and border "
+                             f"{settings.get('border_mode')!r}; warp_bilinear does bilinear with a constant border "
+                             "only: pass a warp")
+        warp = (lambda im, m, size: warp_bilinear(im, m, size, fill))
     h, w = (int(v) for v in desc["input"]["shape"][1:3])
     scale = float(desc["tta"].get("sigma_scale", 1.0))
-    n, nv, k = len(images), len(desc["tta"]["views"]), int(desc["model"]["n_points"])
-    members = np.full((n, nv, k, 2), np.nan)
-    member_sigma = np.full((n, nv, k), np.nan) if desc["model"]["has_sigma"] else None
-    jobs: list = []                                        # (image index, view index, M, perm, input)
+    nv, k = len(desc["tta"]["views"]), int(desc["model"]["n_points"])
+    has_sigma = bool(desc["model"]["has_sigma"])
+    pending: dict = {}              # image index -> [members (V, K, 2), σ (V, K) or None, views left]
+    done: dict = {}                 # image index -> (points, spread, σ, members, member σ)
+    jobs: list = []                 # (image index, view index, M, perm, model input)
+
+    def finish(i: int) -> None:
+        members, msig, _ = pending.pop(i)
+        pts, sig = merge(desc, members[None], None if msig is None else msig[None])
+        d = members - members.mean(axis=0, keepdims=True)
+        spread = np.sqrt((d ** 2).sum(axis=-1).mean(axis=0))
+        done[i] = (pts[0], spread, None if sig is None else sig[0], members if keep_members else None,
+                   msig if keep_members else None)
 
     def flush() -> None:
         out = forward(np.stack([j[4] for j in jobs]))
-        pts, sig = out if isinstance(out, (tuple, list)) else (out, None)
+        if isinstance(out, (tuple, list)):   # (points, sigma), or (points,) as a session's run gives it
+            pts, sig = out[0], (out[1] if len(out) > 1 else None)
+        else:
+            pts, sig = out, None
         for (i, v, m, perm, _), p_j, s_j in zip(jobs, np.asarray(pts), [None] * len(jobs) if sig is None else sig):
-            members[i, v] = invert_points(p_j, m, perm)
-            if member_sigma is not None and s_j is not None:
-                member_sigma[i, v] = invert_sigma(s_j, m, perm, scale, p_j)
+            entry = pending[i]
+            entry[0][v] = invert_points(p_j, m, perm)
+            if entry[1] is not None and s_j is not None:
+                entry[1][v] = invert_sigma(s_j, m, perm, scale, p_j)
+            entry[2] -= 1
+            if entry[2] == 0:
+                finish(i)
         jobs.clear()
 
-    # streamed: at most one batch of model inputs is held, whatever the number of images
+    n = 0
     for i, image in enumerate(images):
+        n = i + 1
+        pending[i] = [np.full((nv, k, 2), np.nan), np.full((nv, k), np.nan) if has_sigma else None, nv]
         for v, (m, perm) in enumerate(view_matrices(desc, image.shape[1], image.shape[0])):
             jobs.append((i, v, m, perm, warp(image, m, (w, h))))
             if len(jobs) == batch_size:
                 flush()
     if jobs:
         flush()
-    points, sigma = merge(desc, members, member_sigma)
-    d = members - members.mean(axis=1, keepdims=True)
-    spread = np.sqrt((d ** 2).sum(axis=-1).mean(axis=1))
-    return {"points": points, "spread": spread, "sigma": sigma, "members": members, "member_sigma": member_sigma}
+    rows = [done[i] for i in range(n)]
+    out = {"points": np.stack([r[0] for r in rows]) if rows else np.zeros((0, k, 2)),
+           "spread": np.stack([r[1] for r in rows]) if rows else np.zeros((0, k)),
+           "sigma": np.stack([r[2] for r in rows]) if rows and has_sigma else None}
+    if keep_members:
+        out["members"] = np.stack([r[3] for r in rows]) if rows else np.zeros((0, nv, k, 2))
+        out["member_sigma"] = np.stack([r[4] for r in rows]) if rows and has_sigma else None
+    return out

@@ -22,7 +22,8 @@ in the main process.
 Uncertainty σ: a model with ``has_sigma = True`` and a method ``call_with_sigma(batch) ->
 (points, sigma)`` (``sigma`` (B, K): isotropic σ per landmark in input-frame pixels, numpy or torch)
 is called through that method, once per batch as ``__call__`` would be. Each member's σ is mapped to
-original pixels by its fused record (:func:`invert_sigma`: times ``sqrt(|det A^-1|)``, flip pairs
+original pixels by its fused record (:func:`invert_sigma`: times ``sqrt(|det A^-1|)``, or for a
+projective ``Perspective`` view the local area of the inverse map at each point; flip pairs
 swapped back like the points) and multiplied by the spec's ``sigma_scale``. When every model has
 σ, chunks and results carry ``member_sigma`` (n, M, K) and the merged ``sigma`` (n, K) (see
 :mod:`augkit.tta.merge`); otherwise they are None and nothing changes.

@@ -204,7 +204,8 @@ def test_sigma_maps_back_by_the_local_area_of_a_projective_view():
 
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"jitter": 0.3}, "jitter"), ({"jitter": (0.0, 0.1)}, "jitter"), ({"yaw": 0.7}, "yaw"),
-    ({"pitch": -0.6}, "pitch"), ({"yaw": 0.4, "jitter": 0.25}, "fold"), ({"p": 2}, "p"),
+    ({"pitch": -0.6}, "pitch"), ({"yaw": 0.4, "jitter": 0.05}, "fold"), ({"yaw": 0.3, "pitch": 0.3, "jitter": 0.1}, "fold"),
+    ({"p": 2}, "p"),
 ])
 def test_bad_parameters_are_one_clear_line(kwargs, field):
     with pytest.raises(ValueError, match="Perspective") as e:
@@ -233,3 +234,22 @@ def test_the_closed_form_frame_to_quad_matches_the_general_solve():
         np.testing.assert_allclose(G.apply_points(fast, src), quad, atol=1e-9)
     shifted = np.array([[-0.5, -0.5], [9.5, -0.5], [9.5, 9.5], [-0.5, 9.5]]) + (3.0, -2.0)
     np.testing.assert_allclose(G.rect_to_quad(10, 10, shifted), G.translate(3.0, -2.0), atol=1e-12)  # affine stays affine
+
+
+def test_the_strongest_allowed_settings_never_fold_the_image():
+    """At the limits (corners moved up to just under a quarter of the size per axis) no draw puts
+    the horizon inside the frame: the quadrilateral stays convex."""
+    step = ak.Perspective(yaw=(-0.3, 0.3), pitch=(-0.3, 0.3), jitter=0.099)
+    rng = np.random.default_rng(0)
+    w, h = 100, 80
+    frame = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+    for _ in range(2000):
+        v = step.draw(rng, (w, h))
+        for extreme in ("yaw", "pitch"):             # push the keystones to their ends too
+            v[extreme] = 0.3 * np.sign(v[extreme] or 1.0)
+        m, _ = step.matrix(v, (w, h))
+        assert (G.projective_divisors(m, frame) > 0).all()
+        quad = G.apply_points(m, frame)
+        edges = np.roll(quad, -1, axis=0) - quad
+        cross = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+        assert (cross > 0).all() or (cross < 0).all()   # convex

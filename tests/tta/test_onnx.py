@@ -196,8 +196,8 @@ desc = onnx_spec.read_description({e.json!r})
 sess = ort.InferenceSession({e.onnx_path!r}, providers=["CPUExecutionProvider"])
 case = np.load({str(tmp_path / "case.npz")!r})
 images = [case[f"arr_{{i}}"] for i in range(5)]
-res = onnx_spec.predict(desc, images, lambda b: tuple(sess.run(None, {{"images": b}})),
-                        warp=lambda im, m, size: warp(im, m, size), batch_size=7)
+res = onnx_spec.predict(desc, (im for im in images), lambda b: tuple(sess.run(None, {{"images": b}})),
+                        warp=lambda im, m, size: warp(im, m, size), batch_size=7, keep_members=True)
 assert res["members"].shape == (5, 6, {K}, 2)
 assert np.abs(res["points"] - case["points"]).max() < {TOL}, np.abs(res["points"] - case["points"]).max()
 assert np.abs(res["sigma"] - case["sigma"]).max() < {TOL}
@@ -337,3 +337,33 @@ def test_a_perspective_view_exports_as_three_rows_and_numpy_maps_it_back(exporte
 
 def view_matrices_first_projective(d, image):
     return onnx_spec.view_matrices(d, image.shape[1], image.shape[0])[1][0]
+
+
+def test_a_broken_description_is_one_clear_line(exported, tmp_path):
+    from augkit.errors import InputError
+    from augkit.tta.inputs import RunError
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="bad.json: not JSON"):
+        onnx_spec.read_description(bad)
+    with pytest.raises(InputError, match="cannot read"):
+        onnx_spec.read_description(tmp_path / "missing.json")
+    e = exported["regression"]
+    d = json.loads(open(e.json).read())
+    del d["tta"]["spec"]
+    (tmp_path / "m.onnx").write_bytes(open(e.onnx_path, "rb").read())
+    (tmp_path / "m.json").write_text(json.dumps(d))
+    with pytest.raises(RunError, match="tta.spec"):
+        load_onnx(tmp_path / "m.onnx", device="cpu")
+
+
+def test_the_reference_takes_a_one_output_session_and_a_generator(exported):
+    e = exported["regression"]
+    d = onnx_spec.read_description(e.json)
+    images = _images(3, seed=11)
+    want = TTAPredictor(e.torch, e.spec).predict(images)
+    from augkit.functional import warp
+    res = onnx_spec.predict(d, iter(images), lambda b: (e.torch(b),), warp=lambda im, m, size: warp(im, m, size),
+                            batch_size=4)
+    assert "members" not in res and res["sigma"] is None
+    assert np.abs(res["points"] - want.points).max() < TOL
