@@ -253,7 +253,10 @@ def predict(desc: dict, images, forward, warp=None, batch_size: int = 64, keep_m
             raise InputError(f"the export warps with interpolation {settings.get('interpolation')!r} and border "
                              f"{settings.get('border_mode')!r}; warp_bilinear does bilinear with a constant border "
                              "only: pass a warp")
-        warp = (lambda im, m, size: warp_bilinear(im, m, size, fill))
+
+        def bilinear(im, m, size):
+            return warp_bilinear(im, m, size, fill)
+        warp = bilinear
     h, w = (int(v) for v in desc["input"]["shape"][1:3])
     scale = float(desc["tta"].get("sigma_scale", 1.0))
     nv, k = len(desc["tta"]["views"]), int(desc["model"]["n_points"])
