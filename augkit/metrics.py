@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .schemes import Scheme
+from .schemes import Scheme, pupil_centres
 
 __all__ = ["NORM_KINDS", "auc", "benchmark", "box_size", "ced", "failure_rate", "mse", "nme", "normaliser",
            "per_image_nme", "summary"]
@@ -62,8 +62,8 @@ def normaliser(true, scheme: Scheme | None, kind: str = "norm", boxes=None, size
     if kind == "pupils":
         if scheme is None or scheme.pupils is None:
             raise InputError(f"scheme {getattr(scheme, 'name', None)!r} names no pupils: no inter-pupil NME")
-        a, b = scheme.pupils
-        return np.linalg.norm(t[:, a] - t[:, b], axis=-1)
+        a, b = pupil_centres(t, scheme.pupils)
+        return np.linalg.norm(a - b, axis=-1)
     if kind == "norm" and scheme is not None and scheme.norm is not None:
         a, b = scheme.norm
         return np.linalg.norm(t[:, a] - t[:, b], axis=-1)

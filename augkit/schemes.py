@@ -27,7 +27,9 @@ of the public benchmarks with their published flip pairs (HRNet-Facial-Landmark-
   the NME used where no box is known, ``pupils`` 7, 10 (the eye centres).
 
 Two optional fields say how a benchmark normalises besides ``norm``: ``pupils`` (two point
-indices: the inter-pupil NME) and ``box_norm`` (true: the face box size).
+indices, or two lists of indices averaged into the eye centres: the inter-pupil NME) and
+``box_norm`` (true: the face box size). ``ibug68``'s pupils are the centres of its six points
+around each eye (36-41, 42-47), the 300-W inter-pupil convention.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ import numpy as np
 from augkit.errors import InputError
 from .files import atomic_write_text, dump_yaml, read_yaml
 
-__all__ = ["AFLW19", "BUILTIN", "COFW29", "IBUG68", "MADE971", "WFLW98", "Scheme", "get_scheme", "parse_parts"]
+__all__ = ["AFLW19", "BUILTIN", "COFW29", "IBUG68", "MADE971", "WFLW98", "Scheme", "get_scheme", "parse_parts",
+           "pupil_centres"]
 
 
 def _index(value, what: str, where: str) -> int:
@@ -52,6 +55,35 @@ def _index(value, what: str, where: str) -> int:
     if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
         return int(value)
     raise InputError(f"{where}: {what} has index {value!r}, expected a whole number (no silent truncation)")
+
+
+def _pupils(value, n_points: int, where: str) -> tuple:
+    """``pupils``: two point indices, or two groups of indices whose means are the pupils (the eye
+    centres of a layout without pupil points, e.g. 300-W's six points around each eye)."""
+    bad = InputError(f"{where}: pupils must be two point indices, or two lists of point indices (each eye's "
+                     f"points, averaged), in 0..{n_points - 1} and not shared, got {value!r}")
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise bad
+    out: list = []
+    for g in value:
+        if isinstance(g, (list, tuple, np.ndarray)):
+            group = tuple(_index(i, f"pupils {value!r}", where) for i in g)
+            if not group or len(set(group)) != len(group):
+                raise bad
+            out.append(group[0] if len(group) == 1 else group)
+        else:
+            out.append(_index(g, f"pupils {value!r}", where))
+    flat = [i for g in out for i in ((g,) if isinstance(g, int) else g)]
+    if not all(0 <= i < n_points for i in flat) or len(set(flat)) != len(flat):
+        raise bad
+    return tuple(out)
+
+
+def pupil_centres(points, pupils) -> tuple:
+    """The two pupil positions of ``points`` (..., K, 2) by a scheme's ``pupils`` (indices or groups
+    of indices, averaged). Shapes: (..., 2) each."""
+    p = np.asarray(points, np.float64)
+    return tuple(p[..., g, :] if isinstance(g, int) else p[..., list(g), :].mean(axis=-2) for g in pupils)
 
 
 @dataclass(frozen=True)
@@ -96,11 +128,7 @@ class Scheme:
                                  f"got {list(self.norm)!r}")
             object.__setattr__(self, "norm", norm)
         if self.pupils is not None:
-            pupils = tuple(_index(i, f"pupils {list(self.pupils)!r}", where) for i in self.pupils)
-            if len(pupils) != 2 or not all(0 <= i < self.n_points for i in pupils) or pupils[0] == pupils[1]:
-                raise InputError(f"{where}: pupils must be two different point indices in 0..{self.n_points - 1}, "
-                                 f"got {list(self.pupils)!r}")
-            object.__setattr__(self, "pupils", pupils)
+            object.__setattr__(self, "pupils", _pupils(self.pupils, self.n_points, where))
         if not isinstance(self.box_norm, (bool, np.bool_)):
             raise InputError(f"{where}: box_norm must be true or false, got {self.box_norm!r}")
         object.__setattr__(self, "box_norm", bool(self.box_norm))
@@ -170,7 +198,7 @@ class Scheme:
         if self.mirror_parts:
             d["mirror_parts"] = [list(m) for m in self.mirror_parts]
         if self.pupils is not None:
-            d["pupils"] = list(self.pupils)
+            d["pupils"] = [g if isinstance(g, int) else list(g) for g in self.pupils]
         if self.box_norm:
             d["box_norm"] = True
         return d
@@ -188,7 +216,8 @@ _IBUG_PAIRS = (
     + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
     + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]  # mouth
 )
-IBUG68 = Scheme("ibug68", 68, tuple(_IBUG_PAIRS), norm=(36, 45), builtin=True,
+IBUG68 = Scheme("ibug68", 68, tuple(_IBUG_PAIRS), norm=(36, 45), pupils=(tuple(range(36, 42)), tuple(range(42, 48))),
+                builtin=True,
                 parts=(("jaw", (0, 16)), ("eyebrows", (17, 26)), ("nose", (27, 35)), ("eyes", (36, 47)),
                        ("mouth", (48, 67))))
 # the Thousand Facial Landmarks layout, by parts (a competitor's notebook); the pairs were never

@@ -110,3 +110,26 @@ def test_pupils_and_box_norm_are_checked():
         Scheme("s", 3, pupils=(0, 5))
     with pytest.raises(InputError, match="box_norm must be true or false"):
         Scheme("s", 3, box_norm="yes")
+
+
+def test_ibug68_inter_pupil_uses_the_eye_centres():
+    """300-W's inter-pupil NME divides by the distance between the centres of the six points
+    around each eye (36-41, 42-47): a hand-computed case."""
+    from augkit import metrics
+    true = np.zeros((1, 68, 2))
+    true[0, 36:42] = [[10, 20], [12, 18], [14, 18], [16, 20], [14, 22], [12, 22]]   # centre (13, 20)
+    true[0, 42:48] = [[40, 20], [42, 18], [44, 18], [46, 20], [44, 22], [42, 22]]   # centre (43, 20)
+    pred = true + [3.0, 4.0]                                                         # every point 5 px off
+    assert metrics.normaliser(true, ak.IBUG68, "pupils")[0] == pytest.approx(30.0)
+    assert metrics.per_image_nme(pred, true, ak.IBUG68, "pupils")[0] == pytest.approx(5.0 / 30.0)
+    assert metrics.per_image_nme(pred, true, ak.IBUG68)[0] == pytest.approx(5.0 / 36.0)   # outer corners 36, 45
+    d = ak.IBUG68.to_dict()
+    assert d["pupils"] == [list(range(36, 42)), list(range(42, 48))]
+    assert get_scheme({**d, "name": "copy"}).pupils == ak.IBUG68.pupils      # a scheme file holds the groups
+
+
+@pytest.mark.parametrize("pupils", [(1,), (1, 1), ((1, 2), (2, 3)), ((), (3,)), ("ab", 2), ((0, 99), (3, 4))])
+def test_bad_pupils_are_one_clear_line(pupils):
+    with pytest.raises(ValueError, match="pupils") as e:
+        ak.Scheme("five", 5, (), pupils=pupils)
+    assert "\n" not in str(e.value)
