@@ -13,7 +13,11 @@ Rows (each an ``--aug`` pipeline YAML written under ``--work``):
   ``CLAHE`` (p 0.3), ``CoarseDropout`` (p 0.2) and ``RandomPatch`` from the training images (p 0.2).
 
 The dense set (``benchmarks/dense971.py``, smooth variant, true pairs) runs ``default`` and
-``+ all new``. Every run: the same epochs over the same images (``--limit``), resnet18 at 64 px from
+``+ all new``. Each run is also evaluated on two altered copies of its test set (written under
+``--work``, a fixed seed per image): ``test + caption`` (a ``Caption`` over the landmarks' box of
+every test photo: what the competition's test set has and ytf68's has not) and ``test +
+perspective`` (every test photo through ``Perspective(yaw=±0.25, pitch=±0.15)``, the labels moved
+exactly with it: turned heads). Every run: the same epochs over the same images (``--limit``), resnet18 at 64 px from
 scratch, batch 16, validation split by person; evaluated with ``augkit evaluate --tta none`` on the
 test people. The budget is the work, not the clock. A default changes only when a row's gain
 exceeds the spread between seeds (``mean ± half the range``).
@@ -57,6 +61,35 @@ def pipelines(patch_folder: str) -> dict:
             "+ all new": base[:at] + [persp] + base[at:] + new_photo + [caption]}
 
 
+def altered_test(test_dir: Path, out: Path, kind: str) -> Path:
+    """A copy of a competition-layout test set with every image through one step (fixed seed per
+    image), labels moved with it; written once under ``out``."""
+    import cv2
+
+    import augkit as ak
+    from augkit.data import read_dataset
+    from augkit.io import read_image
+    if (out / "landmarks.csv").is_file():
+        return out
+    step = {"caption": lambda: ak.Caption(position="landmarks", height=(0.04, 0.08)),
+            "perspective": lambda: ak.Perspective(yaw=(-0.25, 0.25), pitch=(-0.15, 0.15))}[kind]()
+    pipe = ak.Compose([step], points_unordered=True)
+    table = read_dataset(test_dir / "landmarks.csv", format="competition", images=str(test_dir / "images"))
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    names, pts = [], []
+    for i, (path, p) in enumerate(zip(table.files, table.points)):
+        r = pipe(read_image(path), p, rng=np.random.default_rng(i))
+        name = os.path.basename(path)
+        cv2.imwrite(str(out / "images" / name), cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR))
+        names.append(name)
+        pts.append(r.points)
+    dense971._write_labels(out / "landmarks.csv", names, np.stack(pts))
+    return out
+
+
+ALTERED = ("caption", "perspective")
+
+
 def run_rows(a, name: str, data: Path, rows, extra: list) -> dict:
     import augkit as ak
     work = Path(a.work) / name
@@ -90,6 +123,19 @@ def run_rows(a, name: str, data: Path, rows, extra: list) -> dict:
             results.setdefault(row, []).append(res)
             print(f"  {name} {row} seed {seed}: train {dt:.0f}s, test MSE {res['mse']:.2f}, NME {res['nme']:.4f}",
                   flush=True)
+    # every run again on the altered test sets
+    for kind in ALTERED:
+        test = altered_test(data / "test", work / f"test_{kind}", kind)
+        for row in rows:
+            slug = row.replace("+ ", "plus_").replace(" ", "_")
+            for seed, res in zip(a.seeds, results[row]):
+                js = work / f"{slug}_s{seed}.{kind}.eval.json"
+                if not (a.reuse and js.is_file()):
+                    run_logged(aug + ["evaluate", "--run", str(work / "runs" / f"{slug}_s{seed}"), "--data", str(test),
+                                      "--tta", "none", "--png", "", "--json", str(js)],
+                               work / f"{slug}_s{seed}.{kind}.eval.log")
+                res[f"nme_{kind}"] = json.loads(js.read_text())["results"][0]["nme"]
+                print(f"  {name} {row} seed {seed}: test + {kind} NME {res[f'nme_{kind}']:.4f}", flush=True)
     return results
 
 
@@ -102,9 +148,11 @@ def table(name: str, results: dict) -> None:
             d = [r["nme"] - b["nme"] for r, b in zip(runs, base)]
             gain = f"{np.mean(d):+.4f} (per seed {' / '.join(f'{x:+.4f}' for x in d)})"
         rows.append([row, mean_spread([r["mse"] for r in runs], 2), mean_spread([r["nme"] for r in runs], 4),
-                     " / ".join(f"{r['nme']:.4f}" for r in runs), gain])
+                     " / ".join(f"{r['nme']:.4f}" for r in runs), gain,
+                     *[mean_spread([r[f"nme_{k}"] for r in runs], 4) for k in ALTERED]])
     print(f"\n{name}:")
-    print_table(["pipeline", "test MSE", "test NME", "NME per seed", "NME vs default (same seed)"], rows)
+    print_table(["pipeline", "test MSE", "test NME", "NME per seed", "NME vs default (same seed)",
+                 *[f"test + {k} NME" for k in ALTERED]], rows)
 
 
 def main(argv=None) -> None:
