@@ -369,8 +369,9 @@ def read_coco_json(label, strict: bool = False, images: str | None = None) -> La
     skips = Skips(strict)
     files_of: dict = {}
     for i, im in enumerate(doc["images"]):
-        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-            skips.add(label, None, f"image #{i}: expected an object with 'id' and 'file_name'")
+        if not isinstance(im, dict) or not isinstance(im.get("id"), (int, str)) or isinstance(im.get("id"), bool) \
+                or not isinstance(im.get("file_name"), str):
+            skips.add(label, None, f"image #{i}: expected an object with 'id' (a number or a string) and 'file_name'")
             continue
         files_of[im["id"]] = im["file_name"]
     anns = doc["annotations"]
@@ -416,7 +417,8 @@ def _coco_annotation(a, k: int, files_of: dict):
     """(None, (file name, keypoints (k, 3), bbox or None, box_size or None)) or (why, None)."""
     if not isinstance(a, dict):
         return f"expected an object, got {type(a).__name__}", None
-    if a.get("image_id") not in files_of:
+    iid = a.get("image_id")
+    if not isinstance(iid, (int, str)) or isinstance(iid, bool) or iid not in files_of:
         return f"image_id {a.get('image_id')!r} is not among the file's images", None
     kp = a.get("keypoints")
     if not isinstance(kp, list) or len(kp) != 3 * k:
