@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from .table import DatasetError, Skips
 
-__all__ = ["Parsed", "count_lines", "decode_line", "is_number", "parse_table"]
+__all__ = ["Parsed", "count_lines", "decode_line", "is_number", "line_blocks", "parse_table"]
 
 # The label file is read in blocks of whole lines (``_BLOCK_BYTES``) and parsed straight into one
 # preallocated float32 (rows, 2K) buffer: the only per-row Python objects are the file names. A
@@ -46,7 +46,7 @@ def count_lines(path: str) -> int:
     return n + (last != b"\n")
 
 
-def _line_blocks(f, first: bytes = b""):
+def line_blocks(f, first: bytes = b""):
     """Blocks of complete lines from the binary file ``f`` (``first``: bytes already read), each a
     list of lines without terminators (a trailing ``\\r`` is stripped later)."""
     rest = first
@@ -266,7 +266,7 @@ def parse_table(label: str, header: bool | None, strict: bool) -> Parsed:
         if header is None:
             values = cells[1:]
             header = len(cells) < 2 or sum(not is_number(v) for v in values) > len(values) // 2
-        blocks = _line_blocks(f, rest if header else (first.encode() + b"\n" + rest))
+        blocks = line_blocks(f, rest if header else (first.encode() + b"\n" + rest))
         start_no = first_no + 1 if header else first_no
         expected = len(cells)
         pending: list[bytes] | None = None

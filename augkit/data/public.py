@@ -40,7 +40,7 @@ import warnings
 
 import numpy as np
 
-from .parser import count_lines
+from .parser import count_lines, line_blocks
 from .table import DatasetError, LandmarkTable, Skips
 
 __all__ = [
@@ -58,25 +58,9 @@ WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "make-up", "occlusion",
 _WFLW_POINTS = 98
 _WFLW_VALUES = 2 * _WFLW_POINTS + 4 + len(WFLW_ATTRIBUTES)        # 206 numbers, then the path
 _BOX_NAMES = ("x_min", "y_min", "x_max", "y_max")
-_BLOCK_BYTES = 4 << 20
 
 
 # ------------------------------------------------------------------------------------ shared
-
-def _blocks(f):
-    """Blocks of whole lines of the binary file ``f`` (lists of lines without ``\\n``)."""
-    rest = b""
-    while chunk := f.read(_BLOCK_BYTES):
-        chunk = rest + chunk
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            rest = chunk
-            continue
-        rest = chunk[cut + 1:]
-        yield chunk[:cut].split(b"\n")
-    if rest:
-        yield [rest]
-
 
 def _numbers(parts: list, width: int, sep: bytes) -> np.ndarray:
     """The rows ``parts`` (bytes of ``width`` numbers separated by ``sep``) as a float64 (m, width)
@@ -262,7 +246,7 @@ def read_wflw(label, strict: bool = False, images: str | None = None) -> Landmar
     exists = _ImageCheck(root)
     n, start = 0, 1
     with open(label, "rb") as f:
-        for lines in _blocks(f):
+        for lines in line_blocks(f):
             n = _wflw_block(lines, start, label, skips, exists, pts, boxes, flags, line_nos, names, n)
             start += len(lines)
     files = np.char.add(root + os.sep, np.array(names, dtype=str)) if names else np.array([], dtype=str)
@@ -507,7 +491,7 @@ def read_hrnet_csv(label, strict: bool = False, images: str | None = None) -> La
         return (_HRNET_META[meta][j] if j < meta - 1 else f"{'xy'[(j - meta + 1) % 2]}{(j - meta + 1) // 2}")
     n, start, seen_header = 0, 1, False
     with open(label, "rb") as f:
-        for lines in _blocks(f):
+        for lines in line_blocks(f):
             rests, nos, row_names = [], [], []
             bad: list = []
             for i, raw in enumerate(lines):
