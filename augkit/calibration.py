@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from augkit.errors import InputError
+from augkit.signals import deferred
 
 __all__ = ["CalibrationAccumulator", "Reservoir", "calibration_png", "calibration_summary", "coverage", "gaussian_coverage",
            "ml_scale", "rank_correlation", "reliability", "spearman", "COVERAGE_K", "MAX_PAIRS"]
@@ -344,8 +345,9 @@ def calibration_png(path, results, labels=None, title: str = "") -> None:
     ax_c.set_title("coverage", fontsize=9)
     ax_c.legend(fontsize=7, loc="lower right")
     fig.suptitle(title or "calibration of the model's sigma", fontsize=9)
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    with deferred():   # a stop signal inside matplotlib's drawing can leave it half-drawn and raise another error
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())

@@ -33,6 +33,7 @@ import numpy as np
 from augkit.errors import InputError
 from augkit.models import CHECKPOINT_NAMES
 from augkit.files import atomic_open, atomic_write_bytes, atomic_write_text, parse_json, read_json
+from augkit.signals import deferred
 
 __all__ = ["LOG_COLUMNS", "InputsChanged", "RunExists", "RunFolder", "RunFolderError", "RunLocked", "default_run_dir",
            "demo_run_reason", "fingerprint_changes", "input_fingerprint", "plot_curves", "run_checkpoint", "run_spec",
@@ -456,7 +457,7 @@ def plot_curves(run_dir: str, history: list) -> str | None:
     fig.tight_layout()
     path = os.path.join(run_dir, RunFolder.CURVES_NAME)
     try:
-        with atomic_open(path, "wb") as f:
+        with atomic_open(path, "wb") as f, deferred():   # not stopped half-drawn (see augkit.show)
             fig.savefig(f, format="png", dpi=80)
     finally:
         plt.close(fig)

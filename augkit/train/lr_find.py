@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from augkit.errors import InputError
+from augkit.signals import deferred
 
 from .hooks import Hook
 
@@ -166,7 +167,7 @@ def plot_sweep(path: str, res: SweepResult, title: str = "") -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     try:
-        with atomic_open(path, "wb") as f:
+        with atomic_open(path, "wb") as f, deferred():   # not stopped half-drawn (see augkit.show)
             fig.savefig(f, format="png", dpi=90)
     finally:
         plt.close(fig)
