@@ -8,6 +8,7 @@ thickness. Cyrillic words are drawn in capitals, as television captions mostly a
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -121,9 +122,15 @@ def _draw_line(canvas: np.ndarray, text: str, x: float, base: float, font: int, 
         x += w + 2 * pad
 
 
+@functools.lru_cache(maxsize=None)
+def _cap_height(font: int) -> int:
+    """The height of a capital at scale 1 (asked once per font, not per caption)."""
+    return cv2.getTextSize("H", font, 1.0, 1)[0][1]
+
+
 def _masks(lines, font: int, cap: float, thickness: int, outline: int):
     """(fill, outline) uint8 masks of the text block and its size."""
-    scale = cap / cv2.getTextSize("H", font, 1.0, 1)[0][1]
+    scale = cap / _cap_height(font)
     pad = int(math.ceil(0.5 * cap + thickness + outline))
     widths = [_line_width(t, font, scale, cap, thickness) for t in lines]
     w = int(math.ceil(max(widths))) + 2 * pad

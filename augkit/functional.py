@@ -64,11 +64,10 @@ def _output_corners_in_source(m: np.ndarray, size: tuple[int, int]) -> np.ndarra
     corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
     if G.is_affine(m):   # (as before the projective path: the same windows, bit for bit)
         return np.hstack([corners, np.ones((4, 1))]) @ np.linalg.inv(m)[:2].T
-    inv = G.invert(m)
-    w_ = G.projective_divisors(inv, corners)
-    if not ((w_ > 0).all() or (w_ < 0).all()):
+    back = np.hstack([corners, np.ones((4, 1))]) @ np.linalg.inv(m).T
+    if not ((back[:, 2] > 0).all() or (back[:, 2] < 0).all()):
         return np.full((4, 2), np.nan)
-    return G.apply_points(inv, corners)
+    return back[:, :2] / back[:, 2:]
 
 
 def _source_window(m: np.ndarray, size: tuple[int, int], shape, margin: int) -> tuple[int, int, int, int]:
@@ -95,13 +94,10 @@ def _shrink_factors(m: np.ndarray, size: tuple[int, int], shape) -> tuple[float,
     monotone along lines, so the corners alone can miss the smallest)."""
     if G.is_affine(m):
         return math.hypot(m[0, 0], m[1, 0]), math.hypot(m[0, 1], m[1, 1])
-    w, h = size
     sh, sw = shape[0], shape[1]
-    inv = np.linalg.inv(m)
-    back = np.array([[-0.5, -0.5, 1.0], [w - 0.5, -0.5, 1.0], [-0.5, h - 0.5, 1.0], [w - 0.5, h - 0.5, 1.0]]) @ inv.T
     x0, y0, x1, y1 = -0.5, -0.5, sw - 0.5, sh - 0.5
-    if (back[:, 2] > 0).all() or (back[:, 2] < 0).all():   # else the read part is unbounded: the whole image
-        xy = back[:, :2] / back[:, 2:]
+    xy = _output_corners_in_source(m, size)
+    if np.isfinite(xy).all():   # else the read part is unbounded: the whole image
         x0, y0 = max(x0, min(xy[:, 0].min(), x1)), max(y0, min(xy[:, 1].min(), y1))
         x1, y1 = min(x1, max(xy[:, 0].max(), x0)), min(y1, max(xy[:, 1].max(), y0))
     grid = _UNIT_GRID * (x1 - x0, y1 - y0, 0.0) + (x0, y0, 1.0)

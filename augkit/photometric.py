@@ -198,11 +198,24 @@ class BlackBars(PhotometricStep):
         return out
 
 
+def _check_fill(fill, owner: str):
+    """The fill of an eraser: "random", "noise", a number or a colour (one number per channel)."""
+    number = (int, float, np.integer, np.floating)
+    ok = fill in ("random", "noise") if isinstance(fill, str) else (
+        (isinstance(fill, number) and not isinstance(fill, bool))
+        or (isinstance(fill, (list, tuple)) and 1 <= len(fill) <= 4
+            and all(isinstance(v, number) and not isinstance(v, bool) for v in fill)))
+    if not ok:
+        raise InputError(f"{owner}: fill must be a number, a colour (one number per channel), 'random' or 'noise', "
+                         f"got {fill!r}")
+    return fill
+
+
 class Erase(PhotometricStep):
     """Paint ``n`` rectangles (occluders) of ``area`` x the image area and ``aspect`` w/h.
 
-    ``fill`` is a number (a pixel value in the image's own dtype), or "random" for a random colour per
-    rectangle, or "noise" (both drawn over the dtype's full range).
+    ``fill`` is a number or a colour (pixel values in the image's own dtype), or "random" for a random
+    colour per rectangle, or "noise" (both drawn over the dtype's full range).
     """
 
     def __init__(self, n=1, area=(0.02, 0.1), aspect=(0.3, 3.3), fill="random", p=1.0):
@@ -210,9 +223,7 @@ class Erase(PhotometricStep):
         self._range("n", n, 0)
         self._range("area", area, 0, 1)
         self._range("aspect", aspect, 1e-2)
-        if isinstance(fill, str) and fill not in ("random", "noise"):
-            raise InputError(f"Erase: fill must be a number, 'random' or 'noise', got {fill!r}")
-        self.fill = fill
+        self.fill = _check_fill(fill, "Erase")
 
     random_values = True  # where the rectangles go is random
     record_keys = ("rects", "seed")
@@ -271,11 +282,7 @@ class CoarseDropout(PhotometricStep):
         self._range("n", n, 0, 1000)
         self._range("height", height, 0, 1)
         self._range("width", width, 0, 1)
-        if isinstance(fill, str) and fill not in ("random", "noise"):
-            raise InputError(f"CoarseDropout: fill must be a number, 'random' or 'noise', got {fill!r}")
-        if not isinstance(fill, str) and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
-            raise InputError(f"CoarseDropout: fill must be a number, 'random' or 'noise', got {fill!r}")
-        self.fill = fill
+        self.fill = _check_fill(fill, "CoarseDropout")
 
     random_values = True  # where the holes go is random
     record_keys = ("rects", "seed")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from augkit import geometry
 from augkit.compose import Compose
 from augkit.errors import InputError
 from augkit.extras import MissingExtra, missing_modules
@@ -76,7 +77,7 @@ def json_path_for(onnx_path) -> str:
 def _matrix(m: np.ndarray, where: str, projective: bool = False) -> list:
     """The 2x3 rows of an affine matrix; all three rows of a projective one where ``projective``
     allows it (a ``Perspective`` TTA view), else a clear refusal (the preprocessing)."""
-    if not (m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0):
+    if not geometry.is_affine(m):
         if not projective:
             raise InputError(f"{where} is projective (a perspective step): the export describes affine "
                              "preprocessing only")

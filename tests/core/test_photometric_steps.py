@@ -80,6 +80,8 @@ def test_dtype_and_alpha_are_kept_and_the_input_is_not_written(face, dtype, name
     (lambda: ak.CLAHE(grid=0), ["CLAHE", "grid"]),
     (lambda: ak.CoarseDropout(height=(0.1, 2)), ["CoarseDropout", "height"]),
     (lambda: ak.CoarseDropout(fill="blue"), ["CoarseDropout", "fill"]),
+    (lambda: ak.CoarseDropout(fill=True), ["CoarseDropout", "fill"]),
+    (lambda: ak.Erase(fill=None), ["Erase", "fill"]),
     (lambda: ak.RandomPatch(source="/no/such/folder"), ["RandomPatch", "source"]),
     (lambda: ak.RandomPatch(area=1.5), ["RandomPatch", "area"]),
     (lambda: ak.Caption(font="arial"), ["Caption", "font"]),
@@ -196,3 +198,11 @@ def test_random_patch_goes_on_past_an_unreadable_file(tmp_path):
     with pytest.warns(UserWarning, match="broken.jpg"):
         out = pipe(img, rng=np.random.default_rng(0))
     assert out.image.tobytes() == img.tobytes()          # patches of a flat image itself: nothing changes
+
+
+def test_coarse_dropout_takes_a_colour_and_keeps_alpha():
+    rgba = np.dstack([np.zeros((60, 60, 3), np.uint8), np.full((60, 60), 200, np.uint8)])
+    out = ak.Compose([ak.CoarseDropout(n=3, height=0.2, width=0.2, fill=(255, 0, 0))])(
+        rgba, rng=np.random.default_rng(1)).image
+    red = (out[..., 0] == 255) & (out[..., 1] == 0)
+    assert red.mean() > 0.02 and (out[..., 3] == 200).all()
