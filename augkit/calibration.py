@@ -28,7 +28,6 @@ import math
 import numpy as np
 
 from augkit.errors import InputError
-from augkit.signals import deferred
 
 __all__ = ["CalibrationAccumulator", "Reservoir", "calibration_png", "calibration_summary", "coverage", "gaussian_coverage",
            "ml_scale", "rank_correlation", "reliability", "spearman", "COVERAGE_K", "MAX_PAIRS"]
@@ -303,14 +302,13 @@ def calibration_png(path, results, labels=None, title: str = "") -> None:
     diagonal where they are equal) and the coverage curve (fraction of the points within k sigma
     against k, next to the Gaussian's ``1 - exp(-k^2/2)``) of one or more results of
     :meth:`CalibrationAccumulator.result` (``labels``: one per result)."""
-    import io
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    from .files import atomic_write_bytes
+    from .files import write_figure
 
     results = [results] if isinstance(results, dict) else list(results)
     labels = [f"#{i}" for i in range(len(results))] if labels is None else [str(v) for v in labels]
@@ -345,9 +343,4 @@ def calibration_png(path, results, labels=None, title: str = "") -> None:
     ax_c.set_title("coverage", fontsize=9)
     ax_c.legend(fontsize=7, loc="lower right")
     fig.suptitle(title or "calibration of the model's sigma", fontsize=9)
-    buf = io.BytesIO()
-    with deferred():   # a stop signal inside matplotlib's drawing can leave it half-drawn and raise another error
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_figure(fig, path, dpi=110)

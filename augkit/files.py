@@ -291,6 +291,24 @@ def _remove(tmp: str | None) -> None:
         pass
 
 
+def write_figure(fig, path, dpi: int) -> None:
+    """A matplotlib figure as a PNG at ``path`` (laid out tight, written atomically) and closed.
+
+    The drawing runs in a :func:`~augkit.signals.deferred` block: a stop signal that lands inside
+    matplotlib's drawing can leave it half-drawn, and it then raises its own error over the stop.
+    """
+    import io
+    buf = io.BytesIO()
+    try:
+        with deferred():
+            fig.tight_layout()
+            fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
     with atomic_open(path, "wb") as f:

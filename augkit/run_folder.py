@@ -32,8 +32,7 @@ import numpy as np
 
 from augkit.errors import InputError
 from augkit.models import CHECKPOINT_NAMES
-from augkit.files import atomic_open, atomic_write_bytes, atomic_write_text, parse_json, read_json
-from augkit.signals import deferred
+from augkit.files import atomic_open, atomic_write_bytes, atomic_write_text, parse_json, read_json, write_figure
 
 __all__ = ["LOG_COLUMNS", "InputsChanged", "RunExists", "RunFolder", "RunFolderError", "RunLocked", "default_run_dir",
            "demo_run_reason", "fingerprint_changes", "input_fingerprint", "plot_curves", "run_checkpoint", "run_spec",
@@ -454,13 +453,8 @@ def plot_curves(run_dir: str, history: list) -> str | None:
         ax[1].set_xlabel("epoch")
         ax[1].set_ylabel("NME")
         ax[1].legend()
-    fig.tight_layout()
     path = os.path.join(run_dir, RunFolder.CURVES_NAME)
-    try:
-        with atomic_open(path, "wb") as f, deferred():   # not stopped half-drawn (see augkit.show)
-            fig.savefig(f, format="png", dpi=80)
-    finally:
-        plt.close(fig)
+    write_figure(fig, path, dpi=80)
     return path
 
 

@@ -12,10 +12,9 @@ from augkit.errors import InputError
 from . import metrics
 from .compose import Compose
 from .config import load
-from .files import atomic_write_bytes, check_writable
+from .files import atomic_write_bytes, check_writable, write_figure
 from .presets import face_augment_steps, preprocess_steps
 from .schemes import get_scheme
-from .signals import deferred
 
 __all__ = ["show_grid", "draw_points", "normalised_mean_shape", "worst_png", "SIDE_COLOURS", "PART_COLOURS"]
 
@@ -159,10 +158,5 @@ def worst_png(path, files, truth, pred, spread, scheme=None, n: int = 8, title: 
     if len(worst):
         axes.ravel()[0].legend(loc="lower left", fontsize=6)
     fig.suptitle(title or "worst predictions (green truth, red prediction, yellow: TTA spread)", fontsize=9)
-    buf = __import__("io").BytesIO()
-    with deferred():   # a stop signal inside matplotlib's drawing can leave it half-drawn and raise another error
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_figure(fig, path, dpi=110)
     return worst.tolist()

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from augkit.errors import InputError
-from augkit.signals import deferred
 
 from .hooks import Hook
 
@@ -149,7 +148,7 @@ def plot_sweep(path: str, res: SweepResult, title: str = "") -> None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from augkit.files import atomic_open
+    from augkit.files import write_figure
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(res.lrs, res.losses, color="0.75", lw=0.8, label="loss per step")
     ax.plot(res.lrs, res.smoothed, color="C0", lw=1.8, label="smoothed loss")
@@ -165,12 +164,7 @@ def plot_sweep(path: str, res: SweepResult, title: str = "") -> None:
     ax.set_ylabel("training loss")
     ax.set_title(title or "learning-rate range test", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_open(path, "wb") as f, deferred():   # not stopped half-drawn (see augkit.show)
-            fig.savefig(f, format="png", dpi=90)
-    finally:
-        plt.close(fig)
+    write_figure(fig, path, dpi=90)
 
 
 def lr_find(r, steps: int) -> SweepResult:
