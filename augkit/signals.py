@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import time
 
 __all__ = ["STOP_SIGNALS", "Terminated", "StopRequest", "deferred", "stop_cleanly", "ignore_in_worker", "exit_code"]
 
@@ -69,15 +70,49 @@ def deferred():
 
 def _raise(signum, frame):
     # inside a deferred block, or an import (an exception raised inside torch's import can abort
-    # the process): the stop waits a moment
-    if _DEFERRING[0] or _importing():
+    # the process): the stop waits a moment. Inside the locking code of threading, queue,
+    # multiprocessing or torch's DataLoader it waits too, for at most LOCKING_WAIT_S
+    if _DEFERRING[0] or _importing() or (_in_locking_code(frame) and _waited() < LOCKING_WAIT_S):
+        if _PENDING_SINCE[0] is None:
+            _PENDING_SINCE[0] = time.monotonic()
         _deliver_again(signum)
         return
+    _PENDING_SINCE[0] = None
     _ignore_stop_signals()  # once: the unwinding that follows (temporary files, locks) is not interrupted
     raise Terminated(signum)
 
 
 RETRY_S = 0.05   # how soon a signal that arrived in a deferred block or an import is delivered again
+#: how long a signal that keeps arriving in locking code waits before it is raised there anyway (a
+#: main thread blocked for good in a queue's ``get`` must still stop)
+LOCKING_WAIT_S = 10.0
+_PENDING_SINCE: list[float | None] = [None]   # when the signal now waiting first arrived
+
+
+def _waited() -> float:
+    return 0.0 if _PENDING_SINCE[0] is None else time.monotonic() - _PENDING_SINCE[0]
+
+
+def _locking_code() -> tuple[str, ...]:
+    """Where an exception raised by a signal handler can leave a lock acquired and never released
+    (e.g. inside ``threading.Condition.__enter__`` after its acquire: ``with`` never saw it
+    succeed): the stdlib's threading, queue, multiprocessing, concurrent and logging code, and
+    torch's DataLoader once imported. A queue lock leaked so deadlocked the DataLoader's shutdown
+    at exit, after the stop line was printed (a hang in CI)."""
+    import os
+    import threading
+    std = os.path.dirname(threading.__file__)
+    paths = [os.path.join(std, f) for f in ("threading.py", "queue.py")]
+    paths += [os.path.join(std, d, "") for d in ("multiprocessing", "concurrent", "logging")]
+    data = getattr(sys.modules.get("torch.utils.data"), "__file__", None)
+    if data:
+        paths.append(os.path.join(os.path.dirname(data), ""))
+    return tuple(paths)
+
+
+def _in_locking_code(frame) -> bool:
+    """The frame the signal interrupted runs code of :func:`_locking_code`."""
+    return frame is not None and frame.f_code.co_filename.startswith(_locking_code())
 
 
 def _importing() -> bool:

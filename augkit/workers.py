@@ -120,15 +120,21 @@ def _fork_context_class():
                 _STARTED.append(weakref.WeakSet())
                 atexit.register(_end_workers)  # runs before multiprocessing's (registered earlier)
                 os.register_at_fork(after_in_child=_ignore_if_forked_here)  # before the child runs any code
-            before = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-            _FORKED_HERE = True
-            try:
-                super().start()
-            finally:
-                _FORKED_HERE = False
-                cv2.setNumThreads(before)
+            from .signals import deferred
+            # known to _end_workers before the fork, and a stop signal held until the start is
+            # complete: a Terminated raised between the fork and the registration left a child
+            # that ignores SIGTERM to multiprocessing's exit handler, which sends SIGTERM and
+            # waits for it without a timeout (a hang at exit, once in CI)
             _STARTED[0].add(self)
+            with deferred():
+                before = cv2.getNumThreads()
+                cv2.setNumThreads(1)
+                _FORKED_HERE = True
+                try:
+                    super().start()
+                finally:
+                    _FORKED_HERE = False
+                    cv2.setNumThreads(before)
 
     class ForkOneOpenCVThread(mp_context.ForkContext):
         Process = ForkProcessOneOpenCVThread

@@ -46,3 +46,53 @@ def test_forked_workers_finish_after_the_parent_used_the_opencv_pool():
     ok, n, version, threads = r.stdout.split()
     assert ok == "ok" and int(n) == 96
     assert int(threads) == 4  # the parent's own setting is back after the fork
+
+
+STOPPED_DURING_START = textwrap.dedent("""
+    import multiprocessing.context as mpc, os, signal, time
+    import torch
+    from augkit.signals import stop_cleanly
+    from augkit.train.data import make_loader
+
+    started = mpc.ForkProcess.start
+
+    def start_then_stop(process):  # the stop signal lands right after multiprocessing registered the worker
+        started(process)
+        print(process.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.3)
+
+    mpc.ForkProcess.start = start_then_stop
+
+    class Numbers(torch.utils.data.Dataset):
+        def __len__(self):
+            return 64
+
+        def __getitem__(self, i):
+            return torch.tensor([i])
+
+    with stop_cleanly("t", process_exit=True):
+        for _ in make_loader(Numbers(), 8, 2, None):
+            time.sleep(1)
+""")
+
+
+def test_a_stop_signal_during_a_worker_start_still_ends_the_worker_at_exit():
+    """A worker ignores SIGTERM (its parent ends it). Stopped between its fork and its registration,
+    it was left to multiprocessing's exit handler, which sends SIGTERM and waits without a timeout:
+    the parent printed its stop line and never exited (a 60 s timeout in CI). Now the stop waits
+    for the start to complete; the process exits 143 and no worker outlives it."""
+    import os
+    import time
+    r = subprocess.run([sys.executable, "-c", STOPPED_DURING_START], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 143 and "t: stopped by SIGTERM" in r.stderr, r.stderr[-2000:]
+    pids = [int(x) for x in r.stdout.split()]
+    assert pids
+    time.sleep(0.5)
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for the (ended) test's reaping is fine
+            assert f.read().split(")")[-1].split()[0] == "Z", pid

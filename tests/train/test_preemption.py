@@ -91,6 +91,56 @@ def test_a_signal_inside_a_deferred_block_lands_after_it():
     _stopped_by_sigterm(code, "block done")
 
 
+
+def test_a_signal_never_leaves_a_queue_lock_acquired():
+    """A stop that landed inside ``multiprocessing.Queue.put`` right after its lock was acquired
+    left the lock held; the DataLoader's shutdown then put to that queue at exit and waited forever
+    (CI: the stop line printed, no exit). The signal now waits until the main thread is out of the
+    locking code: 30 stops in a loop that is inside ``put`` most of the time, no lock left held."""
+    code = ("import multiprocessing as mp, os, signal, threading, time\n"
+            "from augkit.signals import stop_cleanly\n"
+            "held = took = 0\n"
+            "for i in range(30):\n"
+            "    q = mp.Queue()\n"
+            "    q.cancel_join_thread()\n"
+            "    t0 = time.time()\n"
+            "    try:\n"
+            "        with stop_cleanly('t'):\n"
+            "            threading.Timer(0.001 + 0.0005 * i, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+            "            while True:\n"
+            "                q.put(None)\n"
+            "                q._buffer.clear()\n"
+            "                sum(range(200))   # a little of the caller's own work between the puts\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == 143\n"
+            "    took = max(took, time.time() - t0)\n"
+            "    if q._notempty.acquire(timeout=2):\n"
+            "        q._notempty.release()\n"
+            "    else:\n"
+            "        held += 1\n"
+            "        q._notempty = threading.Condition()   # so that its exit handler does not hang\n"
+            "print(held, took, flush=True)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    held, took = r.stdout.split()
+    assert int(held) == 0 and float(took) < 2, r.stdout
+
+
+def test_a_main_thread_blocked_in_a_queue_still_stops():
+    """The wait in locking code is bounded (LOCKING_WAIT_S): a main thread blocked for good in a
+    queue's ``get`` is stopped there all the same."""
+    code = ("import os, queue, signal, threading\n"
+            "from augkit import signals\n"
+            "signals.LOCKING_WAIT_S = 0.5\n"
+            "with signals.stop_cleanly('t', process_exit=True):\n"
+            "    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+            "    print('waiting', flush=True)\n"
+            "    queue.Queue().get()\n")
+    t = time.time()
+    _stopped_by_sigterm(code, "waiting")
+    assert time.time() - t < 20
+
+
 @pytest.mark.slow
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_bit_identical(tmp_path):
     args = ["--demo-train", "400", "--demo-val", "16", "--epochs", "2", "--checkpoint-steps", "3", "--seed", "3"]
