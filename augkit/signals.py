@@ -7,7 +7,9 @@ aborts the process, so a signal that arrives then is delivered again a moment la
 ``finally`` blocks and the atomic writers (:func:`augkit.files.atomic_open`)
 remove their temporary files and leave every earlier output as it was; the process then prints
 one line and exits with ``128 + the signal's number`` (143 for SIGTERM, 138 for SIGUSR1), the
-shells' and the schedulers' convention.
+shells' and the schedulers' convention. The exception is not raised inside the locking code of
+threading, queue, multiprocessing or torch's DataLoader (it could leave a lock held that the exit
+then waits on forever): there the signal waits, at most :data:`LOCKING_WAIT_S`.
 
 Training needs more than a clean exit: :class:`StopRequest` records the signal instead of raising,
 the loop finishes the step it is in, writes ``last.pt`` at that step and raises
