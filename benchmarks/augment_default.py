@@ -26,18 +26,15 @@ exceeds the spread between seeds (``mean ± half the range``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dense971  # noqa: E402
-from harness import YTF68, mean_spread, print_table, run_logged  # noqa: E402
+from harness import YTF68, evaluate_json, mean_spread, print_table, train_and_test  # noqa: E402
 
 ROWS = ("default", "+ perspective", "+ caption", "+ all new")
 DENSE_ROWS = ("default", "+ all new")
@@ -90,51 +87,34 @@ def altered_test(test_dir: Path, out: Path, kind: str) -> Path:
 ALTERED = ("caption", "perspective")
 
 
+def _slug(row: str) -> str:
+    return row.replace("+ ", "plus_").replace(" ", "_")
+
+
 def run_rows(a, name: str, data: Path, rows, extra: list) -> dict:
     import augkit as ak
     work = Path(a.work) / name
     work.mkdir(parents=True, exist_ok=True)
     pipes = pipelines(str(data / "train" / "images"))
-    aug = [sys.executable, "-m", "augkit.cli"]
     results: dict = {}
     for row in rows:
-        slug = row.replace("+ ", "plus_").replace(" ", "_")
-        yaml = work / f"{slug}.yaml"
+        yaml = work / f"{_slug(row)}.yaml"
         ak.save(ak.Compose(pipes[row]), yaml)
         for seed in a.seeds:
-            out = work / "runs" / f"{slug}_s{seed}"
-            js = work / f"{slug}_s{seed}.eval.json"
-            if a.reuse and js.is_file() and (out / "best.pt").is_file():
-                results.setdefault(row, []).append(json.loads(js.read_text())["results"][0])
-                print(f"  {name} {row} seed {seed}: reused", flush=True)
-                continue
-            shutil.rmtree(out, ignore_errors=True)
-            cmd = aug + ["train", "--data", str(data / "train"), "--val-group", "person", "--val-fraction", "0.1",
-                         "--backbone", a.backbone, "--size", str(a.size), "--epochs", str(a.epochs),
-                         "--batch-size", "16", "--workers", str(a.workers), "--time-budget", str(a.cap_min),
-                         "--limit", str(a.limit), "--seed", str(seed), "--out", str(out), "--quiet",
-                         "--aug", str(yaml), *extra]
-            t = time.perf_counter()
-            run_logged(cmd, work / f"{slug}_s{seed}.train.log")
-            dt = time.perf_counter() - t
-            run_logged(aug + ["evaluate", "--run", str(out), "--data", str(data / "test"), "--tta", "none",
-                              "--png", "", "--json", str(js)], work / f"{slug}_s{seed}.eval.log")
-            res = json.loads(js.read_text())["results"][0]
-            results.setdefault(row, []).append(res)
-            print(f"  {name} {row} seed {seed}: train {dt:.0f}s, test MSE {res['mse']:.2f}, NME {res['nme']:.4f}",
-                  flush=True)
+            stem = f"{_slug(row)}_s{seed}"
+            args = ["--data", data / "train", "--val-group", "person", "--val-fraction", "0.1", "--backbone", a.backbone,
+                    "--size", a.size, "--epochs", a.epochs, "--batch-size", "16", "--workers", a.workers,
+                    "--time-budget", a.cap_min, "--limit", a.limit, "--seed", seed, "--quiet", "--aug", yaml, *extra]
+            results.setdefault(row, []).append(
+                train_and_test(args, work / "runs" / stem, data / "test", work / stem, a.reuse, f"{name} {row} seed {seed}"))
     # every run again on the altered test sets
     for kind in ALTERED:
         test = altered_test(data / "test", work / f"test_{kind}", kind)
         for row in rows:
-            slug = row.replace("+ ", "plus_").replace(" ", "_")
             for seed, res in zip(a.seeds, results[row]):
-                js = work / f"{slug}_s{seed}.{kind}.eval.json"
-                if not (a.reuse and js.is_file()):
-                    run_logged(aug + ["evaluate", "--run", str(work / "runs" / f"{slug}_s{seed}"), "--data", str(test),
-                                      "--tta", "none", "--png", "", "--json", str(js)],
-                               work / f"{slug}_s{seed}.{kind}.eval.log")
-                res[f"nme_{kind}"] = json.loads(js.read_text())["results"][0]["nme"]
+                stem = f"{_slug(row)}_s{seed}"
+                res[f"nme_{kind}"] = evaluate_json(work / "runs" / stem, test, work / f"{stem}.{kind}.eval.json",
+                                                   work / f"{stem}.{kind}.eval.log", a.reuse)["nme"]
                 print(f"  {name} {row} seed {seed}: test + {kind} NME {res[f'nme_{kind}']:.4f}", flush=True)
     return results
 

@@ -15,8 +15,6 @@ inferred-pairs run also goes through ``tta fit`` (per-landmark weights at K = 97
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dense971  # noqa: E402
-from harness import mean_spread, print_table, run_logged  # noqa: E402
+from harness import mean_spread, print_table, run_logged, train_and_test  # noqa: E402
 
 
 
@@ -65,7 +63,7 @@ def _cell(runs, key, part=None, digits=2):
 
 
 
-def trainingprint_table(a, source: Path) -> None:
+def training(a, source: Path) -> None:
     import augkit as ak
     from augkit.presets import face_augment_steps
     from augkit.show import normalised_mean_shape
@@ -84,28 +82,16 @@ def trainingprint_table(a, source: Path) -> None:
     recipes = {"inferred pairs": ["--scheme", str(work / "inferred.yaml")],
                "true pairs": ["--scheme", str(root / "true.yaml")],
                "no flip": ["--scheme", str(root / "true.yaml"), "--aug", str(work / "noflip.yaml")]}
-    results = {}
+    results: dict = {}
     aug = [sys.executable, "-m", "augkit.cli"]
     for name, extra in recipes.items():
         for seed in a.seeds:
             out = work / "runs" / f"{name.replace(' ', '_')}_{seed}"
-            js = work / f"{out.name}.eval.json"
-            if a.reuse and js.is_file() and (out / "best.pt").is_file():
-                results.setdefault(name, []).append(json.loads(js.read_text())["results"][0])
-                print(f"  {name}, seed {seed}: reused {out}", flush=True)
-                continue
-            shutil.rmtree(out, ignore_errors=True)
-            cmd = aug + ["train", "--data", str(root / "train"), "--val-group", "person", "--backbone", a.backbone,
-                         "--size", str(a.size), "--epochs", str(a.epochs), "--time-budget", str(a.budget_min),
-                         "--batch-size", "32", "--workers", "1", "--seed", str(seed), "--out", str(out), "--quiet",
-                         *extra]
-            dt = run_logged(cmd, work / f"{out.name}.train.log")
-            run_logged(aug + ["evaluate", "--run", str(out), "--data", str(root / "test"), "--tta", "none",
-                        "--png", "", "--json", str(js)], work / f"{out.name}.eval.log")
-            res = json.loads(js.read_text())["results"][0]
-            results.setdefault(name, []).append(res)
-            print(f"  {name}, seed {seed}: train {dt:.0f}s, test MSE {res['mse']:.2f}, NME {res['nme']:.4f}",
-                  flush=True)
+            args = ["--data", root / "train", "--val-group", "person", "--backbone", a.backbone, "--size", a.size,
+                    "--epochs", a.epochs, "--time-budget", a.budget_min, "--batch-size", "32", "--workers", "1",
+                    "--seed", seed, "--quiet", *extra]
+            results.setdefault(name, []).append(
+                train_and_test(args, out, root / "test", work / out.name, a.reuse, f"{name}, seed {seed}"))
     parts = list(results["true pairs"][0]["parts"])
     rows = []
     for name, runs in results.items():
@@ -143,7 +129,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     inferenceprint_table(Path(a.source))
     if not a.skip_training:
-        trainingprint_table(a, Path(a.source))
+        training(a, Path(a.source))
 
 
 if __name__ == "__main__":

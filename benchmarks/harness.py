@@ -7,13 +7,15 @@ mean ± spread print. Imported by the scripts beside it (``python benchmarks/X.p
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["ROOT", "YTF68", "run_logged", "print_table", "mean_spread", "albu", "albumentations_name"]
+__all__ = ["ROOT", "YTF68", "run_logged", "evaluate_json", "train_and_test", "print_table", "mean_spread", "albu", "albumentations_name"]
 
 ROOT = Path(__file__).resolve().parents[1]
 YTF68 = Path(os.environ.get("AUGKIT_YTF68") or ROOT.parent / "shared" / "data" / "ytf68")
@@ -27,6 +29,32 @@ def run_logged(cmd, log) -> float:
     if r.returncode:
         sys.exit(f"failed ({r.returncode}): {' '.join(map(str, cmd))}\n" + Path(log).read_text()[-3000:])
     return time.perf_counter() - t
+
+
+
+def evaluate_json(run, data, js, log, reuse: bool = False) -> dict:
+    """``augkit evaluate --tta none`` of the run folder ``run`` on ``data``, its metrics into ``js``
+    (an existing ``js`` is read back when ``reuse``); the first result (``mse``, ``nme``, ``parts``)."""
+    if not (reuse and Path(js).is_file()):
+        run_logged([sys.executable, "-m", "augkit.cli", "evaluate", "--run", run, "--data", data, "--tta", "none",
+                    "--png", "", "--json", js], log)
+    return json.loads(Path(js).read_text())["results"][0]
+
+
+def train_and_test(train_args, out, test, stem, reuse: bool, label: str) -> dict:
+    """``augkit train *train_args --out out``, then :func:`evaluate_json` on ``test``; the logs and
+    the metrics go to ``stem.train.log``, ``stem.eval.log`` and ``stem.eval.json``. With ``reuse``,
+    a run that has its ``best.pt`` and its metrics is read back instead (sessions are cut off: a
+    long benchmark resumes). Prints one line under ``label``; returns the test result."""
+    out, js = Path(out), Path(f"{stem}.eval.json")
+    if reuse and js.is_file() and (out / "best.pt").is_file():
+        print(f"  {label}: reused {out}", flush=True)
+        return json.loads(js.read_text())["results"][0]
+    shutil.rmtree(out, ignore_errors=True)
+    dt = run_logged([sys.executable, "-m", "augkit.cli", "train", *train_args, "--out", out], f"{stem}.train.log")
+    res = evaluate_json(out, test, js, f"{stem}.eval.log")
+    print(f"  {label}: train {dt:.0f}s, test MSE {res['mse']:.2f}, NME {res['nme']:.4f}", flush=True)
+    return res
 
 
 def print_table(header, rows) -> None:
