@@ -211,7 +211,31 @@ def _check_fill(fill, owner: str):
     return fill
 
 
-class Erase(PhotometricStep):
+class _Holes(PhotometricStep):
+    """Rectangles painted at random places: :meth:`hole` draws one's (width, height) as fractions
+    of the frame, then where it goes (its top-left corner, the hole inside the frame)."""
+
+    _abstract = True
+    random_values = True  # where the holes go is random
+    record_keys = ("rects", "seed")
+    keep_alpha = False
+    fill: float | str | tuple
+
+    def hole(self, rng) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def draw(self, rng, size):
+        rects = []
+        for _ in range(round(float(self.ranges["n"].draw(rng)))):
+            rw, rh = self.hole(rng)
+            rects.append([rng.random() * (1 - rw), rng.random() * (1 - rh), rw, rh])
+        return {"rects": rects, "seed": int(rng.integers(2**31))}
+
+    def apply(self, image, v):
+        return F.erase(image, v["rects"], self.fill, v["seed"], keep_alpha=self.keep_alpha)
+
+
+class Erase(_Holes):
     """Paint ``n`` rectangles (occluders) of ``area`` x the image area and ``aspect`` w/h.
 
     ``fill`` is a number or a colour (pixel values in the image's own dtype), or "random" for a random
@@ -225,22 +249,11 @@ class Erase(PhotometricStep):
         self._range("aspect", aspect, 1e-2)
         self.fill = _check_fill(fill, "Erase")
 
-    random_values = True  # where the rectangles go is random
-    record_keys = ("rects", "seed")
-
-    def draw(self, rng, size):
-        n = round(float(self.ranges["n"].draw(rng)))
-        rects = []
-        for _ in range(n):
-            area = self.ranges["area"].draw(rng)
-            logr = math.log(self.ranges["aspect"].lo), math.log(self.ranges["aspect"].hi)
-            aspect = math.exp(logr[0] + (logr[1] - logr[0]) * rng.random())
-            rw, rh = min(1.0, math.sqrt(area * aspect)), min(1.0, math.sqrt(area / aspect))
-            rects.append([rng.random() * (1 - rw), rng.random() * (1 - rh), rw, rh])
-        return {"rects": rects, "seed": int(rng.integers(2**31))}
-
-    def apply(self, image, v):
-        return F.erase(image, v["rects"], self.fill, v["seed"])
+    def hole(self, rng):
+        area = self.ranges["area"].draw(rng)
+        logr = math.log(self.ranges["aspect"].lo), math.log(self.ranges["aspect"].hi)
+        aspect = math.exp(logr[0] + (logr[1] - logr[0]) * rng.random())
+        return min(1.0, math.sqrt(area * aspect)), min(1.0, math.sqrt(area / aspect))
 
 
 class ColorJitter(PhotometricStep):
@@ -272,7 +285,7 @@ class CLAHE(PhotometricStep):
         return F.clahe(image, v["clip_limit"], self.grid)
 
 
-class CoarseDropout(PhotometricStep):
+class CoarseDropout(_Holes):
     """``n`` erased holes, each ``height x width`` (fractions of the frame's height and width,
     drawn per hole): ``Erase`` generalised to many small patches. ``fill`` as for ``Erase``: a
     number, "random" (a colour per hole) or "noise"."""
@@ -284,19 +297,11 @@ class CoarseDropout(PhotometricStep):
         self._range("width", width, 0, 1)
         self.fill = _check_fill(fill, "CoarseDropout")
 
-    random_values = True  # where the holes go is random
-    record_keys = ("rects", "seed")
+    keep_alpha = True
 
-    def draw(self, rng, size):
-        n = round(float(self.ranges["n"].draw(rng)))
-        rects = []
-        for _ in range(n):
-            rh, rw = self.ranges["height"].draw(rng), self.ranges["width"].draw(rng)
-            rects.append([rng.random() * (1 - rw), rng.random() * (1 - rh), rw, rh])
-        return {"rects": rects, "seed": int(rng.integers(2**31))}
-
-    def apply(self, image, v):
-        return F.erase(image, v["rects"], self.fill, v["seed"], keep_alpha=True)
+    def hole(self, rng):
+        rh = self.ranges["height"].draw(rng)
+        return self.ranges["width"].draw(rng), rh
 
 
 class RandomPatch(PhotometricStep):
