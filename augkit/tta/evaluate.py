@@ -163,12 +163,12 @@ class EvalAccumulator:
         # per landmark (K floats each): squared-error sum and count, normalised-error sum and count
         self._pt_sq, self._pt_n = np.zeros(self.n_points), np.zeros(self.n_points)
         self._pt_ne, self._pt_ne_n = np.zeros(self.n_points), np.zeros(self.n_points)
-        # the benchmark conventions: per NME kind its sum; the primary's failures and AUC sum;
-        # per attribute [faces, NME sum, failures, AUC sum]
+        # metrics.benchmark's means times the images they cover (per NME kind, fr, auc), and so per
+        # attribute subset
         self.bench_threshold = float(bench_threshold)
         self._bench: dict = {}
         self._bench_primary = ""
-        self._bench_n, self._bench_fail, self._bench_auc = 0, 0, 0.0
+        self._bench_n = 0
         self._subsets: dict = {}
 
     def add(self, pred, spread, truth, index, sigma=None, boxes=None, sizes=None, attributes=None) -> None:
@@ -214,46 +214,36 @@ class EvalAccumulator:
         self._keep_worst(e, idx)
         pupils = getattr(self.scheme, "pupils", None) is not None
         if pupils or getattr(self.scheme, "box_norm", False) or boxes is not None or sizes is not None or attributes:
-            self._add_bench(np.nanmean(err, axis=1), e, t, boxes, sizes, attributes)
+            self._add_bench(p, t, boxes, sizes, attributes)
 
-    def _add_bench(self, mean_err, e, t, boxes, sizes, attributes) -> None:
-        """Add one chunk's benchmark conventions (``e``: the ``norm`` NME of each image)."""
-        per = {"nme_norm": e}
-        if getattr(self.scheme, "pupils", None) is not None:
-            per["nme_pupils"] = mean_err / np.maximum(metrics.normaliser(t, self.scheme, "pupils"), 1e-9)
-        if boxes is not None or sizes is not None:
-            per["nme_box"] = mean_err / np.maximum(metrics.box_size(boxes, sizes), 1e-9)
-        primary = "nme_box" if "nme_box" in per and getattr(self.scheme, "box_norm", False) else "nme_norm"
-        self._bench_primary = self._bench_primary or primary
-        for key, v in per.items():
-            self._bench[key] = self._bench.get(key, 0.0) + float(v.sum())
-        ep = per[self._bench_primary] if self._bench_primary in per else e
-        thr = self.bench_threshold
-        self._bench_n += len(ep)
-        self._bench_fail += int((~(ep <= thr)).sum())
-        self._bench_auc += metrics.auc(ep, thr) * len(ep)
-        for name, flags in (attributes or {}).items():
-            sel = np.asarray(flags).reshape(-1) != 0
-            es = ep[sel]
-            acc = self._subsets.setdefault(name, [0, 0.0, 0, 0.0])
-            acc[0] += int(sel.sum())
-            acc[1] += float(es.sum())
-            acc[2] += int((~(es <= thr)).sum())
-            acc[3] += metrics.auc(es, thr) * len(es) if len(es) else 0.0
+    def _add_bench(self, p, t, boxes, sizes, attributes) -> None:
+        """Add one chunk's :func:`augkit.metrics.benchmark`: its means weighted by its images (each
+        is a mean over images, the AUC included), the primary NME the first chunk's."""
+        b = metrics.benchmark(p, t, self.scheme, boxes, sizes, attributes, self.bench_threshold)
+        n = b["n"]
+        self._bench_primary = self._bench_primary or b["primary"]
+        for key in [k for k in b if k.startswith("nme_")] + ["fr", "auc"]:
+            self._bench[key] = self._bench.get(key, 0.0) + b[key] * n
+        self._bench_n += n
+        for name, sub in b.get("subsets", {}).items():
+            acc = self._subsets.setdefault(name, {"nme": 0.0, "fr": 0.0, "auc": 0.0, "n": 0})
+            if sub["n"]:
+                for key in ("nme", "fr", "auc"):
+                    acc[key] += sub[key] * sub["n"]
+                acc["n"] += sub["n"]
 
     def bench_result(self) -> dict | None:
         """The ``benchmark`` block of :meth:`result` (None when nothing called for it)."""
         if not self._bench_n:
             return None
         n = self._bench_n
-        out: dict = {key: v / n for key, v in self._bench.items()}
-        out.update(primary=self._bench_primary, fr=self._bench_fail / n, auc=self._bench_auc / n, n=n,
+        out: dict = {key: v / n for key, v in self._bench.items() if key.startswith("nme_")}
+        out.update(primary=self._bench_primary, fr=self._bench["fr"] / n, auc=self._bench["auc"] / n, n=n,
                    threshold=self.bench_threshold)
         if self._subsets:
-            nan = float("nan")
-            out["subsets"] = {name: {"nme": s / c if c else nan, "fr": f / c if c else nan,
-                                     "auc": a / c if c else nan, "n": c}
-                              for name, (c, s, f, a) in self._subsets.items()}
+            out["subsets"] = {name: {**{key: a[key] / a["n"] if a["n"] else float("nan")
+                                        for key in ("nme", "fr", "auc")}, "n": a["n"]}
+                              for name, a in self._subsets.items()}
         return out
 
     def _keep_worst(self, e: np.ndarray, idx: np.ndarray) -> None:
