@@ -40,7 +40,8 @@ import warnings
 
 import numpy as np
 
-from .parser import count_lines, line_blocks
+from .delimited import _image_root
+from .parser import _F32_MAX, count_lines, decode_line, line_blocks
 from .table import DatasetError, LandmarkTable, Skips
 
 __all__ = [
@@ -86,6 +87,13 @@ def _numbers(parts: list, width: int, sep: bytes) -> np.ndarray:
     return out
 
 
+def _usable(vals: np.ndarray) -> np.ndarray:
+    """Rows of ``vals`` (float64) whose every value is finite and within float32 (the table's dtype:
+    beyond it a value would become inf there)."""
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(vals) & (np.abs(vals) <= _F32_MAX)).all(axis=1)
+
+
 def _bad_field(raw: bytes, sep: bytes, names, first: int = 1) -> str:
     """Why a row of numbers is unusable: the first field that is not a finite number (fields
     numbered from ``first``: the column of ``raw``'s first field in the line)."""
@@ -93,7 +101,7 @@ def _bad_field(raw: bytes, sep: bytes, names, first: int = 1) -> str:
     for j, t in enumerate(tokens):
         text = t.decode("utf-8", "replace").strip()
         try:
-            ok = np.isfinite(float(text))
+            ok = np.isfinite(float(text)) and abs(float(text)) <= _F32_MAX  # the table holds float32
         except ValueError:
             ok = False
         if not ok:
@@ -104,11 +112,7 @@ def _bad_field(raw: bytes, sep: bytes, names, first: int = 1) -> str:
 
 
 def _decode(raw: bytes, label: str, line_no: int) -> str:
-    try:
-        return raw.decode("utf-8").strip()
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{label}: line {line_no}: byte 0x{raw[e.start]:02x} is not UTF-8 text; expected a "
-                           "UTF-8 label file") from None
+    return decode_line(raw, label, line_no).strip()
 
 
 class _ImageCheck:
@@ -275,7 +279,7 @@ def _wflw_block(lines, start, label, skips, exists, pts, boxes, flags, line_nos,
     vals = _numbers(heads, _WFLW_VALUES, b" ")
     box, attr = vals[:, 196:200], vals[:, 200:]
     with np.errstate(invalid="ignore"):
-        finite = np.isfinite(vals).all(axis=1)
+        finite = _usable(vals)
         flag_ok = ((attr == 0) | (attr == 1)).all(axis=1)
         box_ok = (box[:, 2] >= box[:, 0]) & (box[:, 3] >= box[:, 1])
     keep = np.zeros(len(heads), dtype=bool)
@@ -412,9 +416,9 @@ def _coco_annotation(a, k: int, files_of: dict):
         arr = np.array(kp, dtype=np.float64).reshape(k, 3)
     except (TypeError, ValueError):
         return "keypoints holds a value that is not a number", None
-    if not np.isfinite(arr).all():
-        j = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        return f"keypoint {j} is not finite", None
+    if not _usable(arr).all():
+        j = int(np.flatnonzero(~_usable(arr))[0])
+        return f"keypoint {j} is not a finite number within float32 (the labels' dtype)", None
     bbox = a.get("bbox")
     if bbox is not None:
         try:
@@ -471,11 +475,7 @@ def read_hrnet_csv(label, strict: bool = False, images: str | None = None) -> La
     label = os.path.abspath(os.fspath(label))
     if not os.path.isfile(label):
         raise DatasetError(f"{label}: label file not found")
-    if images:
-        root = os.path.abspath(images)
-    else:
-        folder = os.path.dirname(label)
-        root = os.path.join(folder, "images") if os.path.isdir(os.path.join(folder, "images")) else folder
+    root = _image_root(label, images or None)
     header = _first_line(label).decode("utf-8", "replace").split(",")
     meta = _hrnet_meta(header, label)
     width = len(header) - 1
@@ -514,15 +514,19 @@ def read_hrnet_csv(label, strict: bool = False, images: str | None = None) -> La
                 row_names.append(text)
             start += len(lines)
             vals = _numbers(rests, width, b",")
+            usable = _usable(vals)
+            keep = np.zeros(len(rests), dtype=bool)
             for r in range(len(rests)):
-                if not np.isfinite(vals[r]).all():
+                if not usable[r]:
                     bad.append((nos[r], f"image {row_names[r]!r}: " + _bad_field(rests[r], b",", field, 2)))
                 elif not exists(row_names[r]):
                     bad.append((nos[r], f"image {row_names[r]!r} not found in {root}"))
                 else:
-                    vals_out[n], line_nos[n] = vals[r], nos[r]
+                    keep[r] = True
                     names.append(row_names[r])
-                    n += 1
+            m = int(keep.sum())
+            vals_out[n:n + m], line_nos[n:n + m] = vals[keep], np.asarray(nos, np.int64)[keep]
+            n += m
             _flush(bad, label, skips)
     if not n:
         return _empty_table("hrnet", label, root, skips, k)

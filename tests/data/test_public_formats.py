@@ -96,6 +96,7 @@ def test_wflw_folder_with_one_list_is_detected_and_images_can_be_named(wflw, tmp
     (lambda f: f[:-2] + [f[-1]], r"206 fields, expected 207 \(196 coordinates of 98 points"),
     (lambda f: f[:7] + ["abc"] + f[8:], r"field 8 \(y3\) is 'abc', expected a finite number"),
     (lambda f: f[:7] + ["nan"] + f[8:], r"field 8 \(y3\) is 'nan', expected a finite number"),
+    (lambda f: f[:7] + ["1e39"] + f[8:], r"field 8 \(y3\) is '1e39', expected a finite number"),  # inf in float32
     (lambda f: f[:200] + ["2"] + f[201:], r"field 201 \(pose\) is 2, expected an attribute flag 0 or 1"),
     (lambda f: f[:196] + ["120", "20", "110", "140"] + f[200:], r"the box 120 20 110 140 has x_max < x_min"),
     (lambda f: f[:-1] + ["51--Dancing/missing.jpg"], r"image '51--Dancing/missing.jpg' not found in"),
@@ -310,3 +311,17 @@ def test_a_plain_csv_with_a_scale_column_is_not_taken_as_csv_points(tmp_path):
     plain = tmp_path / "p.csv"
     plain.write_text("file,x0,y0,x1,y1,x2,y2\na.png,1,2,3,4,5,6\n")
     assert D.detect_format(plain) == "csv"
+
+
+def test_hrnet_values_beyond_float32_are_skipped_not_made_inf(tmp_path):
+    """The tables hold float32: a value the float64 parse accepts but float32 cannot hold is a bad
+    field, as in the CSV readers, not an inf in the table."""
+    label, faces = _hrnet_aflw(tmp_path)
+    lines = label.read_text().splitlines()
+    cells = lines[1].split(",")
+    lines[1] = ",".join(cells[:9] + ["-4e38"] + cells[10:])
+    label.write_text("\n".join(lines) + "\n")
+    table = D.read_dataset(label)
+    assert len(table) == 1 and np.isfinite(table.points).all()
+    assert table.skipped[0]["reason"] == ("image 'flickr/0/image00002.jpg': field 10 (x2) is '-4e38', expected a "
+                                          "finite number")
