@@ -45,14 +45,15 @@ def missing_modules(modules) -> list[str]:
     return out
 
 
-def require_extra(extra: str, what: str) -> None:
+def require_extra(extra: str, what: str, modules=None) -> None:
     """Raise :class:`MissingExtra` naming the extra to install when one of its modules is missing.
 
     Args:
         extra: a key of :data:`EXTRAS` (``"train"``, ``"albu"``, ``"tb"``, ``"timm"``, ``"onnx"``).
         what: what needs it, e.g. ``"augkit train"``.
+        modules: the ones of the extra's modules that ``what`` needs (None: all of them).
     """
-    missing = missing_modules(EXTRAS[extra])
+    missing = missing_modules(EXTRAS[extra] if modules is None else modules)
     if missing:
         raise MissingExtra(f"{what} needs the [{extra}] extra: pip install 'augkit[{extra}]' "
                            f"(not installed: {', '.join(missing)})")

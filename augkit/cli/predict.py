@@ -134,7 +134,7 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
         except ins.RunError as e:
             raise click.BadParameter(str(e), param_hint="'--out'") from None
     if onnx is not None:
-        models, tta, workers = _onnx_model(onnx, onnx_json, checkpoints, runs, tta, workers, device)
+        models, tta = _onnx_model(onnx, onnx_json, checkpoints, runs, tta, device)
         s = runners.predict_to_file(models, data, out, tta=tta, fmt=fmt, uncertainty=uncertainty, strict=strict,
                                     compute=_compute(scheme, max_batch, workers, device))
         _print_predict(s)
@@ -149,12 +149,11 @@ def predict(checkpoints, data, tta, out, fmt, uncertainty, strict, max_batch, de
     _print_predict(s)
 
 
-def _onnx_model(onnx, onnx_json, checkpoints, runs, tta, workers, device):
-    """``predict --onnx``: ([the ONNX Runtime model], the TTA to use, workers). The export's TTA
-    unless --tta is given; without torch the views are warped in this process (the worker pool is
-    torch's DataLoader)."""
+def _onnx_model(onnx, onnx_json, checkpoints, runs, tta, device):
+    """``predict --onnx``: ([the ONNX Runtime model], the TTA to use). The export's TTA
+    unless --tta is given (without torch the views are warped in this process: see
+    :func:`augkit.tta.sources.iter_views`)."""
     from augkit.errors import UsageError
-    from augkit.extras import missing_modules
     from augkit.tta.export import load_onnx
     if checkpoints or runs:
         raise UsageError("augkit predict: --onnx replaces --checkpoint and --run; give one model source")
@@ -164,9 +163,7 @@ def _onnx_model(onnx, onnx_json, checkpoints, runs, tta, workers, device):
         what = "fitted weights" if spec.weights is not None else f"merge {spec.merge}"
         _warn(f"note: TTA from the export's description: {spec.name} ({len(spec.views)} view(s), {what}; "
               "--tta overrides it)")
-    if missing_modules(("torch",)):
-        workers = 0
-    return [model], tta, workers
+    return [model], tta
 
 
 def _print_predict(s) -> None:

@@ -41,29 +41,21 @@ import numpy as np
 from augkit import geometry
 from augkit.compose import Compose
 from augkit.errors import InputError
-from augkit.extras import MissingExtra, missing_modules
+from augkit.extras import missing_modules, require_extra
 from augkit.files import atomic_write_bytes, atomic_write_text, read_json
 from augkit.schemes import get_scheme
 
+from . import onnx_spec
 from .inputs import RunError
 from .merge import ROBUST_C, ROBUST_FLOOR, ROBUST_ITERS, SIGMA_MIN
 from .views import TTASpec, spec_from_dict, spec_to_dict
 
-__all__ = ["EXPORT_FORMAT", "ExportSummary", "OnnxModel", "describe", "export_onnx", "json_path_for", "load_onnx",
-           "require_onnx"]
+__all__ = ["EXPORT_FORMAT", "ExportSummary", "OnnxModel", "describe", "export_onnx", "json_path_for", "load_onnx"]
 
-EXPORT_FORMAT = "augkit-onnx-export"
+EXPORT_FORMAT = onnx_spec.FORMAT   # one name: the numpy reference reads what this writes
 EXPORT_VERSION = 1
-ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")    # the [onnx] extra
 _EXAMPLE_SIZES = ((640, 480), (480, 640), (333, 517))   # (w, h) of the preprocessing examples
 
-
-def require_onnx(what: str, modules=ONNX_MODULES) -> None:
-    """Raise :class:`~augkit.extras.MissingExtra` naming ``[onnx]`` when one of ``modules`` is missing."""
-    missing = missing_modules(modules)
-    if missing:
-        raise MissingExtra(f"{what} needs the [onnx] extra: pip install 'augkit[onnx]' "
-                           f"(not installed: {', '.join(missing)})")
 
 
 def json_path_for(onnx_path) -> str:
@@ -237,7 +229,7 @@ def export_onnx(checkpoint, out, *, tta="none", json_out=None, opset: int | None
     """
     from .inputs import as_spec, check_merge_weights, check_writable_out
     from .runners import load_models
-    require_onnx("augkit export", ("onnx", "onnxscript"))
+    require_extra("onnx", "augkit export", ("onnx", "onnxscript"))
     spec = as_spec(tta)
     json_out = json_path_for(out) if json_out is None else os.fspath(json_out)
     if os.path.abspath(json_out) == os.path.abspath(os.fspath(out)):
@@ -300,7 +292,7 @@ class OnnxModel:
     device = None   # the predictor stacks plain numpy batches (no page-locked torch buffer)
 
     def __init__(self, onnx, description: dict, device: str = "auto", threads: int | None = None):
-        require_onnx("an ONNX model", ("onnxruntime",))
+        require_extra("onnx", "an ONNX model", ("onnxruntime",))
         import onnxruntime as ort
         where = onnx if isinstance(onnx, (str, os.PathLike)) else "the ONNX model"
         d = description

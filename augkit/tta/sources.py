@@ -124,9 +124,11 @@ def _keep_item(item):
 
 
 def iter_views(source: ViewSource, workers: int = 0, prefetch: int = 4):
-    """Items of ``source`` in order: in this process (``workers=0``) or from ``workers`` processes
-    (torch ``DataLoader``, ``prefetch`` items queued per worker) while the caller runs the model."""
-    if workers <= 0 or len(source) == 0:
+    """Items of ``source`` in order: in this process (``workers=0``, or without torch: e.g. an
+    ONNX Runtime model) or from ``workers`` processes (torch ``DataLoader``, ``prefetch`` items
+    queued per worker) while the caller runs the model."""
+    from augkit.extras import missing_modules
+    if workers <= 0 or len(source) == 0 or missing_modules(("torch",)):
         for i in range(len(source)):
             yield source[i]
         return
