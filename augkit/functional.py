@@ -352,10 +352,8 @@ def erase(image: np.ndarray, rects, fill, seed: int, keep_alpha: bool = False) -
     ``fill``: a number, "random" (one random colour per rectangle) or "noise" (random pixels).
     ``keep_alpha``: paint the colour channels only (an RGBA image keeps its alpha).
     """
-    if keep_alpha and image.ndim == 3 and image.shape[2] == 4:
-        out = image.copy()
-        out[..., :3] = erase(np.ascontiguousarray(image[..., :3]), rects, fill, seed)
-        return out
+    if keep_alpha:
+        return _on_colour(image, lambda c: erase(np.ascontiguousarray(c), rects, fill, seed))
     out = image.copy()
     h, w = image.shape[:2]
     rng = np.random.default_rng(seed)
@@ -399,8 +397,6 @@ def color_jitter(image: np.ndarray, hue: float, saturation: float, value: float)
         hsv[..., 1] = np.clip(hsv[..., 1] * np.float32(saturation), 0, 1)
         hsv[..., 2] = np.clip(hsv[..., 2] * np.float32(value), 0, 1)
         return _to_dtype(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * top, c.dtype)
-    if image.ndim == 2 or image.shape[2] == 1:
-        return on_rgb(image)
     return _on_colour(image, on_rgb)
 
 
