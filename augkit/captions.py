@@ -149,7 +149,7 @@ def _masks(lines, font: int, cap: float, thickness: int, outline: int):
 def render_caption(image: np.ndarray, v: dict) -> np.ndarray:
     """``image`` with the caption of the values ``v`` (see :class:`augkit.photometric.Caption`)
     composited over its colour channels; a new array of the same dtype and channels."""
-    from .functional import _to_dtype, dtype_range
+    from .functional import to_dtype, dtype_range
     h, w = image.shape[:2]
     cap = max(3.0, float(v["height"]) * h)
     thickness = max(1, int(round(cap * float(v["weight"]))))
@@ -186,6 +186,6 @@ def render_caption(image: np.ndarray, v: dict) -> np.ndarray:
         if out.shape[2] == 1:
             paint = np.array([paint @ np.array([0.299, 0.587, 0.114], np.float32)], np.float32)
         out += (paint - out) * alpha
-    res = _to_dtype(out, image.dtype)
+    res = to_dtype(out, image.dtype)
     color[...] = res[..., 0] if color.ndim == 2 else res
     return out_full

@@ -176,7 +176,7 @@ def dtype_range(dtype) -> float:
                     "image.astype(np.float32) scaled to [0, 1], or to uint8/uint16")
 
 
-def _to_dtype(values: np.ndarray, dtype) -> np.ndarray:
+def to_dtype(values: np.ndarray, dtype) -> np.ndarray:
     """Float values in the dtype's range -> that dtype (rounded for integers, always clipped)."""
     top = dtype_range(dtype)
     if np.dtype(dtype) == np.float32:
@@ -198,7 +198,7 @@ def adjust_linear(image: np.ndarray, gain: float, bias: float) -> np.ndarray:
     if image.dtype == np.uint8:
         return lut(image, linear_table(gain, bias))
     top = dtype_range(image.dtype)
-    return _on_colour(image, lambda c: _to_dtype(c.astype(np.float32) * np.float32(gain)
+    return _on_colour(image, lambda c: to_dtype(c.astype(np.float32) * np.float32(gain)
                                                  + np.float32(bias * top / 255.0), image.dtype))
 
 
@@ -207,7 +207,7 @@ def adjust_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
     if image.dtype == np.uint8:
         return lut(image, gamma_table(gamma))
     top = np.float32(dtype_range(image.dtype))
-    return _on_colour(image, lambda c: _to_dtype(
+    return _on_colour(image, lambda c: to_dtype(
         top * np.power(np.clip(c.astype(np.float32) / top, 0, 1), np.float32(gamma)), image.dtype))
 
 
@@ -256,7 +256,7 @@ def sharpen(image: np.ndarray, amount: float, sigma: float) -> np.ndarray:
             return _restore_channels(cv2.addWeighted(c, 1.0 + amount, blurred, -float(amount), 0.0), c)
         x = c.astype(np.float32)
         detail = x - _restore_channels(cv2.GaussianBlur(x, (0, 0), sigma), x)
-        return _to_dtype(x + np.float32(amount) * detail, image.dtype)
+        return to_dtype(x + np.float32(amount) * detail, image.dtype)
     return _on_colour(image, unsharp)
 
 
@@ -311,7 +311,7 @@ def add_noise(image: np.ndarray, std: float, seed: int) -> np.ndarray:
     scale = np.float32(std * dtype_range(image.dtype) / 255.0)
     color = image if image.ndim == 2 or image.shape[2] != 4 else image[..., :3]
     noisy = color.astype(np.float32) + rng.standard_normal(color.shape, dtype=np.float32) * scale
-    noisy = _to_dtype(noisy, image.dtype)
+    noisy = to_dtype(noisy, image.dtype)
     if color is image:
         return noisy
     out = image.copy()
@@ -327,9 +327,9 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """
     if image.dtype != np.uint8:
         top = dtype_range(image.dtype)
-        as8 = _to_dtype(image.astype(np.float32) * np.float32(255.0 / top), np.uint8)
+        as8 = to_dtype(image.astype(np.float32) * np.float32(255.0 / top), np.uint8)
         artefacts = jpeg(as8, quality).astype(np.float32) - as8.astype(np.float32)
-        return _to_dtype(image.astype(np.float32) + artefacts * np.float32(top / 255.0), image.dtype)
+        return to_dtype(image.astype(np.float32) + artefacts * np.float32(top / 255.0), image.dtype)
     color = image if image.ndim == 2 or image.shape[2] != 4 else np.ascontiguousarray(image[..., :3])
     rgb = color.ndim == 3 and color.shape[2] == 3
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(color, cv2.COLOR_RGB2BGR) if rgb else color,
@@ -396,7 +396,7 @@ def color_jitter(image: np.ndarray, hue: float, saturation: float, value: float)
         hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(hue), 360)
         hsv[..., 1] = np.clip(hsv[..., 1] * np.float32(saturation), 0, 1)
         hsv[..., 2] = np.clip(hsv[..., 2] * np.float32(value), 0, 1)
-        return _to_dtype(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * top, c.dtype)
+        return to_dtype(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * top, c.dtype)
     return _on_colour(image, on_rgb)
 
 
@@ -412,7 +412,7 @@ def clahe(image: np.ndarray, clip_limit: float, grid: int) -> np.ndarray:
 
     def equalise(light: np.ndarray, top: float) -> np.ndarray:
         """float lightness on 0..top -> equalised, same scale."""
-        as8 = _to_dtype(light * np.float32(255.0 / top), np.uint8)
+        as8 = to_dtype(light * np.float32(255.0 / top), np.uint8)
         return light + (op.apply(as8).astype(np.float32) - as8.astype(np.float32)) * np.float32(top / 255.0)
 
     def colour(c: np.ndarray) -> np.ndarray:
@@ -425,10 +425,10 @@ def clahe(image: np.ndarray, clip_limit: float, grid: int) -> np.ndarray:
             return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
         top = np.float32(dtype_range(c.dtype))
         if gray:
-            return _to_dtype(equalise(c.reshape(c.shape[:2]).astype(np.float32), top), c.dtype).reshape(c.shape)
+            return to_dtype(equalise(c.reshape(c.shape[:2]).astype(np.float32), top), c.dtype).reshape(c.shape)
         lab = cv2.cvtColor(np.ascontiguousarray(c.astype(np.float32) / top), cv2.COLOR_RGB2LAB)  # L in 0-100
         lab[..., 0] = np.clip(equalise(lab[..., 0], 100.0), 0, 100)
-        return _to_dtype(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * top, c.dtype)
+        return to_dtype(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * top, c.dtype)
     return _on_colour(image, colour)
 
 
@@ -463,5 +463,5 @@ def like(patch_rgb8: np.ndarray, image: np.ndarray) -> np.ndarray:
     if channels == 4:
         p = np.concatenate([p, np.full(p.shape[:2] + (1,), 255, np.uint8)], axis=2)
     top = dtype_range(image.dtype)
-    q = p if image.dtype == np.uint8 else _to_dtype(p.astype(np.float32) * np.float32(top / 255.0), image.dtype)
+    q = p if image.dtype == np.uint8 else to_dtype(p.astype(np.float32) * np.float32(top / 255.0), image.dtype)
     return q[..., 0] if image.ndim == 2 else q

@@ -17,6 +17,7 @@ from .table import DatasetError, LandmarkTable
 __all__ = [
     "LABEL_EXTENSIONS",
     "count_csv_files",
+    "image_root",
     "is_competition",
     "is_csv",
     "label_file",
@@ -74,7 +75,9 @@ def label_file(path, fmt: str) -> str:
     return os.path.join(path, csvs[0])
 
 
-def _image_root(label: str, images: str | None) -> str:
+def image_root(label: str, images: str | None) -> str:
+    """The image folder of a label file: ``images`` when given, else ``images/`` beside the file
+    when there is one, else the file's own folder."""
     if images is not None:
         return os.path.abspath(images)
     folder = os.path.dirname(os.path.abspath(label))
@@ -120,13 +123,13 @@ def read_competition(label, strict: bool = False, images: str | None = None) -> 
     (or the submission's ``Point_M0_X``, any x, y pair naming, or no header; integer or float values); images
     under ``images/`` beside it."""
     label = os.path.abspath(os.fspath(label))
-    return _finish(parse_table(label, None, strict), label, _image_root(label, images), "competition")
+    return _finish(parse_table(label, None, strict), label, image_root(label, images), "competition")
 
 
 def read_csv(label, strict: bool = False, images: str | None = None, header: bool | None = None) -> LandmarkTable:
     """A plain CSV: file name, then x0, y0, x1, y1, ... (comma or tab; header or not)."""
     label = os.path.abspath(os.fspath(label))
-    return _finish(parse_table(label, header, strict), label, _image_root(label, images), "csv")
+    return _finish(parse_table(label, header, strict), label, image_root(label, images), "csv")
 
 
 def _finish(parsed: Parsed, label, root, fmt) -> LandmarkTable:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from .table import DatasetError, Skips
 
-__all__ = ["Parsed", "count_lines", "decode_line", "is_number", "line_blocks", "parse_table"]
+__all__ = ["F32_MAX", "Parsed", "count_lines", "decode_line", "is_number", "line_blocks", "parse_table"]
 
 # The label file is read in blocks of whole lines (``_BLOCK_BYTES``) and parsed straight into one
 # preallocated float32 (rows, 2K) buffer: the only per-row Python objects are the file names. A
@@ -143,7 +143,8 @@ def _parse_ints(b: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int):
     return vals
 
 
-_F32_MAX = float(np.finfo(np.float32).max)
+#: the largest magnitude a label value may have: the tables hold float32
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _field_problem(token: bytes) -> str | None:
@@ -159,8 +160,8 @@ def _field_problem(token: bytes) -> str | None:
         return f"{text!r} is not a finite number"
     if not np.isfinite(value):
         return f"{text!r} is not a finite number"
-    if abs(value) > _F32_MAX:
-        return f"{text!r} is beyond the float32 range the labels are held in (±{_F32_MAX:.3g})"
+    if abs(value) > F32_MAX:
+        return f"{text!r} is beyond the float32 range the labels are held in (±{F32_MAX:.3g})"
     return None
 
 
@@ -335,7 +336,7 @@ def _parse_block(lines, start_no, sep: bytes, expected: int, columns, label, ski
     else:
         rows = vals.reshape(len(rests), width)
     with np.errstate(invalid="ignore"):  # a value float32 cannot hold would become inf: skipped like NaN
-        bad = ~(np.isfinite(rows) & (np.abs(rows) <= _F32_MAX)).all(axis=1)
+        bad = ~(np.isfinite(rows) & (np.abs(rows) <= F32_MAX)).all(axis=1)
     if bad.any():
         for row in np.flatnonzero(bad):
             tokens = rests[row].split(sep)

@@ -40,8 +40,8 @@ import warnings
 
 import numpy as np
 
-from .delimited import _image_root
-from .parser import _F32_MAX, count_lines, decode_line, line_blocks
+from .delimited import image_root
+from .parser import F32_MAX, count_lines, decode_line, line_blocks
 from .table import DatasetError, LandmarkTable, Skips
 
 __all__ = [
@@ -91,7 +91,7 @@ def _usable(vals: np.ndarray) -> np.ndarray:
     """Rows of ``vals`` (float64) whose every value is finite and within float32 (the table's dtype:
     beyond it a value would become inf there)."""
     with np.errstate(invalid="ignore"):
-        return (np.isfinite(vals) & (np.abs(vals) <= _F32_MAX)).all(axis=1)
+        return (np.isfinite(vals) & (np.abs(vals) <= F32_MAX)).all(axis=1)
 
 
 def _bad_field(raw: bytes, sep: bytes, names, first: int = 1) -> str:
@@ -101,7 +101,7 @@ def _bad_field(raw: bytes, sep: bytes, names, first: int = 1) -> str:
     for j, t in enumerate(tokens):
         text = t.decode("utf-8", "replace").strip()
         try:
-            ok = np.isfinite(float(text)) and abs(float(text)) <= _F32_MAX  # the table holds float32
+            ok = np.isfinite(float(text)) and abs(float(text)) <= F32_MAX  # the table holds float32
         except ValueError:
             ok = False
         if not ok:
@@ -475,7 +475,7 @@ def read_hrnet_csv(label, strict: bool = False, images: str | None = None) -> La
     label = os.path.abspath(os.fspath(label))
     if not os.path.isfile(label):
         raise DatasetError(f"{label}: label file not found")
-    root = _image_root(label, images or None)
+    root = image_root(label, images or None)
     header = _first_line(label).decode("utf-8", "replace").split(",")
     meta = _hrnet_meta(header, label)
     width = len(header) - 1
